@@ -1,0 +1,1 @@
+// placeholder so the layer's library exists; removed when the layer has code
