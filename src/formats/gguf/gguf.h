@@ -79,6 +79,9 @@ class File {
   const TensorInfo* find_tensor(std::string_view name) const;  // nullptr if absent
 
  private:
+  friend class Writer;  // copy_key copies a value's validated bytes verbatim
+  // The value's bytes as stored after its type field (already validated), for Writer::copy_key.
+  std::string_view raw_value(std::string_view key, ValueType* type) const;
   struct Impl;
   explicit File(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
@@ -117,7 +120,7 @@ class Writer {
   uint32_t version_;
   size_t alignment_;
   std::vector<std::shared_ptr<Kv>> kvs_;
-  std::vector<Tensor> tensors_;
+  std::vector<std::shared_ptr<Tensor>> tensors_;  // shared_ptr: Tensor is incomplete here
   void add_kv(std::shared_ptr<Kv> kv);
 };
 

@@ -1,0 +1,95 @@
+// tern's C++ API: load a model, tokenize, apply its chat template, generate with streaming.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tern/sampling.h"
+
+namespace tern {
+
+struct EngineConfig {
+  std::string model_path;
+  int n_threads = 0;            // 0: one per hardware thread
+  int n_ctx = 0;                // 0: the model's training context, capped at 4096
+  int max_batch_tokens = 512;   // prompt tokens per forward pass
+  std::string backend = "cpu";  // "cpu" or "ref" (the scalar oracle; slow)
+};
+
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int max_tokens = 128;
+  bool ignore_eos = false;
+  std::vector<std::string> stop;  // generation ends before the first occurrence of any
+};
+
+enum class FinishReason { Length, Stop, Eos, Context, Cancelled };
+std::string_view finish_reason_name(FinishReason r);
+
+// A piece of streamed output: the token just generated and the text it completes (possibly empty
+// while a multi-byte character or a possible stop string is still pending).
+struct StreamChunk {
+  int32_t token;
+  std::string_view text;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;
+  std::string text;
+  FinishReason finish = FinishReason::Length;
+  double prompt_seconds = 0;
+  double generate_seconds = 0;
+};
+
+struct ModelSummary {
+  std::string path;
+  std::string arch;
+  std::string name;
+  int64_t n_vocab = 0;
+  int64_t n_ctx_train = 0;
+  int n_ctx = 0;
+  int n_layer = 0;
+  size_t weight_bytes = 0;
+  size_t kv_bytes = 0;
+  std::string backend;
+  int n_threads = 0;
+};
+
+class Engine {
+ public:
+  // Throws tern::Error with a one-line message naming the file or parameter at fault.
+  static std::unique_ptr<Engine> load(const EngineConfig& config);
+  ~Engine();
+
+  const ModelSummary& summary() const;
+  std::vector<int32_t> tokenize(std::string_view text, bool add_special = true, bool parse_special = false) const;
+  std::string detokenize(std::span<const int32_t> ids) const;
+  std::string token_text(int32_t id) const;
+  // Renders the model's own chat template (tokenizer.chat_template); throws if it has none.
+  std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  bool has_chat_template() const;
+
+  // Generates from scratch for request.prompt; `on_chunk` returning false cancels.
+  GenerateResult generate(const GenerateRequest& request,
+                          const std::function<bool(const StreamChunk&)>& on_chunk = {});
+  // Logits of every position of `ids` ([n_vocab] per position, concatenated): for reference checks.
+  std::vector<float> logits(std::span<const int32_t> ids);
+
+ private:
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern

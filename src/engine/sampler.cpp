@@ -1,0 +1,121 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace tern {
+
+namespace {
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+}  // namespace
+
+Rng::Rng(uint64_t seed) {
+  for (auto& s : s_) s = splitmix64(seed);
+}
+
+uint64_t Rng::next() {
+  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+void validate(const SamplingParams& p) {
+  TERN_CHECK(std::isfinite(p.temperature) && p.temperature >= 0, "temperature must be >= 0, got {}", p.temperature);
+  TERN_CHECK(std::isfinite(p.top_p) && p.top_p > 0 && p.top_p <= 1, "top_p must be in (0, 1], got {}", p.top_p);
+  TERN_CHECK(std::isfinite(p.min_p) && p.min_p >= 0 && p.min_p <= 1, "min_p must be in [0, 1], got {}", p.min_p);
+  TERN_CHECK(p.top_k >= 0, "top_k must be >= 0, got {}", p.top_k);
+  TERN_CHECK(std::isfinite(p.repetition_penalty) && p.repetition_penalty > 0,
+             "repetition_penalty must be > 0, got {}", p.repetition_penalty);
+  TERN_CHECK(std::isfinite(p.presence_penalty) && std::fabs(p.presence_penalty) <= 2,
+             "presence_penalty must be in [-2, 2], got {}", p.presence_penalty);
+  TERN_CHECK(std::isfinite(p.frequency_penalty) && std::fabs(p.frequency_penalty) <= 2,
+             "frequency_penalty must be in [-2, 2], got {}", p.frequency_penalty);
+  TERN_CHECK(p.penalty_last_n >= 0, "penalty_last_n must be >= 0, got {}", p.penalty_last_n);
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) { validate(params); }
+
+void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> history) {
+  const auto& p = params_;
+  if (p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f) return;
+  const size_t n = std::min(history.size(), static_cast<size_t>(p.penalty_last_n));
+  std::unordered_map<int32_t, int> counts;
+  for (size_t i = history.size() - n; i < history.size(); ++i) ++counts[history[i]];
+  for (const auto& [id, count] : counts) {
+    if (id < 0 || static_cast<size_t>(id) >= logits.size()) continue;
+    float& l = logits[id];
+    l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+    l -= static_cast<float>(count) * p.frequency_penalty + p.presence_penalty;
+  }
+}
+
+int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+  TERN_CHECK(!logits.empty(), "sample: no logits");
+  apply_penalties(logits, history);
+  const auto& p = params_;
+  if (p.temperature <= 0) {  // greedy: the first maximum, so ties resolve the same way everywhere
+    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  cand_.resize(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) cand_[i] = {static_cast<int32_t>(i), logits[i]};
+  auto by_logit = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  size_t n = cand_.size();
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < n) {
+    std::partial_sort(cand_.begin(), cand_.begin() + p.top_k, cand_.end(), by_logit);
+    n = static_cast<size_t>(p.top_k);
+  } else {
+    std::sort(cand_.begin(), cand_.end(), by_logit);
+  }
+  // Softmax over the survivors (at temperature 1, as llama.cpp's top-p and min-p see them).
+  probs_.resize(n);
+  const double mx = cand_[0].logit;
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp(cand_[i].logit - mx);
+  if (p.top_p < 1.0f) {
+    double cum = 0;
+    size_t keep = n;
+    for (size_t i = 0; i < n; ++i) {
+      cum += probs_[i] / sum;
+      if (cum >= p.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    n = keep;
+  }
+  if (p.min_p > 0.0f) {
+    size_t keep = 1;  // probs_[0] is the maximum; min-p keeps tokens with p >= min_p * p_max
+    while (keep < n && probs_[keep] >= p.min_p * probs_[0]) ++keep;
+    n = keep;
+  }
+  // Temperature, then a draw from the renormalised distribution.
+  sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp((cand_[i].logit - mx) / p.temperature);
+  double r = rng_.uniform() * sum;
+  for (size_t i = 0; i < n; ++i) {
+    r -= probs_[i];
+    if (r < 0) return cand_[i].id;
+  }
+  return cand_[n - 1].id;
+}
+
+}  // namespace tern

@@ -1,0 +1,30 @@
+// What a forward pass receives: the flattened tokens of many sequences (prefill chunks and decode
+// tokens mixed), their positions, each sequence's KV block table, and which rows need logits.
+// The model never sees requests; batch size 1 is just a batch with one sequence.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ops/ops.h"
+
+namespace tern {
+
+struct Batch {
+  std::vector<int32_t> tokens;       // [n_tokens]
+  std::vector<int32_t> positions;    // [n_tokens]
+  std::vector<int32_t> token_seq;    // [n_tokens] index into seqs
+  std::vector<KvSeq> seqs;           // block tables (memory owned by the caller)
+  std::vector<int32_t> logit_rows;   // token indices whose logits are returned, in this order
+
+  int64_t size() const { return static_cast<int64_t>(tokens.size()); }
+  void clear() {
+    tokens.clear();
+    positions.clear();
+    token_seq.clear();
+    seqs.clear();
+    logit_rows.clear();
+  }
+};
+
+}  // namespace tern

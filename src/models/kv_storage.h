@@ -1,0 +1,36 @@
+// The memory of the KV cache: per layer, K and V tensors [head_dim, n_kv_head, n_blocks * block_size],
+// allocated once. Which sequence owns which block is host-side logic (src/kv, the engine).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace tern {
+
+struct KvStorageConfig {
+  int n_layer = 0;
+  int n_kv_head = 0;
+  int head_dim = 0;
+  int block_size = 16;
+  int n_blocks = 0;
+  DType dtype = DType::F16;
+};
+
+class KvStorage {
+ public:
+  explicit KvStorage(const KvStorageConfig& c);
+  const KvStorageConfig& config() const { return config_; }
+  TensorView k(int layer) const { return view(layer, 0); }
+  TensorView v(int layer) const { return view(layer, 1); }
+  size_t bytes() const { return data_.size(); }
+
+ private:
+  TensorView view(int layer, int which) const;
+  KvStorageConfig config_;
+  size_t tensor_bytes_ = 0;
+  mutable std::vector<uint8_t> data_;
+};
+
+}  // namespace tern

@@ -1,0 +1,33 @@
+// Looking up weight tensors by name with shape and type checks, so a malformed or mismatched model
+// file fails at load with the tensor named, never mid-forward.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+
+#include "formats/gguf/gguf.h"
+#include "ops/backend.h"
+
+namespace tern {
+
+class WeightLoader {
+ public:
+  WeightLoader(const gguf::File& file, const Backend& backend) : file_(file), backend_(backend) {}
+  // The tensor `name` with exactly shape `ne`; nullopt-like empty view when optional and absent.
+  TensorView get(const std::string& name, std::initializer_list<int64_t> ne, bool required = true);
+  // Norm weights and other small vectors must be F32.
+  TensorView get_f32(const std::string& name, int64_t n);
+  size_t bytes_loaded() const { return bytes_; }
+
+ private:
+  const gguf::File& file_;
+  const Backend& backend_;
+  size_t bytes_ = 0;
+};
+
+// Metadata getters for "<arch>.<key>" with the error naming the key.
+int64_t arch_int(const gguf::File& f, const std::string& arch, const std::string& key);
+int64_t arch_int_or(const gguf::File& f, const std::string& arch, const std::string& key, int64_t fallback);
+double arch_float_or(const gguf::File& f, const std::string& arch, const std::string& key, double fallback);
+
+}  // namespace tern

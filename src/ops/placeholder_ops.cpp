@@ -1,1 +1,0 @@
-// placeholder so the layer's library exists; removed when the layer has code

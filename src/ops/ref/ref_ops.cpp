@@ -1,0 +1,202 @@
+#include "ops/ref/ref_ops.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "quant/quant.h"
+
+namespace tern::ref {
+namespace {
+
+float* frow(const TensorView& t, int64_t i1, int64_t i2 = 0, int64_t i3 = 0) {
+  return static_cast<float*>(t.row(i1, i2, i3));
+}
+
+float load_cache(const TensorView& c, const char* p, int64_t i) {
+  return c.dtype == DType::F16 ? fp16_to_f32(reinterpret_cast<const uint16_t*>(p)[i])
+                               : reinterpret_cast<const float*>(p)[i];
+}
+
+}  // namespace
+
+void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) {
+  check_get_rows(table, n, out);
+  for (int64_t i = 0; i < n; ++i) {
+    TERN_CHECK(ids[i] >= 0 && ids[i] < table.ne[1], "get_rows: id {} outside [0, {})", ids[i], table.ne[1]);
+    quant::dequantize_row(table.dtype, table.row(ids[i]), frow(out, i), table.ne[0]);
+  }
+}
+
+void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) {
+  check_rms_norm(x, w, out);
+  const int64_t n = x.ne[0];
+  for (int64_t r = 0; r < x.nrows(); ++r) {
+    const float* xr = frow(x, r);
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float scale = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
+    float* o = frow(out, r);
+    for (int64_t i = 0; i < n; ++i) o[i] = xr[i] * scale * w.ptr<float>()[i];
+  }
+}
+
+void round_activations(DType t, const TensorView& x, const TensorView& out, void* scratch) {
+  for (int64_t r = 0; r < x.nrows(); ++r) {
+    if (t == DType::F32) {
+      std::memcpy(frow(out, r), frow(x, r), x.ne[0] * sizeof(float));
+    } else {
+      quant::quantize_row(t, frow(x, r), scratch, x.ne[0]);
+      quant::dequantize_row(t, scratch, frow(out, r), x.ne[0]);
+    }
+  }
+}
+
+void matmul_rows(const TensorView& w, const TensorView& x_rounded, const TensorView& y, float* w_row) {
+  const int64_t n_in = w.ne[0];
+  for (int64_t j = 0; j < w.ne[1]; ++j) {
+    quant::dequantize_row(w.dtype, w.row(j), w_row, n_in);
+    for (int64_t t = 0; t < x_rounded.ne[1]; ++t) {
+      const float* xr = frow(x_rounded, t);
+      double acc = 0;
+      for (int64_t i = 0; i < n_in; ++i) acc += static_cast<double>(w_row[i]) * xr[i];
+      frow(y, t)[j] = static_cast<float>(acc);
+    }
+  }
+}
+
+void matmul(const TensorView& w, const TensorView& x, const TensorView& y) {
+  check_matmul(w, x, y);
+  const DType at = activation_type_for(w.dtype);
+  std::vector<float> xr(static_cast<size_t>(x.ne[0] * x.ne[1]));
+  std::vector<uint8_t> scratch(row_bytes(at, x.ne[0]));
+  auto xrv = TensorView::contiguous(xr.data(), DType::F32, {x.ne[0], x.ne[1]});
+  round_activations(at, x, xrv, scratch.data());
+  std::vector<float> w_row(static_cast<size_t>(w.ne[0]));
+  matmul_rows(w, xrv, y, w_row.data());
+}
+
+void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) {
+  check_rope(x, p);
+  const int64_t half = p.n_rot / 2;
+  // theta_i = pos * base^(-2i/n_rot). ggml steps it by float multiplication rather than calling pow
+  // per element; doing the same keeps our angles bit-identical to the peer's.
+  const float theta_scale = std::pow(p.theta_base, -2.0f / static_cast<float>(p.n_rot));
+  for (int64_t t = 0; t < x.ne[2]; ++t) {
+    for (int64_t h = 0; h < x.ne[1]; ++h) {
+      float* v = frow(x, h, t);
+      float theta = static_cast<float>(pos[t]);
+      for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
+        const float c = std::cos(theta), s = std::sin(theta);
+        const int64_t i0 = p.layout == RopeLayout::Normal ? 2 * i : i;
+        const int64_t i1 = p.layout == RopeLayout::Normal ? 2 * i + 1 : i + half;
+        const float a = v[i0], b = v[i1];
+        v[i0] = a * c - b * s;
+        v[i1] = a * s + b * c;
+      }
+    }
+  }
+}
+
+void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) {
+  check_kv_store(src, cache);
+  for (int64_t t = 0; t < src.ne[2]; ++t) {
+    TERN_CHECK(slots[t] >= 0 && slots[t] < cache.ne[2], "kv_store: slot {} outside the cache", slots[t]);
+    for (int64_t h = 0; h < src.ne[1]; ++h) {
+      const float* s = frow(src, h, t);
+      void* d = cache.row(h, slots[t]);
+      if (cache.dtype == DType::F16) {
+        for (int64_t i = 0; i < src.ne[0]; ++i) static_cast<uint16_t*>(d)[i] = f32_to_fp16(s[i]);
+      } else {
+        std::memcpy(d, s, src.ne[0] * sizeof(float));
+      }
+    }
+  }
+}
+
+void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1) {
+  const int64_t d = a.q.ne[0], n_head = a.q.ne[1], group = n_head / a.k.ne[1];
+  std::vector<double> scores, acc(static_cast<size_t>(d));
+  for (int64_t t = t0; t < t1; ++t) {
+    const KvSeq& seq = a.seqs[a.token_seq[t]];
+    const int64_t n_kv = a.token_pos[t] + 1;
+    TERN_CHECK(n_kv <= static_cast<int64_t>(seq.n_blocks) * a.block_size,
+               "attention: position {} beyond the sequence's {} blocks", a.token_pos[t], seq.n_blocks);
+    scores.resize(static_cast<size_t>(n_kv));
+    for (int64_t h = 0; h < n_head; ++h) {
+      const float* q = frow(a.q, h, t);
+      const int64_t kvh = h / group;
+      double mx = -INFINITY;
+      for (int64_t p = 0; p < n_kv; ++p) {
+        const auto* kr = static_cast<const char*>(a.k.row(kvh, kv_slot(seq, a.block_size, p)));
+        double s = 0;
+        for (int64_t i = 0; i < d; ++i) s += static_cast<double>(q[i]) * load_cache(a.k, kr, i);
+        scores[p] = s * a.scale;
+        mx = std::max(mx, scores[p]);
+      }
+      double sum = 0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t p = 0; p < n_kv; ++p) {
+        const double e = std::exp(scores[p] - mx);
+        sum += e;
+        const auto* vr = static_cast<const char*>(a.v.row(kvh, kv_slot(seq, a.block_size, p)));
+        for (int64_t i = 0; i < d; ++i) acc[i] += e * load_cache(a.v, vr, i);
+      }
+      float* o = frow(a.out, h, t);
+      for (int64_t i = 0; i < d; ++i) o[i] = static_cast<float>(acc[i] / sum);
+    }
+  }
+}
+
+void attention(const AttentionArgs& a) {
+  check_attention(a);
+  attention_tokens(a, 0, a.q.ne[2]);
+}
+
+void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out) {
+  check_same_shape("swiglu", gate, up);
+  check_same_shape("swiglu", gate, out);
+  for (int64_t r = 0; r < gate.nrows(); ++r) {
+    const float *g = frow(gate, r), *u = frow(up, r);
+    float* o = frow(out, r);
+    for (int64_t i = 0; i < gate.ne[0]; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  }
+}
+
+void add(const TensorView& a, const TensorView& b, const TensorView& out) {
+  check_same_shape("add", a, b);
+  check_same_shape("add", a, out);
+  for (int64_t r = 0; r < a.nrows(); ++r) {
+    const float *x = frow(a, r), *y = frow(b, r);
+    float* o = frow(out, r);
+    for (int64_t i = 0; i < a.ne[0]; ++i) o[i] = x[i] + y[i];
+  }
+}
+
+namespace {
+class RefBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "ref"; }
+  bool supports_weight(DType t) const override { return quant::can_quantize(activation_type_for(t)); }
+  void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
+    ref::get_rows(table, ids, n, out);
+  }
+  void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) override {
+    ref::rms_norm(x, w, eps, out);
+  }
+  void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override { ref::matmul(w, x, y); }
+  void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override { ref::rope(x, pos, p); }
+  void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
+    ref::kv_store(src, cache, slots);
+  }
+  void attention(const AttentionArgs& a) override { ref::attention(a); }
+  void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override { ref::swiglu(g, u, o); }
+  void add(const TensorView& a, const TensorView& b, const TensorView& o) override { ref::add(a, b, o); }
+};
+}  // namespace
+
+std::unique_ptr<Backend> make_backend() { return std::make_unique<RefBackend>(); }
+
+}  // namespace tern::ref

@@ -1,0 +1,43 @@
+// Row conversion entry points: validate the length against the type's block size, then hand the
+// whole row to the type's family (float / legacy / K-quant reference code).
+#include "quant/quant.h"
+
+#include "core/error.h"
+#include "quant/codec.h"
+
+namespace tern::quant {
+namespace {
+
+const RowCodec* find_codec(DType t) {
+  if (const RowCodec* c = float_codec(t)) return c;
+  if (const RowCodec* c = legacy_codec(t)) return c;
+  return k_codec(t);
+}
+
+int64_t checked_blocks(DType t, int64_t n) {
+  const DTypeTraits& tr = traits(t);
+  TERN_CHECK(n >= 0 && n % tr.block_elems == 0,
+             "{}: row of {} elements is not a multiple of the block size {}", tr.name, n, tr.block_elems);
+  return n / tr.block_elems;
+}
+
+}  // namespace
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+  const RowCodec* c = find_codec(t);
+  TERN_CHECK(c && c->dequant, "{}: no row conversion to f32 for this type", dtype_name(t));
+  c->dequant(static_cast<const uint8_t*>(src), dst, checked_blocks(t, n));
+}
+
+void quantize_row(DType t, const float* src, void* dst, int64_t n, const float* importance) {
+  const RowCodec* c = find_codec(t);
+  TERN_CHECK(c && c->quant, "{}: no quantisation from f32 for this type", dtype_name(t));
+  c->quant(src, static_cast<uint8_t*>(dst), checked_blocks(t, n), importance);
+}
+
+bool can_quantize(DType t) {
+  const RowCodec* c = find_codec(t);
+  return c && c->quant;
+}
+
+}  // namespace tern::quant

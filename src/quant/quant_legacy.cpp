@@ -1,0 +1,151 @@
+// Legacy 32-element block formats: Q4_0, Q5_0 (symmetric), Q4_1, Q5_1 (scale + min), Q8_0, Q8_1.
+// Without importance weights, quantisation is ggml's *_ref rounding bit for bit (the same bytes as
+// llama.cpp's quantize_row_*_ref and gguf-py); with weights it searches the scale instead.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/fp16.h"
+#include "quant/blocks.h"
+#include "quant/codec.h"
+#include "quant/scale_search.h"
+
+namespace tern::quant {
+namespace {
+
+// Q4_0/Q4_1/Q5_0/Q5_1 differ only in a fifth bit plane (qh) and a stored min (m).
+template <class B>
+struct Nibble {
+  static constexpr bool kAffine = requires(B b) { b.m; };
+  static constexpr int kBits = requires(B b) { b.qh; } ? 5 : 4;
+  static constexpr int kMaxQ = (1 << kBits) - 1;
+  static constexpr int kHalf = 1 << (kBits - 1);  // zero point of the symmetric formats
+
+  static void decode(const B& b, float* y) {
+    const float d = fp16_to_f32(b.d);
+    uint32_t qh = 0;
+    if constexpr (kBits == 5) std::memcpy(&qh, b.qh, 4);
+    for (int j = 0; j < kQK / 2; ++j) {
+      for (int h = 0; h < 2; ++h) {  // element j in the low nibble, j+16 in the high one
+        const int e = j + h * kQK / 2;
+        const int q = ((b.qs[j] >> (4 * h)) & 0xF) | static_cast<int>(((qh >> e) & 1) << 4);
+        if constexpr (kAffine)
+          y[e] = q * d + fp16_to_f32(b.m);
+        else
+          y[e] = (q - kHalf) * d;
+      }
+    }
+  }
+
+  static void pack(const int* q, B& b) {
+    uint32_t qh = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      b.qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + kQK / 2] & 0xF) << 4));
+      qh |= static_cast<uint32_t>(q[j] >> 4) << j;
+      qh |= static_cast<uint32_t>(q[j + kQK / 2] >> 4) << (j + kQK / 2);
+    }
+    if constexpr (kBits == 5) std::memcpy(b.qh, &qh, 4);
+  }
+
+  static void encode(const float* x, const float* importance, B& b) {
+    int q[kQK];
+    if (importance) {
+      encode_weighted(x, importance, q, b);
+    } else if constexpr (kAffine) {
+      // ggml quantize_row_q4_1_ref: the block's range [min, max] onto 0..kMaxQ.
+      float min = x[0], max = x[0];
+      for (int i = 1; i < kQK; ++i) {
+        min = std::min(min, x[i]);
+        max = std::max(max, x[i]);
+      }
+      const float d = (max - min) / kMaxQ;
+      const float id = d != 0 ? 1.0f / d : 0.0f;
+      b.d = f32_to_fp16(d);
+      b.m = f32_to_fp16(min);
+      for (int i = 0; i < kQK; ++i) q[i] = std::min(kMaxQ, static_cast<int>((x[i] - min) * id + 0.5f));
+    } else {
+      // ggml quantize_row_q4_0_ref: the signed max-magnitude element maps to -kHalf exactly, so the
+      // unused level kHalf is on the other side.
+      float amax = 0, max = 0;
+      for (int i = 0; i < kQK; ++i) {
+        if (amax < std::fabs(x[i])) {
+          amax = std::fabs(x[i]);
+          max = x[i];
+        }
+      }
+      const float d = max / -kHalf;
+      const float id = d != 0 ? 1.0f / d : 0.0f;
+      b.d = f32_to_fp16(d);
+      // Truncation after +kHalf+0.5 is ggml's rounding (ties away from -inf, not to even).
+      for (int i = 0; i < kQK; ++i) q[i] = std::min(kMaxQ, static_cast<int>(x[i] * id + (kHalf + 0.5f)));
+    }
+    pack(q, b);
+  }
+
+  // Importance-weighted: weights follow ggml's quantize_q4_0 (qw * sqrt(sigma2 + x^2)).
+  static void encode_weighted(const float* x, const float* importance, int* q, B& b) {
+    float sum_x2 = 0;
+    for (int i = 0; i < kQK; ++i) sum_x2 += x[i] * x[i];
+    const float sigma2 = sum_x2 / kQK;
+    float w[kQK];
+    for (int i = 0; i < kQK; ++i) w[i] = importance[i] * std::sqrt(sigma2 + x[i] * x[i]);
+    if constexpr (kAffine) {
+      uint8_t L[kQK], Laux[kQK];
+      float neg_min = 0;
+      const float d = make_qkx2_quants(kQK, kMaxQ, x, w, L, &neg_min, Laux, -1.f, 0.1f, 20, false);
+      b.d = f32_to_fp16(d);
+      b.m = f32_to_fp16(-neg_min);
+      for (int i = 0; i < kQK; ++i) q[i] = L[i];
+    } else {
+      int8_t L[kQK];
+      const float d = make_qx_quants(kQK, kHalf, x, L, 1, w);
+      b.d = f32_to_fp16(d);
+      for (int i = 0; i < kQK; ++i) q[i] = L[i];
+    }
+  }
+
+  static constexpr RowCodec codec = make_codec<B, kQK, decode, encode>();
+};
+
+// Q8_0 and Q8_1: amax/127 scale, round half away from zero (roundf); Q8_1 also stores d*sum(q).
+template <class B>
+struct Byte {
+  static constexpr bool kHasSum = requires(B b) { b.s; };
+
+  static void decode(const B& b, float* y) {
+    const float d = fp16_to_f32(b.d);
+    for (int i = 0; i < kQK; ++i) y[i] = b.qs[i] * d;
+  }
+
+  static void encode(const float* x, const float*, B& b) {
+    float amax = 0;
+    for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    b.d = f32_to_fp16(d);
+    int sum = 0;
+    for (int i = 0; i < kQK; ++i) {
+      b.qs[i] = static_cast<int8_t>(std::round(x[i] * id));
+      sum += b.qs[i];
+    }
+    if constexpr (kHasSum) b.s = f32_to_fp16(static_cast<float>(sum) * d);
+  }
+
+  static constexpr RowCodec codec = make_codec<B, kQK, decode, encode>();
+};
+
+}  // namespace
+
+const RowCodec* legacy_codec(DType t) {
+  switch (t) {
+    case DType::Q4_0: return &Nibble<BlockQ4_0>::codec;
+    case DType::Q4_1: return &Nibble<BlockQ4_1>::codec;
+    case DType::Q5_0: return &Nibble<BlockQ5_0>::codec;
+    case DType::Q5_1: return &Nibble<BlockQ5_1>::codec;
+    case DType::Q8_0: return &Byte<BlockQ8_0>::codec;
+    case DType::Q8_1: return &Byte<BlockQ8_1>::codec;
+    default: return nullptr;
+  }
+}
+
+}  // namespace tern::quant

@@ -1,0 +1,248 @@
+// Every op on every backend against the scalar reference (src/ops/ref): random inputs at odd and
+// aligned sizes, every weight type, sentinel floats around each output to catch out-of-bounds writes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "backends/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "core/fp16.h"
+#include "ops/ref/ref_ops.h"
+#include "quant/quant.h"
+
+using namespace tern;
+
+namespace {
+
+constexpr float kSentinel = -12345.678f;
+constexpr int kGuard = 16;
+
+// A float buffer with guard zones on both sides.
+struct Guarded {
+  std::vector<float> buf;
+  size_t n;
+  explicit Guarded(size_t n_) : buf(n_ + 2 * kGuard, kSentinel), n(n_) {
+    std::fill(buf.begin() + kGuard, buf.begin() + kGuard + n, std::nanf(""));  // poisoned output
+  }
+  float* data() { return buf.data() + kGuard; }
+  bool guards_intact() const {
+    for (int i = 0; i < kGuard; ++i)
+      if (buf[i] != kSentinel || buf[kGuard + n + i] != kSentinel) return false;
+    return true;
+  }
+};
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Normalised mean squared error, as llama.cpp's test-backend-ops measures it.
+double nmse(const float* a, const float* b, size_t n) {
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < n; ++i) {
+    err += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    ref += static_cast<double>(b[i]) * b[i];
+  }
+  return ref == 0 ? err : err / ref;
+}
+
+std::vector<std::unique_ptr<Backend>> backends_under_test() {
+  std::vector<std::unique_ptr<Backend>> v;
+  v.push_back(make_cpu_backend({.n_threads = 1}));
+  v.push_back(make_cpu_backend({.n_threads = 3}));  // more threads than rows in some cases
+  return v;
+}
+
+// Quantises a random [n_in, n_out] weight into type t.
+std::vector<uint8_t> random_weight(DType t, int64_t n_in, int64_t n_out, uint32_t seed) {
+  const auto f = random_floats(static_cast<size_t>(n_in * n_out), seed, 0.5f);
+  std::vector<uint8_t> w(row_bytes(t, n_in) * n_out);
+  for (int64_t j = 0; j < n_out; ++j) quant::quantize_row(t, f.data() + j * n_in, w.data() + j * row_bytes(t, n_in), n_in);
+  return w;
+}
+
+}  // namespace
+
+struct MatmulCase {
+  DType type;
+  int64_t n_in, n_out, n_tok;
+};
+
+class MatmulTest : public ::testing::TestWithParam<MatmulCase> {};
+
+TEST_P(MatmulTest, MatchesReference) {
+  const auto c = GetParam();
+  auto w = random_weight(c.type, c.n_in, c.n_out, 7);
+  const auto wv = TensorView::contiguous(w.data(), c.type, {c.n_in, c.n_out});
+  auto x = random_floats(static_cast<size_t>(c.n_in * c.n_tok), 11);
+  const auto xv = TensorView::contiguous(x.data(), DType::F32, {c.n_in, c.n_tok});
+  Guarded expect(c.n_out * c.n_tok);
+  ref::matmul(wv, xv, TensorView::contiguous(expect.data(), DType::F32, {c.n_out, c.n_tok}));
+  // The reference accumulates in double; fast paths in float. NMSE bound per accumulation type.
+  for (auto& be : backends_under_test()) {
+    Guarded got(c.n_out * c.n_tok);
+    be->matmul(wv, xv, TensorView::contiguous(got.data(), DType::F32, {c.n_out, c.n_tok}));
+    EXPECT_TRUE(got.guards_intact()) << be->name();
+    EXPECT_LT(nmse(got.data(), expect.data(), got.n), 1e-10) << be->name() << " " << dtype_name(c.type);
+  }
+}
+
+std::vector<MatmulCase> matmul_cases() {
+  std::vector<MatmulCase> v;
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0}) {
+    v.push_back({t, 64, 7, 1});
+    v.push_back({t, 96, 33, 5});
+  }
+  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    v.push_back({t, 256, 5, 1});
+    v.push_back({t, 512, 17, 3});
+  }
+  v.push_back({DType::F32, 3, 2, 2});  // sizes smaller than any vector width
+  v.push_back({DType::F32, 13, 9, 7});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(matmul_cases()),
+                         [](const auto& info) {
+                           const auto& c = info.param;
+                           return std::string(dtype_name(c.type)) + "_" + std::to_string(c.n_in) + "x" +
+                                  std::to_string(c.n_out) + "x" + std::to_string(c.n_tok);
+                         });
+
+TEST(Ops, MatmulReferenceIsExactOnSmallIntegers) {
+  // A hand-checked case: W = [[1, 2], [3, 4], [5, 6]] (3 rows of 2), x = [1, -1].
+  float w[6] = {1, 2, 3, 4, 5, 6}, x[2] = {1, -1}, y[3];
+  ref::matmul(TensorView::contiguous(w, DType::F32, {2, 3}), TensorView::contiguous(x, DType::F32, {2, 1}),
+              TensorView::contiguous(y, DType::F32, {3, 1}));
+  EXPECT_EQ(y[0], -1);
+  EXPECT_EQ(y[1], -1);
+  EXPECT_EQ(y[2], -1);
+}
+
+TEST(Ops, RmsNormSwigluAddRope) {
+  for (int64_t n : {1, 7, 64, 129}) {
+    const int64_t rows = 5;
+    auto x = random_floats(n * rows, 1), w = random_floats(n, 2), u = random_floats(n * rows, 3);
+    const auto xv = TensorView::contiguous(x.data(), DType::F32, {n, rows});
+    const auto uv = TensorView::contiguous(u.data(), DType::F32, {n, rows});
+    const auto wv = TensorView::contiguous(w.data(), DType::F32, {n});
+    for (auto& be : backends_under_test()) {
+      Guarded e(n * rows), g(n * rows);
+      auto ev = TensorView::contiguous(e.data(), DType::F32, {n, rows});
+      auto gv = TensorView::contiguous(g.data(), DType::F32, {n, rows});
+      ref::rms_norm(xv, wv, 1e-5f, ev);
+      be->rms_norm(xv, wv, 1e-5f, gv);
+      EXPECT_TRUE(g.guards_intact());
+      EXPECT_LT(nmse(g.data(), e.data(), g.n), 1e-12) << "rms_norm " << n;
+      ref::swiglu(xv, uv, ev);
+      be->swiglu(xv, uv, gv);
+      EXPECT_LT(nmse(g.data(), e.data(), g.n), 1e-12) << "swiglu " << n;
+      ref::add(xv, uv, ev);
+      be->add(xv, uv, gv);
+      EXPECT_LT(nmse(g.data(), e.data(), g.n), 1e-14) << "add " << n;
+      EXPECT_TRUE(g.guards_intact());
+    }
+  }
+  // RoPE in both layouts, positions out of order, partial rotation.
+  for (RopeLayout layout : {RopeLayout::Normal, RopeLayout::NeoX}) {
+    const int64_t d = 64, heads = 3, T = 4;
+    const int32_t pos[T] = {0, 5, 1, 4095};
+    auto x = random_floats(d * heads * T, 9);
+    for (int n_rot : {64, 32}) {
+      RopeParams p{.n_rot = n_rot, .theta_base = 10000.0f, .layout = layout};
+      auto e = x, g = x;
+      ref::rope(TensorView::contiguous(e.data(), DType::F32, {d, heads, T}), pos, p);
+      for (auto& be : backends_under_test()) {
+        g = x;
+        be->rope(TensorView::contiguous(g.data(), DType::F32, {d, heads, T}), pos, p);
+        EXPECT_LT(nmse(g.data(), e.data(), g.size()), 1e-12);
+      }
+      // Position 0 is the identity; the norm of each rotated pair is preserved.
+      for (int64_t i = 0; i < d * heads; ++i) EXPECT_EQ(e[i], x[i]);
+      if (n_rot < d) EXPECT_EQ(e[d * heads + d - 1], x[d * heads + d - 1]);  // unrotated tail untouched
+    }
+  }
+}
+
+TEST(Ops, RopeNormalLayoutRotatesAdjacentPairs) {
+  // At position 1 with n_rot 2, pair (x0, x1) rotates by exactly 1 radian.
+  float x[4] = {1, 0, 0, 1};
+  const int32_t pos[1] = {1};
+  ref::rope(TensorView::contiguous(x, DType::F32, {4, 1, 1}), pos, {.n_rot = 2});
+  EXPECT_NEAR(x[0], std::cos(1.0f), 1e-6);
+  EXPECT_NEAR(x[1], std::sin(1.0f), 1e-6);
+  EXPECT_EQ(x[2], 0);
+  EXPECT_EQ(x[3], 1);
+}
+
+// Attention through block tables (blocks deliberately out of order), GQA, several sequences.
+TEST(Ops, PagedAttentionMatchesReference) {
+  for (DType kv_type : {DType::F32, DType::F16}) {
+    for (auto [n_head, n_kv] : {std::pair{4, 4}, {6, 2}, {4, 1}}) {
+      const int64_t d = 64, block = 4, n_blocks = 12;
+      std::vector<uint8_t> kbuf(row_bytes(kv_type, d) * n_kv * block * n_blocks), vbuf(kbuf.size());
+      const auto k = TensorView::contiguous(kbuf.data(), kv_type, {d, n_kv, block * n_blocks});
+      const auto v = TensorView::contiguous(vbuf.data(), kv_type, {d, n_kv, block * n_blocks});
+      auto kf = random_floats(d * n_kv * block * n_blocks, 21), vf = random_floats(kf.size(), 22);
+      std::vector<int32_t> all(block * n_blocks);
+      for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int32_t>(i);
+      ref::kv_store(TensorView::contiguous(kf.data(), DType::F32, {d, n_kv, block * n_blocks}), k, all.data());
+      ref::kv_store(TensorView::contiguous(vf.data(), DType::F32, {d, n_kv, block * n_blocks}), v, all.data());
+      const int32_t table0[] = {7, 2, 9}, table1[] = {0, 11, 5, 3};
+      const KvSeq seqs[] = {{table0, 3}, {table1, 4}};
+      const int32_t tok_seq[] = {0, 1, 1, 0, 1}, tok_pos[] = {0, 15, 3, 10, 8};
+      const int64_t T = 5;
+      auto q = random_floats(d * n_head * T, 23);
+      AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = k, .v = v,
+                      .seqs = seqs, .token_seq = tok_seq, .token_pos = tok_pos, .block_size = block,
+                      .scale = 0.125f};
+      Guarded e(d * n_head * T);
+      a.out = TensorView::contiguous(e.data(), DType::F32, {d, n_head, T});
+      ref::attention(a);
+      for (auto& be : backends_under_test()) {
+        Guarded g(d * n_head * T);
+        a.out = TensorView::contiguous(g.data(), DType::F32, {d, n_head, T});
+        be->attention(a);
+        EXPECT_TRUE(g.guards_intact());
+        EXPECT_LT(nmse(g.data(), e.data(), g.n), 1e-12);
+      }
+      // Token 0 sits at position 0: its output is exactly V at its only slot (7 * block), per kv head.
+      for (int64_t h = 0; h < n_head; ++h) {
+        const int64_t kvh = h / (n_head / n_kv);
+        const float* vr = vf.data() + (7 * block * n_kv + kvh) * d;
+        for (int64_t i = 0; i < d; ++i) {
+          const float vv = kv_type == DType::F16 ? fp16_to_f32(f32_to_fp16(vr[i])) : vr[i];
+          EXPECT_NEAR(e.data()[h * d + i], vv, 1e-6);
+        }
+      }
+    }
+  }
+}
+
+TEST(Ops, GetRowsAndShapeErrors) {
+  auto table = random_weight(DType::Q8_0, 64, 10, 5);
+  const auto tv = TensorView::contiguous(table.data(), DType::Q8_0, {64, 10});
+  const int32_t ids[] = {9, 0, 3};
+  Guarded out(64 * 3);
+  auto ov = TensorView::contiguous(out.data(), DType::F32, {64, 3});
+  for (auto& be : backends_under_test()) {
+    be->get_rows(tv, ids, 3, ov);
+    EXPECT_TRUE(out.guards_intact());
+    std::vector<float> row(64);
+    quant::dequantize_row(DType::Q8_0, table.data() + 9 * 68, row.data(), 64);
+    for (int i = 0; i < 64; ++i) EXPECT_EQ(out.data()[i], row[i]);
+    const int32_t bad[] = {10};
+    EXPECT_THROW(be->get_rows(tv, bad, 1, TensorView::contiguous(out.data(), DType::F32, {64, 1})), Error);
+    float x[64], y[5];
+    EXPECT_THROW(be->matmul(tv, TensorView::contiguous(x, DType::F32, {32, 2}), TensorView::contiguous(y, DType::F32, {5, 1})),
+                 Error);
+  }
+}

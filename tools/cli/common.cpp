@@ -1,0 +1,53 @@
+#include "common.h"
+
+#include <cstdlib>
+#include <random>
+
+namespace tern::cli {
+
+std::string default_model_path() {
+  if (const char* dir = std::getenv("TERN_MODELS"); dir && *dir)
+    return std::string(dir) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.cache/tern/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+EngineConfig ModelOptions::engine_config() const {
+  return {.model_path = model.empty() ? default_model_path() : model,
+          .n_threads = threads,
+          .n_ctx = ctx,
+          .max_batch_tokens = batch,
+          .backend = backend};
+}
+
+SamplingParams SamplingOptions::resolved() {
+  SamplingParams r = p;
+  r.seed = seed >= 0 ? static_cast<uint64_t>(seed) : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  return r;
+}
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("-m,--model", o.model, "GGUF model file (default: the fetched SmolLM2-135M-Instruct)");
+  app.add_option("-t,--threads", o.threads, "threads (default: all hardware threads)")->check(CLI::Range(0, 1024));
+  app.add_option("-c,--ctx-size", o.ctx, "context size in tokens (default: the model's, at most 4096)")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("-b,--batch-size", o.batch, "prompt tokens per forward pass")->check(CLI::Range(1, 65536));
+  app.add_option("--backend", o.backend, "cpu or ref (the scalar reference; slow)")
+      ->check(CLI::IsMember({"cpu", "ref"}));
+}
+
+void add_sampling_options(CLI::App& app, SamplingOptions& o) {
+  app.add_option("--temp", o.p.temperature, "temperature; 0 is greedy")->check(CLI::Range(0.0f, 100.0f));
+  app.add_option("--top-k", o.p.top_k, "top-k; 0 is off")->check(CLI::Range(0, 1 << 24));
+  app.add_option("--top-p", o.p.top_p, "top-p; 1 is off")->check(CLI::Range(0.0f, 1.0f));
+  app.add_option("--min-p", o.p.min_p, "min-p; 0 is off")->check(CLI::Range(0.0f, 1.0f));
+  app.add_option("--repeat-penalty", o.p.repetition_penalty, "repetition penalty; 1 is off")
+      ->check(CLI::Range(0.0f, 10.0f));
+  app.add_option("--presence-penalty", o.p.presence_penalty, "presence penalty")->check(CLI::Range(-2.0f, 2.0f));
+  app.add_option("--frequency-penalty", o.p.frequency_penalty, "frequency penalty")->check(CLI::Range(-2.0f, 2.0f));
+  app.add_option("--repeat-last-n", o.p.penalty_last_n, "tokens the penalties look back over")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("-s,--seed", o.seed, "random seed (default: random)")->check(CLI::Range(int64_t{0}, INT64_MAX));
+}
+
+}  // namespace tern::cli

@@ -1,0 +1,38 @@
+// Options and helpers shared by the CLI's subcommands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "tern/engine.h"
+
+namespace tern::cli {
+
+std::string default_model_path();  // $TERN_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf
+
+struct ModelOptions {
+  std::string model;
+  int threads = 0;
+  int ctx = 0;
+  int batch = 512;
+  std::string backend = "cpu";
+  EngineConfig engine_config() const;
+};
+
+struct SamplingOptions {
+  SamplingParams p;
+  bool seed_given = false;
+  int64_t seed = -1;
+  SamplingParams resolved();  // fills a random seed when none was given
+};
+
+void add_model_options(CLI::App& app, ModelOptions& o);
+void add_sampling_options(CLI::App& app, SamplingOptions& o);
+
+// Subcommands: each registers itself and returns the callback to run after parsing.
+void register_run(CLI::App& app);
+void register_chat(CLI::App& app);
+void register_info(CLI::App& app);
+
+}  // namespace tern::cli
