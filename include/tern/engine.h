@@ -19,6 +19,9 @@ struct EngineConfig {
   int n_ctx = 0;                // 0: the model's training context, capped at 4096
   int max_batch_tokens = 512;   // prompt tokens per forward pass
   std::string backend = "cpu";  // "cpu" or "ref" (the scalar oracle; slow)
+  // F32 activations into every matmul. Default off: activations are rounded to 8-bit blocks (or F16)
+  // before quantised matmuls, as llama.cpp does, so greedy outputs match the peer's.
+  bool exact_activations = false;
 };
 
 struct ChatMessage {

@@ -86,9 +86,9 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
   TERN_CHECK(config.n_ctx >= 0, "context size must be >= 0, got {}", config.n_ctx);
   auto impl = std::make_unique<Impl>(gguf::File::open(config.model_path), config);
   if (config.backend == "cpu") {
-    impl->backend = make_cpu_backend({.n_threads = config.n_threads});
+    impl->backend = make_cpu_backend({.n_threads = config.n_threads, .exact_activations = config.exact_activations});
   } else if (config.backend == "ref") {
-    impl->backend = ref::make_backend();
+    impl->backend = ref::make_backend(config.exact_activations);
   } else {
     fail("unknown backend '{}' (cpu, ref)", config.backend);
   }

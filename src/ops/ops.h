@@ -49,6 +49,9 @@ inline int64_t kv_slot(const KvSeq& s, int32_t block_size, int64_t pos) {
 // The type llama.cpp rounds activations to before a dot product with weights of type w
 // (its vec_dot_type). Reproducing that rounding keeps tern's numerics close to the peer's.
 DType activation_type_for(DType w);
+// The activation type a backend uses: activation_type_for(w), or F32 when the backend was made with
+// exact activations (more accurate, no longer llama.cpp's numerics; used to check the model's math).
+inline DType matmul_activation_type(DType w, bool exact) { return exact ? DType::F32 : activation_type_for(w); }
 
 // Shape validation shared by all backends (throws tern::Error naming the op and operand).
 void check_get_rows(const TensorView& table, int64_t n_ids, const TensorView& out);

@@ -1,5 +1,4 @@
-// Renders a model's chat template the way Hugging Face transformers does (trim_blocks and
-// lstrip_blocks on, its tojson), with the model's BOS/EOS texts as variables.
+// Renders a model's chat template (see jinja/chat_template.h) with the model's own BOS/EOS texts.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -32,8 +32,8 @@ def write_gguf(path, arch="llama", tensor_type=None):
     if tensor_type is None:
         w.add_tensor("token_embd.weight", np.zeros((32, 64), dtype=np.float32))
     else:
-        w.add_tensor("token_embd.weight", np.zeros((32, 64 // 4 * 2), dtype=np.uint8), raw_dtype=tensor_type,
-                     raw_shape=(32, 64))
+        block, size = gguf.GGML_QUANT_SIZES[tensor_type]
+        w.add_tensor("token_embd.weight", np.zeros((32, 64 // block * size), dtype=np.uint8), raw_dtype=tensor_type)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -118,8 +118,10 @@ def test_run_json_output_and_seed_reproducibility(default_model):
     assert ja["seed"] == 7
 
 
-def test_chat_answers_capital_of_france(default_model):
-    r = tern("run", "-m", default_model, "--chat", "-p", "What is the capital of France?", "-n", "24", "--temp", "0",
+def test_chat_answers_capital_of_germany(default_model):
+    # (For "What is the capital of France?" the 135M model's first token is a near-tie: " The" vs "L"
+    # by 0.08 in float64, which 8-bit activation rounding tips either way, so it makes a poor test.)
+    r = tern("run", "-m", default_model, "--chat", "-p", "Name the capital city of Germany.", "-n", "16", "--temp", "0",
              "-t", "2")
     assert r.returncode == 0, r.stderr
-    assert "Paris" in r.stdout
+    assert "Berlin" in r.stdout

@@ -1,5 +1,5 @@
 // Writes tern's logits for a token sequence as raw little-endian f32 [n_tokens][n_vocab], for the
-// Python reference checks.   tool_logits MODEL IDS(comma-separated) OUT [--backend cpu|ref] [--threads N]
+// Python reference checks.   tool_logits MODEL IDS(comma-separated) OUT [--backend cpu|ref] [--threads N] [--batch N] [--exact 0|1]
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       if (!std::strcmp(argv[i], "--backend")) c.backend = argv[i + 1];
       else if (!std::strcmp(argv[i], "--threads")) c.n_threads = std::stoi(argv[i + 1]);
       else if (!std::strcmp(argv[i], "--batch")) c.max_batch_tokens = std::stoi(argv[i + 1]);
+      else if (!std::strcmp(argv[i], "--exact")) c.exact_activations = std::string(argv[i + 1]) == "1";
     }
     std::vector<int32_t> ids;
     for (const char* p = argv[2]; *p;) {

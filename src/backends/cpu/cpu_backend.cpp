@@ -40,7 +40,8 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const CpuBackendConfig& c) : pool_(c.n_threads > 0 ? c.n_threads : default_thread_count()) {}
+  explicit CpuBackend(const CpuBackendConfig& c)
+      : pool_(c.n_threads > 0 ? c.n_threads : default_thread_count()), exact_(c.exact_activations) {}
 
   std::string_view name() const override { return "cpu"; }
   bool supports_weight(DType t) const override { return quant::can_quantize(activation_type_for(t)); }
@@ -56,7 +57,7 @@ class CpuBackend final : public Backend {
 
   void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override {
     check_matmul(w, x, y);
-    const DType at = activation_type_for(w.dtype);
+    const DType at = matmul_activation_type(w.dtype, exact_);
     const int64_t n_in = x.ne[0], n_tok = x.ne[1];
     float* xr = scratch(x_rounded_, static_cast<size_t>(n_in * n_tok));
     const auto xrv = TensorView::contiguous(xr, DType::F32, {n_in, n_tok});
@@ -100,6 +101,7 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
+  bool exact_;
   std::vector<float> x_rounded_;
 };
 

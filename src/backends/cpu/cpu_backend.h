@@ -11,6 +11,7 @@ namespace tern {
 
 struct CpuBackendConfig {
   int n_threads = 0;  // 0: one per hardware thread
+  bool exact_activations = false;  // F32 activations into matmuls instead of llama.cpp's 8-bit rounding
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendConfig& config);

@@ -67,9 +67,9 @@ void matmul_rows(const TensorView& w, const TensorView& x_rounded, const TensorV
   }
 }
 
-void matmul(const TensorView& w, const TensorView& x, const TensorView& y) {
+void matmul(const TensorView& w, const TensorView& x, const TensorView& y, bool exact_activations) {
   check_matmul(w, x, y);
-  const DType at = activation_type_for(w.dtype);
+  const DType at = matmul_activation_type(w.dtype, exact_activations);
   std::vector<float> xr(static_cast<size_t>(x.ne[0] * x.ne[1]));
   std::vector<uint8_t> scratch(row_bytes(at, x.ne[0]));
   auto xrv = TensorView::contiguous(xr.data(), DType::F32, {x.ne[0], x.ne[1]});
@@ -178,6 +178,7 @@ void add(const TensorView& a, const TensorView& b, const TensorView& out) {
 namespace {
 class RefBackend final : public Backend {
  public:
+  explicit RefBackend(bool exact) : exact_(exact) {}
   std::string_view name() const override { return "ref"; }
   bool supports_weight(DType t) const override { return quant::can_quantize(activation_type_for(t)); }
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
@@ -186,7 +187,7 @@ class RefBackend final : public Backend {
   void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) override {
     ref::rms_norm(x, w, eps, out);
   }
-  void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override { ref::matmul(w, x, y); }
+  void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override { ref::matmul(w, x, y, exact_); }
   void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override { ref::rope(x, pos, p); }
   void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
     ref::kv_store(src, cache, slots);
@@ -194,9 +195,12 @@ class RefBackend final : public Backend {
   void attention(const AttentionArgs& a) override { ref::attention(a); }
   void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override { ref::swiglu(g, u, o); }
   void add(const TensorView& a, const TensorView& b, const TensorView& o) override { ref::add(a, b, o); }
+
+ private:
+  bool exact_;
 };
 }  // namespace
 
-std::unique_ptr<Backend> make_backend() { return std::make_unique<RefBackend>(); }
+std::unique_ptr<Backend> make_backend(bool exact_activations) { return std::make_unique<RefBackend>(exact_activations); }
 
 }  // namespace tern::ref

@@ -14,7 +14,7 @@ void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorV
 // `x_rounded` must already hold x rounded through activation_type_for(w.dtype) (see round_activations);
 // `w_row` is scratch for one dequantised weight row (w.ne[0] floats).
 void matmul_rows(const TensorView& w, const TensorView& x_rounded, const TensorView& y, float* w_row);
-void matmul(const TensorView& w, const TensorView& x, const TensorView& y);
+void matmul(const TensorView& w, const TensorView& x, const TensorView& y, bool exact_activations = false);
 // Rounds each row of x to type t and back (what llama.cpp's quantised dot products see). scratch: a
 // row of t's bytes.
 void round_activations(DType t, const TensorView& x, const TensorView& out, void* scratch);
@@ -27,6 +27,6 @@ void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out)
 void add(const TensorView& a, const TensorView& b, const TensorView& out);
 
 // The reference as a Backend, so tests and models can run on it.
-std::unique_ptr<Backend> make_backend();
+std::unique_ptr<Backend> make_backend(bool exact_activations = false);
 
 }  // namespace tern::ref
