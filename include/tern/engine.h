@@ -22,6 +22,11 @@ struct EngineConfig {
   // F32 activations into every matmul. Default off: activations are rounded to 8-bit blocks (or F16)
   // before quantised matmuls, as llama.cpp does, so greedy outputs match the peer's.
   bool exact_activations = false;
+  // Debugging: called with every named intermediate of every forward pass ("inp_embd",
+  // "blk.3.attn_out", ..., "result_output"), its values as f32 in ggml order with `shape` innermost
+  // first. Slows the pass down; leave unset in production.
+  std::function<void(std::string_view name, std::span<const float> values, std::span<const int64_t> shape)>
+      on_tensor;
 };
 
 struct ChatMessage {

@@ -93,8 +93,22 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
     fail("unknown backend '{}' (cpu, ref)", config.backend);
   }
   impl->model = load_model(impl->file, *impl->backend, {.max_batch_tokens = config.max_batch_tokens});
+  if (config.on_tensor) {
+    impl->model->set_debug_sink([cb = config.on_tensor](std::string_view name, const TensorView& t) {
+      TERN_CHECK(t.dtype == DType::F32, "debug dump of {}: only f32 intermediates are named", name);
+      std::vector<float> values;
+      values.reserve(static_cast<size_t>(t.nelements()));
+      for (int64_t i3 = 0; i3 < t.ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < t.ne[2]; ++i2)
+          for (int64_t i1 = 0; i1 < t.ne[1]; ++i1) {
+            const auto* r = static_cast<const float*>(t.row(i1, i2, i3));
+            values.insert(values.end(), r, r + t.ne[0]);
+          }
+      cb(name, values, std::span<const int64_t>(t.ne));
+    });
+  }
   const ModelInfo& mi = impl->model->info();
-  TERN_CHECK(impl->tokenizer.n_vocab() <= mi.n_vocab, "{}: tokenizer has {} tokens but the embedding only {}",
+  TERN_CHECK(static_cast<int64_t>(impl->tokenizer.n_vocab()) <= mi.n_vocab, "{}: tokenizer has {} tokens but the embedding only {}",
              config.model_path, impl->tokenizer.n_vocab(), mi.n_vocab);
   const int64_t n_ctx = config.n_ctx > 0 ? config.n_ctx : std::min<int64_t>(mi.n_ctx_train, 4096);
   TERN_CHECK(n_ctx <= (int64_t{1} << 20), "context size {} is too large", n_ctx);

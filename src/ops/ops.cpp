@@ -4,19 +4,6 @@
 
 namespace tern {
 
-DType activation_type_for(DType w) {
-  switch (w) {
-    case DType::F32: return DType::F32;
-    case DType::F16: return DType::F16;
-    case DType::BF16: return DType::BF16;
-    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return DType::Q8_0;
-    case DType::Q4_1: case DType::Q5_1: return DType::Q8_1;
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-      return DType::Q8_K;
-    default: fail("no matmul for weight type {}", dtype_name(w));
-  }
-}
-
 namespace {
 void check_f32(const char* op, const char* name, const TensorView& t) {
   TERN_CHECK(t.dtype == DType::F32, "{}: {} must be f32, got {}", op, name, dtype_name(t.dtype));

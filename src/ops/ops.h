@@ -46,12 +46,12 @@ inline int64_t kv_slot(const KvSeq& s, int32_t block_size, int64_t pos) {
   return static_cast<int64_t>(s.block_table[pos / block_size]) * block_size + pos % block_size;
 }
 
-// The type llama.cpp rounds activations to before a dot product with weights of type w
-// (its vec_dot_type). Reproducing that rounding keeps tern's numerics close to the peer's.
-DType activation_type_for(DType w);
-// The activation type a backend uses: activation_type_for(w), or F32 when the backend was made with
-// exact activations (more accurate, no longer llama.cpp's numerics; used to check the model's math).
-inline DType matmul_activation_type(DType w, bool exact) { return exact ? DType::F32 : activation_type_for(w); }
+// Numerics. By default a backend rounds what enters its dot products as llama.cpp's CPU backend
+// does, so that both engines compute the same function of the same file: matmul activations are
+// quantised to the weight's vec_dot type and multiplied with ggml's block arithmetic
+// (quant::vec_dot), and attention meets an f16 cache with q and the softmax weights in f16. A backend
+// made with exact activations skips all of that (f32 activations against dequantised weights): more
+// accurate, no longer the peer's numbers, and what the float64 oracle checks the model's math with.
 
 // Shape validation shared by all backends (throws tern::Error naming the op and operand).
 void check_get_rows(const TensorView& table, int64_t n_ids, const TensorView& out);

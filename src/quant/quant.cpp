@@ -40,4 +40,34 @@ bool can_quantize(DType t) {
   return c && c->quant;
 }
 
+namespace {
+const RowCodec& weight_codec(DType w) {
+  const RowCodec* c = find_codec(w);
+  TERN_CHECK(c && c->dot, "{}: not a matmul weight type (no dot product for it)", dtype_name(w));
+  return *c;
+}
+}  // namespace
+
+DType vec_dot_type(DType w) { return weight_codec(w).dot_type; }
+
+bool is_weight_type(DType w) {
+  const RowCodec* c = find_codec(w);
+  return c && c->dot;
+}
+
+void quantize_activation_row(DType t, const float* src, void* dst, int64_t n) {
+  const RowCodec* c = find_codec(t);
+  TERN_CHECK(c && c->quant, "{}: no quantisation from f32 for this type", dtype_name(t));
+  if (c->quant_activation)
+    c->quant_activation(src, static_cast<uint8_t*>(dst), checked_blocks(t, n));
+  else
+    c->quant(src, static_cast<uint8_t*>(dst), checked_blocks(t, n), nullptr);
+}
+
+float vec_dot(DType w, const void* w_row, const void* a_row, int64_t n) {
+  const RowCodec& c = weight_codec(w);
+  // A weight block and its activation block always cover the same elements.
+  return c.dot(static_cast<const uint8_t*>(w_row), static_cast<const uint8_t*>(a_row), checked_blocks(w, n));
+}
+
 }  // namespace tern::quant

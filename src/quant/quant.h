@@ -20,4 +20,21 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n, const float* 
 // Whether quantize_row supports t (all types of the foundation issue do).
 bool can_quantize(DType t);
 
+// --- dot products, the arithmetic of a quantised matmul ---------------------------------------------
+// The type a dot product with weight type w takes its activations in (ggml's vec_dot_type): Q8_0 for
+// Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the K-quants, the weight's own type for F32/F16/BF16.
+// Throws for types that are not weights (see is_weight_type).
+DType vec_dot_type(DType w);
+bool is_weight_type(DType w);
+
+// n activations into t = vec_dot_type(some w), rounded as ggml-cpu rounds them on x86 (for Q8_0 and
+// Q8_1 that differs from quantize_row in tie and last-bit cases; see quant_legacy.cpp).
+void quantize_activation_row(DType t, const float* src, void* dst, int64_t n);
+
+// Dot product of a weight row of type w with an activation row of type vec_dot_type(w), n elements
+// each, with ggml's per-block arithmetic: integer sums of levels times the blocks' scales, and for
+// Q4_1/Q5_1 the weight min times the activation block's stored f16 sum (not the exact sum; that is
+// part of the peer's numerics). This is the reference that faster matmul kernels are tested against.
+float vec_dot(DType w, const void* w_row, const void* a_row, int64_t n);
+
 }  // namespace tern::quant

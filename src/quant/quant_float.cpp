@@ -6,17 +6,20 @@ namespace tern::quant {
 namespace {
 
 // A plain type is a "block" of one element stored as Bits.
-template <class Bits, float (*ToF32)(Bits), Bits (*FromF32)(float)>
+template <class Bits, float (*ToF32)(Bits), Bits (*FromF32)(float), DType dtype>
 struct Plain {
   static void decode(const Bits& b, float* y) { *y = ToF32(b); }
   static void encode(const float* x, const float*, Bits& b) { b = FromF32(*x); }
-  static constexpr RowCodec codec = make_codec<Bits, 1, decode, encode>();
+  // As weights they take activations of their own type (ggml rounds activations to f16 for f16
+  // weights, to bf16 for bf16).
+  static constexpr RowCodec codec = with_dot<Bits, Bits, 1, dot_decoded<Bits, Bits, 1, decode, decode>>(
+      make_codec<Bits, 1, decode, encode>(), dtype);
 };
 
 float f32_id(float x) { return x; }
-using F32 = Plain<float, f32_id, f32_id>;
-using F16 = Plain<uint16_t, fp16_to_f32, f32_to_fp16>;
-using BF16 = Plain<uint16_t, bf16_to_f32, f32_to_bf16>;
+using F32 = Plain<float, f32_id, f32_id, DType::F32>;
+using F16 = Plain<uint16_t, fp16_to_f32, f32_to_fp16, DType::F16>;
+using BF16 = Plain<uint16_t, bf16_to_f32, f32_to_bf16, DType::BF16>;
 
 }  // namespace
 

@@ -349,15 +349,28 @@ struct Q8K {
   static constexpr RowCodec codec = make_codec<BlockQ8_K, kQK_K, decode, encode>();
 };
 
+// As weights, the K-quants take Q8_K activations; see dot_decoded for why decoding is exact enough.
+template <class K, class B>
+constexpr RowCodec k_weight_codec() {
+  return with_dot<B, BlockQ8_K, kQK_K, dot_decoded<B, BlockQ8_K, kQK_K, K::decode, Q8K::decode>>(K::codec,
+                                                                                                DType::Q8_K);
+}
+
+constexpr RowCodec kQ2K = k_weight_codec<Q2K, BlockQ2_K>();
+constexpr RowCodec kQ3K = k_weight_codec<Q3K, BlockQ3_K>();
+constexpr RowCodec kQ4K = k_weight_codec<AffineK<BlockQ4_K>, BlockQ4_K>();
+constexpr RowCodec kQ5K = k_weight_codec<AffineK<BlockQ5_K>, BlockQ5_K>();
+constexpr RowCodec kQ6K = k_weight_codec<Q6K, BlockQ6_K>();
+
 }  // namespace
 
 const RowCodec* k_codec(DType t) {
   switch (t) {
-    case DType::Q2_K: return &Q2K::codec;
-    case DType::Q3_K: return &Q3K::codec;
-    case DType::Q4_K: return &AffineK<BlockQ4_K>::codec;
-    case DType::Q5_K: return &AffineK<BlockQ5_K>::codec;
-    case DType::Q6_K: return &Q6K::codec;
+    case DType::Q2_K: return &kQ2K;
+    case DType::Q3_K: return &kQ3K;
+    case DType::Q4_K: return &kQ4K;
+    case DType::Q5_K: return &kQ5K;
+    case DType::Q6_K: return &kQ6K;
     case DType::Q8_K: return &Q8K::codec;
     default: return nullptr;
   }

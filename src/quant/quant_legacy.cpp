@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "core/fp16.h"
 #include "quant/blocks.h"
@@ -21,20 +22,44 @@ struct Nibble {
   static constexpr int kMaxQ = (1 << kBits) - 1;
   static constexpr int kHalf = 1 << (kBits - 1);  // zero point of the symmetric formats
 
-  static void decode(const B& b, float* y) {
-    const float d = fp16_to_f32(b.d);
+  // The block's stored levels, 0..kMaxQ, in element order.
+  static void levels(const B& b, int* q) {
     uint32_t qh = 0;
     if constexpr (kBits == 5) std::memcpy(&qh, b.qh, 4);
-    for (int j = 0; j < kQK / 2; ++j) {
-      for (int h = 0; h < 2; ++h) {  // element j in the low nibble, j+16 in the high one
+    for (int j = 0; j < kQK / 2; ++j) {  // element j in the low nibble, j+16 in the high one
+      for (int h = 0; h < 2; ++h) {
         const int e = j + h * kQK / 2;
-        const int q = ((b.qs[j] >> (4 * h)) & 0xF) | static_cast<int>(((qh >> e) & 1) << 4);
-        if constexpr (kAffine)
-          y[e] = q * d + fp16_to_f32(b.m);
-        else
-          y[e] = (q - kHalf) * d;
+        q[e] = ((b.qs[j] >> (4 * h)) & 0xF) | static_cast<int>(((qh >> e) & 1) << 4);
       }
     }
+  }
+
+  static void decode(const B& b, float* y) {
+    const float d = fp16_to_f32(b.d);
+    int q[kQK];
+    levels(b, q);
+    for (int e = 0; e < kQK; ++e) {
+      if constexpr (kAffine)
+        y[e] = q[e] * d + fp16_to_f32(b.m);
+      else
+        y[e] = (q[e] - kHalf) * d;
+    }
+  }
+
+  // One block against an activation block of its dot type (Q8_1 for the affine formats, Q8_0
+  // otherwise), as ggml's vec_dot_q4_0_q8_0 / vec_dot_q4_1_q8_1: an integer sum of level products,
+  // then the two f16 scales; the affine min multiplies the activation block's stored (f16) sum.
+  using Act = std::conditional_t<kAffine, BlockQ8_1, BlockQ8_0>;
+  static float dot(const B& w, const Act& a) {
+    int q[kQK];
+    levels(w, q);
+    int sumi = 0;
+    for (int e = 0; e < kQK; ++e) sumi += (kAffine ? q[e] : q[e] - kHalf) * a.qs[e];
+    const float dd = fp16_to_f32(w.d) * fp16_to_f32(a.d);
+    if constexpr (kAffine)
+      return dd * static_cast<float>(sumi) + fp16_to_f32(w.m) * fp16_to_f32(a.s);
+    else
+      return dd * static_cast<float>(sumi);
   }
 
   static void pack(const int* q, B& b) {
@@ -104,7 +129,8 @@ struct Nibble {
     }
   }
 
-  static constexpr RowCodec codec = make_codec<B, kQK, decode, encode>();
+  static constexpr RowCodec codec = with_dot<B, Act, kQK, dot>(make_codec<B, kQK, decode, encode>(),
+                                                                   kAffine ? DType::Q8_1 : DType::Q8_0);
 };
 
 // Q8_0 and Q8_1: amax/127 scale, round half away from zero (roundf); Q8_1 also stores d*sum(q).
@@ -117,21 +143,38 @@ struct Byte {
     for (int i = 0; i < kQK; ++i) y[i] = b.qs[i] * d;
   }
 
-  static void encode(const float* x, const float*, B& b) {
+  // Two roundings of the same scheme. The format's (encode; ggml's quantize_row_q8_0_ref, gguf-py):
+  // id = 1/(amax/127), ties away from zero. ggml-cpu's x86 activation path (encode_activation, used
+  // before dot products): id = 127/amax, ties to even (the SIMD rounding mode). Levels differ only at
+  // a tie or a last-bit difference in id, but matching the peer keeps tern's activations its own.
+  template <bool kActivation>
+  static void encode_with(const float* x, B& b) {
     float amax = 0;
     for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::fabs(x[i]));
     const float d = amax / 127;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const float id = kActivation ? (amax != 0 ? 127.f / amax : 0.0f) : (d != 0 ? 1.0f / d : 0.0f);
     b.d = f32_to_fp16(d);
     int sum = 0;
     for (int i = 0; i < kQK; ++i) {
-      b.qs[i] = static_cast<int8_t>(std::round(x[i] * id));
+      // nearbyint in the default FP environment rounds ties to even.
+      b.qs[i] = static_cast<int8_t>(kActivation ? std::nearbyint(x[i] * id) : std::round(x[i] * id));
       sum += b.qs[i];
     }
-    if constexpr (kHasSum) b.s = f32_to_fp16(static_cast<float>(sum) * d);
+    if constexpr (kHasSum) b.s = f32_to_fp16(d * static_cast<float>(sum));
+  }
+  static void encode(const float* x, const float*, B& b) { encode_with<false>(x, b); }
+  static void encode_activation(const float* x, const float*, B& b) { encode_with<true>(x, b); }
+
+  // Q8_0 weights against Q8_0 activations (ggml's vec_dot_q8_0_q8_0).
+  static float dot(const B& w, const B& a) {
+    int sumi = 0;
+    for (int i = 0; i < kQK; ++i) sumi += w.qs[i] * a.qs[i];
+    return fp16_to_f32(w.d) * fp16_to_f32(a.d) * static_cast<float>(sumi);
   }
 
-  static constexpr RowCodec codec = make_codec<B, kQK, decode, encode>();
+  static constexpr RowCodec codec = with_activation<B, kQK, encode_activation>(
+      kHasSum ? make_codec<B, kQK, decode, encode>()
+              : with_dot<B, B, kQK, dot>(make_codec<B, kQK, decode, encode>(), DType::Q8_0));
 };
 
 }  // namespace

@@ -167,7 +167,9 @@ TEST(Ops, RmsNormSwigluAddRope) {
       }
       // Position 0 is the identity; the norm of each rotated pair is preserved.
       for (int64_t i = 0; i < d * heads; ++i) EXPECT_EQ(e[i], x[i]);
-      if (n_rot < d) EXPECT_EQ(e[d * heads + d - 1], x[d * heads + d - 1]);  // unrotated tail untouched
+      if (n_rot < d) {
+        EXPECT_EQ(e[d * heads + d - 1], x[d * heads + d - 1]);  // unrotated tail untouched
+      }
     }
   }
 }
@@ -202,7 +204,7 @@ TEST(Ops, PagedAttentionMatchesReference) {
       const int64_t T = 5;
       auto q = random_floats(d * n_head * T, 23);
       AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = k, .v = v,
-                      .seqs = seqs, .token_seq = tok_seq, .token_pos = tok_pos, .block_size = block,
+                      .out = {}, .seqs = seqs, .token_seq = tok_seq, .token_pos = tok_pos, .block_size = block,
                       .scale = 0.125f};
       Guarded e(d * n_head * T);
       a.out = TensorView::contiguous(e.data(), DType::F32, {d, n_head, T});

@@ -44,7 +44,7 @@ class CpuBackend final : public Backend {
       : pool_(c.n_threads > 0 ? c.n_threads : default_thread_count()), exact_(c.exact_activations) {}
 
   std::string_view name() const override { return "cpu"; }
-  bool supports_weight(DType t) const override { return quant::can_quantize(activation_type_for(t)); }
+  bool supports_weight(DType t) const override { return quant::is_weight_type(t); }
 
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
     ref::get_rows(table, ids, n, out);
@@ -57,22 +57,21 @@ class CpuBackend final : public Backend {
 
   void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override {
     check_matmul(w, x, y);
-    const DType at = matmul_activation_type(w.dtype, exact_);
+    if (exact_) return matmul_exact(w, x, y);
+    // Quantise each activation row once to the weight's dot type, then every weight row against all
+    // of them: ggml's arithmetic through the scalar quant::vec_dot (SIMD kernels replace this).
     const int64_t n_in = x.ne[0], n_tok = x.ne[1];
-    float* xr = scratch(x_rounded_, static_cast<size_t>(n_in * n_tok));
-    const auto xrv = TensorView::contiguous(xr, DType::F32, {n_in, n_tok});
+    const DType at = quant::vec_dot_type(w.dtype);
+    const size_t a_bytes = row_bytes(at, n_in);
+    uint8_t* xq = scratch(x_quantized_, a_bytes * static_cast<size_t>(n_tok));
     pool_.parallel_for(n_tok, [&](int64_t a, int64_t b) {
-      thread_local std::vector<uint8_t> q;
-      ref::round_activations(at, slice(x, 1, a, b), slice(xrv, 1, a, b), scratch(q, row_bytes(at, n_in)));
+      for (int64_t t = a; t < b; ++t)
+        quant::quantize_activation_row(at, static_cast<const float*>(x.row(t)), xq + t * a_bytes, n_in);
     });
     pool_.parallel_for(w.ne[1], [&](int64_t a, int64_t b) {
-      thread_local std::vector<float> w_row;
-      float* wr = scratch(w_row, static_cast<size_t>(n_in));
-      for (int64_t j = a; j < b; ++j) {
-        quant::dequantize_row(w.dtype, w.row(j), wr, n_in);
+      for (int64_t j = a; j < b; ++j)
         for (int64_t t = 0; t < n_tok; ++t)
-          static_cast<float*>(y.row(t))[j] = dot_f32(wr, xr + t * n_in, n_in);
-      }
+          static_cast<float*>(y.row(t))[j] = quant::vec_dot(w.dtype, w.row(j), xq + t * a_bytes, n_in);
     });
   }
 
@@ -87,7 +86,7 @@ class CpuBackend final : public Backend {
 
   void attention(const AttentionArgs& a) override {
     check_attention(a);
-    pool_.parallel_for(a.q.ne[2], [&](int64_t t0, int64_t t1) { ref::attention_tokens(a, t0, t1); });
+    pool_.parallel_for(a.q.ne[2], [&](int64_t t0, int64_t t1) { ref::attention_tokens(a, t0, t1, exact_); });
   }
 
   void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override {
@@ -100,9 +99,23 @@ class CpuBackend final : public Backend {
   void add(const TensorView& a, const TensorView& b, const TensorView& o) override { ref::add(a, b, o); }
 
  private:
+  // f32 activations against dequantised weight rows (exact mode).
+  void matmul_exact(const TensorView& w, const TensorView& x, const TensorView& y) {
+    const int64_t n_in = x.ne[0];
+    pool_.parallel_for(w.ne[1], [&](int64_t a, int64_t b) {
+      thread_local std::vector<float> w_row;
+      float* wr = scratch(w_row, static_cast<size_t>(n_in));
+      for (int64_t j = a; j < b; ++j) {
+        quant::dequantize_row(w.dtype, w.row(j), wr, n_in);
+        for (int64_t t = 0; t < x.ne[1]; ++t)
+          static_cast<float*>(y.row(t))[j] = dot_f32(wr, static_cast<const float*>(x.row(t)), n_in);
+      }
+    });
+  }
+
   ThreadPool pool_;
   bool exact_;
-  std::vector<float> x_rounded_;
+  std::vector<uint8_t> x_quantized_;
 };
 
 }  // namespace

@@ -35,47 +35,39 @@ void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorV
   const int64_t n = x.ne[0];
   for (int64_t r = 0; r < x.nrows(); ++r) {
     const float* xr = frow(x, r);
+    // ggml's rounding steps (f32 squares summed in double, f32 mean, 1/sqrtf), then the weight as
+    // a separate multiply: a last-bit difference here can flip an 8-bit activation level downstream.
     double ss = 0;
-    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-    const float scale = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i] * xr[i]);
+    const float mean = static_cast<float>(ss / static_cast<double>(n));
+    const float scale = 1.0f / std::sqrt(mean + eps);
     float* o = frow(out, r);
-    for (int64_t i = 0; i < n; ++i) o[i] = xr[i] * scale * w.ptr<float>()[i];
-  }
-}
-
-void round_activations(DType t, const TensorView& x, const TensorView& out, void* scratch) {
-  for (int64_t r = 0; r < x.nrows(); ++r) {
-    if (t == DType::F32) {
-      std::memcpy(frow(out, r), frow(x, r), x.ne[0] * sizeof(float));
-    } else {
-      quant::quantize_row(t, frow(x, r), scratch, x.ne[0]);
-      quant::dequantize_row(t, scratch, frow(out, r), x.ne[0]);
-    }
-  }
-}
-
-void matmul_rows(const TensorView& w, const TensorView& x_rounded, const TensorView& y, float* w_row) {
-  const int64_t n_in = w.ne[0];
-  for (int64_t j = 0; j < w.ne[1]; ++j) {
-    quant::dequantize_row(w.dtype, w.row(j), w_row, n_in);
-    for (int64_t t = 0; t < x_rounded.ne[1]; ++t) {
-      const float* xr = frow(x_rounded, t);
-      double acc = 0;
-      for (int64_t i = 0; i < n_in; ++i) acc += static_cast<double>(w_row[i]) * xr[i];
-      frow(y, t)[j] = static_cast<float>(acc);
-    }
+    for (int64_t i = 0; i < n; ++i) o[i] = (xr[i] * scale) * w.ptr<float>()[i];
   }
 }
 
 void matmul(const TensorView& w, const TensorView& x, const TensorView& y, bool exact_activations) {
   check_matmul(w, x, y);
-  const DType at = matmul_activation_type(w.dtype, exact_activations);
-  std::vector<float> xr(static_cast<size_t>(x.ne[0] * x.ne[1]));
-  std::vector<uint8_t> scratch(row_bytes(at, x.ne[0]));
-  auto xrv = TensorView::contiguous(xr.data(), DType::F32, {x.ne[0], x.ne[1]});
-  round_activations(at, x, xrv, scratch.data());
-  std::vector<float> w_row(static_cast<size_t>(w.ne[0]));
-  matmul_rows(w, xrv, y, w_row.data());
+  const int64_t n_in = w.ne[0];
+  if (exact_activations) {
+    std::vector<float> w_row(static_cast<size_t>(n_in));
+    for (int64_t j = 0; j < w.ne[1]; ++j) {
+      quant::dequantize_row(w.dtype, w.row(j), w_row.data(), n_in);
+      for (int64_t t = 0; t < x.ne[1]; ++t) {
+        const float* xr = frow(x, t);
+        double acc = 0;
+        for (int64_t i = 0; i < n_in; ++i) acc += static_cast<double>(w_row[i]) * xr[i];
+        frow(y, t)[j] = static_cast<float>(acc);
+      }
+    }
+    return;
+  }
+  const DType at = quant::vec_dot_type(w.dtype);
+  const size_t a_bytes = row_bytes(at, n_in);
+  std::vector<uint8_t> xq(a_bytes * static_cast<size_t>(x.ne[1]));
+  for (int64_t t = 0; t < x.ne[1]; ++t) quant::quantize_activation_row(at, frow(x, t), xq.data() + t * a_bytes, n_in);
+  for (int64_t j = 0; j < w.ne[1]; ++j)
+    for (int64_t t = 0; t < x.ne[1]; ++t) frow(y, t)[j] = quant::vec_dot(w.dtype, w.row(j), xq.data() + t * a_bytes, n_in);
 }
 
 void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) {
@@ -116,9 +108,14 @@ void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slo
   }
 }
 
-void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1) {
+void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact) {
   const int64_t d = a.q.ne[0], n_head = a.q.ne[1], group = n_head / a.k.ne[1];
-  std::vector<double> scores, acc(static_cast<size_t>(d));
+  // The peer's rounding (llama.cpp without flash attention): q meets the f16 keys as f16, and the
+  // normalised softmax weights meet the f16 values as f16. Exact mode keeps both in full precision.
+  const auto round_to = [exact](DType cache, double v) {
+    return exact || cache != DType::F16 ? v : static_cast<double>(fp16_to_f32(f32_to_fp16(static_cast<float>(v))));
+  };
+  std::vector<double> scores, q(static_cast<size_t>(d)), acc(static_cast<size_t>(d));
   for (int64_t t = t0; t < t1; ++t) {
     const KvSeq& seq = a.seqs[a.token_seq[t]];
     const int64_t n_kv = a.token_pos[t] + 1;
@@ -126,33 +123,33 @@ void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1) {
                "attention: position {} beyond the sequence's {} blocks", a.token_pos[t], seq.n_blocks);
     scores.resize(static_cast<size_t>(n_kv));
     for (int64_t h = 0; h < n_head; ++h) {
-      const float* q = frow(a.q, h, t);
+      for (int64_t i = 0; i < d; ++i) q[i] = round_to(a.k.dtype, frow(a.q, h, t)[i]);
       const int64_t kvh = h / group;
       double mx = -INFINITY;
       for (int64_t p = 0; p < n_kv; ++p) {
         const auto* kr = static_cast<const char*>(a.k.row(kvh, kv_slot(seq, a.block_size, p)));
         double s = 0;
-        for (int64_t i = 0; i < d; ++i) s += static_cast<double>(q[i]) * load_cache(a.k, kr, i);
+        for (int64_t i = 0; i < d; ++i) s += q[i] * load_cache(a.k, kr, i);
         scores[p] = s * a.scale;
         mx = std::max(mx, scores[p]);
       }
       double sum = 0;
+      for (int64_t p = 0; p < n_kv; ++p) sum += (scores[p] = std::exp(scores[p] - mx));
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t p = 0; p < n_kv; ++p) {
-        const double e = std::exp(scores[p] - mx);
-        sum += e;
+        const double w = round_to(a.v.dtype, scores[p] / sum);
         const auto* vr = static_cast<const char*>(a.v.row(kvh, kv_slot(seq, a.block_size, p)));
-        for (int64_t i = 0; i < d; ++i) acc[i] += e * load_cache(a.v, vr, i);
+        for (int64_t i = 0; i < d; ++i) acc[i] += w * load_cache(a.v, vr, i);
       }
       float* o = frow(a.out, h, t);
-      for (int64_t i = 0; i < d; ++i) o[i] = static_cast<float>(acc[i] / sum);
+      for (int64_t i = 0; i < d; ++i) o[i] = static_cast<float>(acc[i]);
     }
   }
 }
 
-void attention(const AttentionArgs& a) {
+void attention(const AttentionArgs& a, bool exact) {
   check_attention(a);
-  attention_tokens(a, 0, a.q.ne[2]);
+  attention_tokens(a, 0, a.q.ne[2], exact);
 }
 
 void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out) {
@@ -180,7 +177,7 @@ class RefBackend final : public Backend {
  public:
   explicit RefBackend(bool exact) : exact_(exact) {}
   std::string_view name() const override { return "ref"; }
-  bool supports_weight(DType t) const override { return quant::can_quantize(activation_type_for(t)); }
+  bool supports_weight(DType t) const override { return quant::is_weight_type(t); }
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
     ref::get_rows(table, ids, n, out);
   }
@@ -192,7 +189,7 @@ class RefBackend final : public Backend {
   void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
     ref::kv_store(src, cache, slots);
   }
-  void attention(const AttentionArgs& a) override { ref::attention(a); }
+  void attention(const AttentionArgs& a) override { ref::attention(a, exact_); }
   void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override { ref::swiglu(g, u, o); }
   void add(const TensorView& a, const TensorView& b, const TensorView& o) override { ref::add(a, b, o); }
 

@@ -11,18 +11,15 @@ namespace tern::ref {
 
 void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out);
 void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out);
-// `x_rounded` must already hold x rounded through activation_type_for(w.dtype) (see round_activations);
-// `w_row` is scratch for one dequantised weight row (w.ne[0] floats).
-void matmul_rows(const TensorView& w, const TensorView& x_rounded, const TensorView& y, float* w_row);
+// exact_activations: see Numerics in ops.h (false: the peer's rounding, quant::vec_dot; true: f32 x
+// against the dequantised weights, double accumulation).
 void matmul(const TensorView& w, const TensorView& x, const TensorView& y, bool exact_activations = false);
-// Rounds each row of x to type t and back (what llama.cpp's quantised dot products see). scratch: a
-// row of t's bytes.
-void round_activations(DType t, const TensorView& x, const TensorView& out, void* scratch);
 void rope(const TensorView& x, const int32_t* pos, const RopeParams& p);
 void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots);
-// Attention for tokens [t0, t1) of a.
-void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1);
-void attention(const AttentionArgs& a);
+// Attention for tokens [t0, t1) of a; `exact` as for matmul (false rounds q and the softmax weights
+// to an f16 cache's type before their dot products, as the peer does).
+void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact = false);
+void attention(const AttentionArgs& a, bool exact = false);
 void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out);
 void add(const TensorView& a, const TensorView& b, const TensorView& out);
 
