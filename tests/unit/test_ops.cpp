@@ -75,6 +75,9 @@ struct MatmulCase {
   DType type;
   int64_t n_in, n_out, n_tok;
 };
+void PrintTo(const MatmulCase& c, std::ostream* os) {
+  *os << dtype_name(c.type) << " " << c.n_in << "x" << c.n_out << " tokens " << c.n_tok;
+}
 
 class MatmulTest : public ::testing::TestWithParam<MatmulCase> {};
 

@@ -46,6 +46,9 @@ const TypeCase kCases[] = {
     {DType::Q8_K, 0.011},   // 0.0083
 };
 
+// Names the case in test listings (ctest would otherwise show the parameter's bytes).
+void PrintTo(const TypeCase& c, std::ostream* os) { *os << dtype_name(c.type); }
+
 std::string case_name(const testing::TestParamInfo<TypeCase>& info) {
   return std::string(dtype_name(info.param.type));
 }
