@@ -207,7 +207,7 @@ TEST(Ops, PagedAttentionMatchesReference) {
       const int64_t T = 5;
       auto q = random_floats(d * n_head * T, 23);
       AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = k, .v = v,
-                      .out = {}, .seqs = seqs, .token_seq = tok_seq, .token_pos = tok_pos, .block_size = block,
+                      .seqs = seqs, .token_seq = tok_seq, .token_pos = tok_pos, .block_size = block,
                       .scale = 0.125f};
       Guarded e(d * n_head * T);
       a.out = TensorView::contiguous(e.data(), DType::F32, {d, n_head, T});

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "backends/cpu/kernels/kernels.h"
 #include "core/thread_pool.h"
 #include "ops/ref/ref_ops.h"
 #include "quant/quant.h"
@@ -41,7 +42,11 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const CpuBackendConfig& c)
-      : pool_(c.n_threads > 0 ? c.n_threads : default_thread_count()), exact_(c.exact_activations) {}
+      : pool_(c.n_threads > 0 ? c.n_threads : default_thread_count()),
+        exact_(c.exact_activations),
+        isa_(c.isa ? *c.isa : cpu::selected_isa()) {
+    TERN_CHECK(cpu::isa_supported(isa_), "cpu backend: this CPU cannot run the {} kernels", cpu::isa_name(isa_));
+  }
 
   std::string_view name() const override { return "cpu"; }
   bool supports_weight(DType t) const override { return quant::is_weight_type(t); }
@@ -59,7 +64,7 @@ class CpuBackend final : public Backend {
     check_matmul(w, x, y);
     if (exact_) return matmul_exact(w, x, y);
     // Quantise each activation row once to the weight's dot type, then every weight row against all
-    // of them: ggml's arithmetic through the scalar quant::vec_dot (SIMD kernels replace this).
+    // of them with the ISA variant's dot product (ggml's arithmetic up to summation order).
     const int64_t n_in = x.ne[0], n_tok = x.ne[1];
     const DType at = quant::vec_dot_type(w.dtype);
     const size_t a_bytes = row_bytes(at, n_in);
@@ -68,10 +73,10 @@ class CpuBackend final : public Backend {
       for (int64_t t = a; t < b; ++t)
         quant::quantize_activation_row(at, static_cast<const float*>(x.row(t)), xq + t * a_bytes, n_in);
     });
+    const cpu::VecDotFn dot = cpu::vec_dot_for(isa_, w.dtype);
     pool_.parallel_for(w.ne[1], [&](int64_t a, int64_t b) {
       for (int64_t j = a; j < b; ++j)
-        for (int64_t t = 0; t < n_tok; ++t)
-          static_cast<float*>(y.row(t))[j] = quant::vec_dot(w.dtype, w.row(j), xq + t * a_bytes, n_in);
+        for (int64_t t = 0; t < n_tok; ++t) static_cast<float*>(y.row(t))[j] = dot(w.row(j), xq + t * a_bytes, n_in);
     });
   }
 
@@ -115,6 +120,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   bool exact_;
+  cpu::Isa isa_;
   std::vector<uint8_t> x_quantized_;
 };
 

@@ -85,8 +85,11 @@ void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) {
         const int64_t i0 = p.layout == RopeLayout::Normal ? 2 * i : i;
         const int64_t i1 = p.layout == RopeLayout::Normal ? 2 * i + 1 : i + half;
         const float a = v[i0], b = v[i1];
-        v[i0] = a * c - b * s;
-        v[i1] = a * s + b * c;
+        // The peer's compiler contracts a*c - b*s into fma(a, c, -(b*s)) (and likewise the second
+        // line); matching that keeps q and k bit-identical to llama.cpp's (checked with
+        // scripts/diff-llamacpp-layers).
+        v[i0] = std::fma(a, c, -(b * s));
+        v[i1] = std::fma(a, s, b * c);
       }
     }
   }

@@ -1,0 +1,27 @@
+// The CPU backend's inner kernels, one table per ISA variant. A null entry means "no kernel for this
+// type in this variant": callers fall back to the generic (scalar quant::vec_dot) arithmetic, which
+// every variant is tested against.
+#pragma once
+
+#include <cstdint>
+
+#include "backends/cpu/isa.h"
+#include "core/dtype.h"
+
+namespace tern::cpu {
+
+// Dot product of a weight row of type w with an activation row of quant::vec_dot_type(w), n elements.
+using VecDotFn = float (*)(const void* w, const void* a, int64_t n);
+
+inline constexpr size_t kTypeSlots = 32;  // GGUF type ids tern knows are below this
+
+struct Kernels {
+  VecDotFn vec_dot[kTypeSlots] = {};
+};
+
+// The variant's table (entries for the types it accelerates).
+const Kernels& kernels(Isa isa);
+// Per type: the variant's kernel, else the generic one (never null for weight types).
+VecDotFn vec_dot_for(Isa isa, DType w);
+
+}  // namespace tern::cpu

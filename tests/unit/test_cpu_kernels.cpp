@@ -1,0 +1,73 @@
+// Every ISA variant of the CPU kernels this machine can run, against the scalar reference
+// (quant::vec_dot): all weight types, odd and aligned lengths. Variants differ from the reference only
+// in float summation order, so the bound is relative to sum |w_i a_i|.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backends/cpu/isa.h"
+#include "backends/cpu/kernels/kernels.h"
+#include "core/dtype.h"
+#include "quant/quant.h"
+
+using namespace tern;
+
+namespace {
+
+std::vector<float> gaussian(int64_t n, uint32_t seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+const DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
+                              DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
+                              DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+std::vector<cpu::Isa> runnable() {
+  std::vector<cpu::Isa> v;
+  for (cpu::Isa i : {cpu::Isa::Generic, cpu::Isa::Avx2})
+    if (cpu::isa_supported(i)) v.push_back(i);
+  return v;
+}
+
+TEST(CpuKernels, VecDotMatchesReferenceOnEveryVariant) {
+  for (cpu::Isa isa : runnable()) {
+    for (DType w : kWeightTypes) {
+      const DType at = quant::vec_dot_type(w);
+      const int64_t blk = traits(w).block_elems == 1 ? 32 : traits(w).block_elems;
+      for (int64_t blocks : {1, 3, 18, 48, 177}) {
+        const int64_t n = blk * blocks;
+        const auto wf = gaussian(n, static_cast<uint32_t>(blocks), 0.5f), af = gaussian(n, 1000 + static_cast<uint32_t>(blocks), 2.f);
+        std::vector<uint8_t> wq(row_bytes(w, n)), aq(row_bytes(at, n));
+        quant::quantize_row(w, wf.data(), wq.data(), n);
+        quant::quantize_activation_row(at, af.data(), aq.data(), n);
+        std::vector<float> wd(static_cast<size_t>(n)), ad(static_cast<size_t>(n));
+        quant::dequantize_row(w, wq.data(), wd.data(), n);
+        quant::dequantize_row(at, aq.data(), ad.data(), n);
+        double magnitude = 0;
+        for (int64_t i = 0; i < n; ++i) magnitude += std::fabs(static_cast<double>(wd[i]) * ad[i]);
+        const float want = quant::vec_dot(w, wq.data(), aq.data(), n);
+        const float got = cpu::vec_dot_for(isa, w)(wq.data(), aq.data(), n);
+        EXPECT_NEAR(got, want, 2e-6 * magnitude + 1e-30)
+            << cpu::isa_name(isa) << " " << dtype_name(w) << " n=" << n;
+      }
+    }
+  }
+}
+
+// A variant that claims a CPU must bring its own kernels for the common decode types, so the test
+// above compares two different implementations there.
+TEST(CpuKernels, Avx2ProvidesItsKernels) {
+  if (!cpu::isa_supported(cpu::Isa::Avx2)) GTEST_SKIP() << "this CPU has no AVX2/FMA/F16C";
+  for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q8_0})
+    EXPECT_NE(cpu::kernels(cpu::Isa::Avx2).vec_dot[static_cast<size_t>(w)], nullptr) << dtype_name(w);
+}
+
+TEST(CpuKernels, SelectedIsaIsRunnable) { EXPECT_TRUE(cpu::isa_supported(cpu::selected_isa())); }
+
+}  // namespace
