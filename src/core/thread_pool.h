@@ -5,9 +5,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace tern {
@@ -21,11 +21,32 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
+  // A borrowed callable fn(begin, end): the pool runs it while parallel_for waits, so nothing is
+  // copied or allocated per call (a std::function would heap-allocate any lambda capturing more
+  // than two references, once per op of every forward pass).
+  class RangeFn {
+   public:
+    template <class F>
+      requires(!std::is_same_v<std::remove_cvref_t<F>, RangeFn>)
+    explicit RangeFn(F& f)
+        : ctx_(const_cast<void*>(static_cast<const void*>(&f))),
+          call_([](void* c, int64_t b, int64_t e) { (*static_cast<F*>(c))(b, e); }) {}
+    void operator()(int64_t b, int64_t e) const { call_(ctx_, b, e); }
+
+   private:
+    void* ctx_;
+    void (*call_)(void*, int64_t, int64_t);
+  };
+
   // Calls fn(begin, end) over [0, n) split into contiguous chunks, one per thread, and waits.
   // The split depends only on n and the thread count, so results are deterministic.
-  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
+  template <class F>
+  void parallel_for(int64_t n, F&& fn) {
+    run(n, RangeFn(fn));
+  }
 
  private:
+  void run(int64_t n, RangeFn fn);
   void worker(int index);
 
   int n_threads_;
@@ -33,7 +54,7 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;
   uint64_t generation_ = 0;
   int pending_ = 0;

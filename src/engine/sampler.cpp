@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_map>
 
 #include "core/error.h"
 
@@ -56,13 +55,19 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
   const auto& p = params_;
   if (p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f) return;
   const size_t n = std::min(history.size(), static_cast<size_t>(p.penalty_last_n));
-  std::unordered_map<int32_t, int> counts;
-  for (size_t i = history.size() - n; i < history.size(); ++i) ++counts[history[i]];
-  for (const auto& [id, count] : counts) {
+  // Count occurrences by sorting a copy of the window (a member, so no allocation per token).
+  window_.assign(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+  std::sort(window_.begin(), window_.end());
+  for (size_t i = 0; i < window_.size();) {
+    const int32_t id = window_[i];
+    size_t j = i;
+    while (j < window_.size() && window_[j] == id) ++j;
+    const auto count = static_cast<float>(j - i);
+    i = j;
     if (id < 0 || static_cast<size_t>(id) >= logits.size()) continue;
     float& l = logits[id];
     l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
-    l -= static_cast<float>(count) * p.frequency_penalty + p.presence_penalty;
+    l -= count * p.frequency_penalty + p.presence_penalty;
   }
 }
 

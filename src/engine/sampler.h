@@ -40,6 +40,7 @@ class Sampler {
   Rng rng_;
   std::vector<Candidate> cand_;  // reused across calls
   std::vector<double> probs_;
+  std::vector<int32_t> window_;  // the penalty window, sorted to count repeats
 };
 
 // Validates parameters, naming the one at fault.

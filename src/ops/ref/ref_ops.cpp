@@ -118,7 +118,10 @@ void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact
   const auto round_to = [exact](DType cache, double v) {
     return exact || cache != DType::F16 ? v : static_cast<double>(fp16_to_f32(f32_to_fp16(static_cast<float>(v))));
   };
-  std::vector<double> scores, q(static_cast<size_t>(d)), acc(static_cast<size_t>(d));
+  // Per-thread scratch, grown once: the CPU backend runs this inside every decode step.
+  thread_local std::vector<double> scores, q, acc;
+  q.resize(static_cast<size_t>(d));
+  acc.resize(static_cast<size_t>(d));
   for (int64_t t = t0; t < t1; ++t) {
     const KvSeq& seq = a.seqs[a.token_seq[t]];
     const int64_t n_kv = a.token_pos[t] + 1;
