@@ -17,7 +17,7 @@ float generic_vec_dot(const void* w, const void* a, int64_t n) {
 template <DType... Ts>
 Kernels generic_table() {
   static_assert(((static_cast<size_t>(Ts) < kTypeSlots) && ...));
-  Kernels k;
+  Kernels k{};
   ((k.vec_dot[static_cast<size_t>(Ts)] = generic_vec_dot<Ts>), ...);
   return k;
 }

@@ -15,8 +15,11 @@ using VecDotFn = float (*)(const void* w, const void* a, int64_t n);
 
 inline constexpr size_t kTypeSlots = 32;  // GGUF type ids tern knows are below this
 
+// A plain aggregate, built as `Kernels k{}`: no default member initialisers, so no inline
+// constructor exists that an ISA-specific translation unit could emit and the linker could then
+// pick for the generic code.
 struct Kernels {
-  VecDotFn vec_dot[kTypeSlots] = {};
+  VecDotFn vec_dot[kTypeSlots];
 };
 
 // The variant's table (entries for the types it accelerates).

@@ -96,7 +96,7 @@ float dot_q8_0_q8_0(const void* vw, const void* va, int64_t n) {
 }  // namespace
 
 Kernels make_avx2_kernels() {
-  Kernels k;
+  Kernels k{};
   k.vec_dot[static_cast<size_t>(DType::Q4_0)] = dot_q4_0_q8_0;
   k.vec_dot[static_cast<size_t>(DType::Q4_1)] = dot_q4_1_q8_1;
   k.vec_dot[static_cast<size_t>(DType::Q8_0)] = dot_q8_0_q8_0;
