@@ -91,6 +91,29 @@ float superblock_sigma2(const float* x) {
   return 2 * s / kQK_K;
 }
 
+// Q3_K and Q6_K: a symmetric scale search (nmax levels each side) for each of the 16 sub-blocks of
+// 16, levels into L. Returns the signed scale of largest magnitude (0 for an all-zero block), which
+// the caller maps onto its integer scale range.
+float search_symmetric_subblock_scales(const float* x, const float* importance, int nmax, int8_t* L,
+                                       float* scales) {
+  float w[16];
+  const float sigma2 = superblock_sigma2(x);
+  float max_scale = 0, max_abs_scale = 0;
+  for (int j = 0; j < 16; ++j) {
+    const float* ws = nullptr;
+    if (importance) {
+      subblock_weights(x + 16 * j, importance + 16 * j, 16, sigma2, w);
+      ws = w;
+    }
+    scales[j] = make_qx_quants(16, nmax, x + 16 * j, L + 16 * j, 1, ws);
+    if (std::fabs(scales[j]) > max_abs_scale) {
+      max_abs_scale = std::fabs(scales[j]);
+      max_scale = scales[j];
+    }
+  }
+  return max_scale;
+}
+
 // --- Q4_K / Q5_K: 8 sub-blocks of 32, 6-bit scale and min each ------------------------------------
 
 template <class B>
@@ -227,21 +250,8 @@ struct Q3K {
 
   static void encode(const float* x, const float* importance, BlockQ3_K& b) {
     int8_t L[kQK_K];
-    float scales[16], w[16];
-    const float sigma2 = superblock_sigma2(x);
-    float max_scale = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
-      const float* ws = nullptr;
-      if (importance) {
-        subblock_weights(x + 16 * j, importance + 16 * j, 16, sigma2, w);
-        ws = w;
-      }
-      scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, ws);
-      if (std::fabs(scales[j]) > amax) {
-        amax = std::fabs(scales[j]);
-        max_scale = scales[j];
-      }
-    }
+    float scales[16];
+    const float max_scale = search_symmetric_subblock_scales(x, importance, 4, L, scales);
     if (max_scale != 0) {
       const float iscale = -32.f / max_scale;
       for (int j = 0; j < 16; ++j) set_scale_q3k(j, std::clamp(nearest_int(iscale * scales[j]), -32, 31) + 32, b.scales);
@@ -285,22 +295,9 @@ struct Q6K {
 
   static void encode(const float* x, const float* importance, BlockQ6_K& b) {
     int8_t L[kQK_K];
-    float scales[16], w[16];
-    const float sigma2 = superblock_sigma2(x);
-    float max_scale = 0, max_abs_scale = 0;
-    for (int j = 0; j < 16; ++j) {
-      const float* ws = nullptr;
-      if (importance) {
-        subblock_weights(x + 16 * j, importance + 16 * j, 16, sigma2, w);
-        ws = w;
-      }
-      scales[j] = make_qx_quants(16, 32, x + 16 * j, L + 16 * j, 1, ws);
-      if (std::fabs(scales[j]) > max_abs_scale) {
-        max_abs_scale = std::fabs(scales[j]);
-        max_scale = scales[j];
-      }
-    }
-    if (max_abs_scale == 0) return;  // all-zero block: the zero-initialised block is exact
+    float scales[16];
+    const float max_scale = search_symmetric_subblock_scales(x, importance, 32, L, scales);
+    if (max_scale == 0) return;  // all-zero block: the zero-initialised block is exact
     const float iscale = -128.f / max_scale;
     b.d = f32_to_fp16(1 / iscale);
     for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[j])));

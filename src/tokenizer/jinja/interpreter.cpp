@@ -1,11 +1,27 @@
 #include "tokenizer/jinja/interpreter.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/error.h"
 
 namespace tern::jinja {
 namespace {
+
+// Gives `slot` a new value until the enclosing block ends, then puts the old one back, also when an
+// error unwinds the block.
+template <class T>
+class Swapped {
+ public:
+  Swapped(T& slot, T value) : slot_(slot), saved_(std::exchange(slot, std::move(value))) {}
+  ~Swapped() { slot_ = std::move(saved_); }
+  Swapped(const Swapped&) = delete;
+  Swapped& operator=(const Swapped&) = delete;
+
+ private:
+  T& slot_;
+  T saved_;
+};
 
 [[noreturn]] void fail_undefined(const Value& v) {
   fail("jinja: {}", v.as_string().empty() ? std::string("value is undefined") : v.as_string());
@@ -64,13 +80,7 @@ void Interpreter::emit(const std::string& text) {
 
 std::string Interpreter::capture(const Body& body) {
   std::string buf;
-  std::string* saved = out_;
-  out_ = &buf;
-  struct Restore {
-    std::string*& slot;
-    std::string* value;
-    ~Restore() { slot = value; }
-  } restore{out_, saved};
+  Swapped<std::string*> redirect(out_, &buf);
   exec(body);
   return buf;
 }
@@ -137,14 +147,9 @@ Interpreter::Flow Interpreter::exec(const Stmt& s) {
           Value d = stmt->defaults[i] ? in.eval(*stmt->defaults[i]) : Value::undefined("'" + stmt->targets[i] + "' is undefined");
           (*frame)[stmt->targets[i]] = arg(args, kwargs, i, stmt->targets[i].c_str(), d);
         }
-        Scope saved = std::move(in.scope_);
-        in.scope_ = site;
-        in.scope_.push_back(frame);
-        struct Restore {
-          Scope& slot;
-          Scope value;
-          ~Restore() { slot = std::move(value); }
-        } restore{in.scope_, std::move(saved)};
+        Scope scope = site;
+        scope.push_back(frame);
+        Swapped<Scope> in_site(in.scope_, std::move(scope));
         return Value(in.capture(stmt->body));
       };
       const Expr& call = *s.expr;
@@ -251,19 +256,14 @@ Value Interpreter::make_macro(const Stmt& s) {
       TERN_CHECK(known, "jinja: macro '{}' takes no keyword argument '{}'", stmt->text, k);
       if (k == "caller") (*frame)["caller"] = v;
     }
-    Scope saved = std::move(in.scope_);
-    in.scope_.clear();
+    Scope scope;
     for (const auto& w : defined_in) {
       auto f = w.lock();
       TERN_CHECK(f != nullptr, "jinja: macro '{}' called outside the scope that defined it", stmt->text);
-      in.scope_.push_back(std::move(f));
+      scope.push_back(std::move(f));
     }
-    in.scope_.push_back(frame);
-    struct Restore {
-      Scope& slot;
-      Scope value;
-      ~Restore() { slot = std::move(value); }
-    } restore{in.scope_, std::move(saved)};
+    scope.push_back(frame);
+    Swapped<Scope> in_definition(in.scope_, std::move(scope));
     for (size_t i = 0; i < stmt->targets.size(); ++i) {
       Value d = stmt->defaults[i] ? in.eval(*stmt->defaults[i]) : Value::undefined("'" + stmt->targets[i] + "' is undefined");
       (*frame)[stmt->targets[i]] = arg(args, kwargs, i, stmt->targets[i].c_str(), d);
