@@ -1,15 +1,55 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace tern {
 
 namespace {
-void chunk(int64_t n, int parts, int index, int64_t* begin, int64_t* end) {
-  const int64_t base = n / parts, extra = n % parts;
-  *begin = index * base + std::min<int64_t>(index, extra);
-  *end = *begin + base + (index < extra ? 1 : 0);
+
+// Chunk `index` of `parts` over [0, n) in units of `grain` items.
+void chunk(int64_t n, int64_t grain, int parts, int index, int64_t* begin, int64_t* end) {
+  const int64_t units = (n + grain - 1) / grain;
+  const int64_t base = units / parts, extra = units % parts;
+  const int64_t ub = index * base + std::min<int64_t>(index, extra);
+  const int64_t ue = ub + base + (index < extra ? 1 : 0);
+  *begin = std::min(n, ub * grain);
+  *end = std::min(n, ue * grain);
 }
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+using Clock = std::chrono::steady_clock;
+
+// How long an idle worker spins before it sleeps: longer than the gap between two ops of a
+// forward pass (or two decode steps), shorter than anything a user would notice as a busy core.
+constexpr auto kWorkerSpin = std::chrono::microseconds(1000);
+// How long the caller spins for the workers before it yields its core: short, because when the
+// machine is oversubscribed (other processes, more threads than cores) the worker it waits for
+// may need exactly this core.
+constexpr auto kCallerSpin = std::chrono::microseconds(50);
+
+// Spins with a pause hint until done() or `budget` has passed; true if done.
+template <class Done>
+bool spin_until(Done&& done, Clock::duration budget) {
+  const auto start = Clock::now();
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    cpu_relax();
+    if ((i & 63) == 0 && Clock::now() - start > budget) return done();
+  }
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
@@ -19,54 +59,57 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run(int64_t n, RangeFn fn) {
+void ThreadPool::run_chunk(int index) {
+  int64_t b, e;
+  chunk(job_n_, job_grain_, n_threads_, index, &b, &e);
+  if (b < e) (*job_)(b, e);
+}
+
+void ThreadPool::run_grain(int64_t n, int64_t grain, const RangeFn& fn) {
   if (n <= 0) return;
-  if (n_threads_ == 1 || n == 1) {
+  grain = std::max<int64_t>(1, grain);
+  if (n_threads_ == 1 || n <= grain) {
     fn(0, n);
     return;
   }
-  {
+  job_ = &fn;
+  job_n_ = n;
+  job_grain_ = grain;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  // seq_cst pairs with the worker's sleepers_ increment: either we see it and notify, or the
+  // worker sees the new generation before it blocks.
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    wake_.notify_all();
   }
-  wake_.notify_all();
-  int64_t b, e;
-  chunk(n, n_threads_, 0, &b, &e);
-  if (b < e) fn(b, e);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [this] { return pending_ == 0; });
+  run_chunk(0);
+  auto finished = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(finished, kCallerSpin))
+    while (!finished()) std::this_thread::yield();
   job_ = nullptr;
 }
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const RangeFn* job;
-    int64_t n;
-    {
+    auto has_work = [&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed); };
+    if (!spin_until(has_work, kWorkerSpin)) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load(std::memory_order_seq_cst) != seen; });
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
     }
-    int64_t b, e;
-    chunk(n, n_threads_, index, &b, &e);
-    if (b < e) (*job)(b, e);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
-    }
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    run_chunk(index);
+    pending_.fetch_sub(1, std::memory_order_release);
   }
 }
 

@@ -1,5 +1,10 @@
 // One persistent pool of workers for parallel loops. Workers are created once; a parallel_for
 // inside a forward pass creates no thread and allocates nothing.
+//
+// Workers spin (with a pause hint) for a short while after each job before they sleep on a
+// condition variable: a decode step issues a few hundred small jobs a few microseconds apart, and
+// a futex wake-up per job would cost more than the job itself. The caller spins for the others to
+// finish for the same reason.
 #pragma once
 
 #include <atomic>
@@ -45,20 +50,33 @@ class ThreadPool {
     run(n, RangeFn(fn));
   }
 
+  // As parallel_for, but chunk boundaries are multiples of `grain` (except the end), so that a
+  // chunk never splits a unit of `grain` items (e.g. interleaved weight rows).
+  template <class F>
+  void parallel_for_grain(int64_t n, int64_t grain, F&& fn) {
+    RangeFn f(fn);
+    run_grain(n, grain, f);
+  }
+
  private:
-  void run(int64_t n, RangeFn fn);
+  void run(int64_t n, RangeFn fn) { run_grain(n, 1, fn); }
+  void run_grain(int64_t n, int64_t grain, const RangeFn& fn);
   void worker(int index);
+  void run_chunk(int index);
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::condition_variable done_;
+  // Job slot, written by the caller before it bumps generation_ (release), read by workers after
+  // they see the new generation (acquire).
   const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  int64_t job_grain_ = 1;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};   // workers still running the current job
+  std::atomic<int> sleepers_{0};  // workers blocked (or about to block) on wake_
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable wake_;
 };
 
 int default_thread_count();  // physical-ish core count, at least 1

@@ -76,6 +76,11 @@ LlamaModel::LlamaModel(const gguf::File& file, Backend& backend, const ModelConf
     L.w_down = w.get(p + "ffn_down.weight", {info_.n_ff, E});
   }
   info_.weight_bytes = w.bytes_loaded();
+  // A decode step reads every weight once, except the embedding table, of which it reads one row
+  // (unless the table is also the output head).
+  const bool tied = output_.data == tok_embd_.data;
+  info_.decode_weight_bytes = info_.weight_bytes - (tied ? 0 : tok_embd_.row_size() * static_cast<size_t>(info_.n_vocab));
+  info_.matmul_params = info_.n_layer * (E * Q + 2 * E * KV + Q * E + 3 * E * info_.n_ff) + E * info_.n_vocab;
 
   // Workspace, sized once for the largest batch (no allocation in forward).
   const int64_t T = config_.max_batch_tokens;
@@ -124,9 +129,8 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     // Attention block.
     backend_.rms_norm(x, L.attn_norm, hp_.eps, xb);
     emit(named("attn_norm"), xb);
-    backend_.matmul(L.wq, xb, q);
-    backend_.matmul(L.wk, xb, k);
-    backend_.matmul(L.wv, xb, v);
+    const TensorView qkv_w[] = {L.wq, L.wk, L.wv}, qkv[] = {q, k, v};
+    backend_.matmul_group(qkv_w, xb, qkv);
     const TensorView q3 = reshape3(q, H, info_.n_head, T), k3 = reshape3(k, H, info_.n_kv_head, T);
     backend_.rope(q3, batch.positions.data(), hp_.rope);
     backend_.rope(k3, batch.positions.data(), hp_.rope);
@@ -152,8 +156,8 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     // Feed-forward block.
     backend_.rms_norm(x, L.ffn_norm, hp_.eps, xb);
     emit(named("ffn_norm"), xb);
-    backend_.matmul(L.w_gate, xb, gate);
-    backend_.matmul(L.w_up, xb, up);
+    const TensorView ffn_w[] = {L.w_gate, L.w_up}, ffn[] = {gate, up};
+    backend_.matmul_group(ffn_w, xb, ffn);
     backend_.swiglu(gate, up, gate);
     backend_.matmul(L.w_down, gate, xb);
     emit(named("ffn_out"), xb);

@@ -2,6 +2,7 @@
 // against it, so a forward pass runs unchanged on any backend.
 #pragma once
 
+#include <span>
 #include <string_view>
 
 #include "ops/ops.h"
@@ -20,6 +21,11 @@ class Backend {
   virtual void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) = 0;
   // y = W x: y[j, t] = sum_i w[i, j] x[i, t]                   w [n_in, n_out], x [n_in, T], y [n_out, T]
   virtual void matmul(const TensorView& w, const TensorView& x, const TensorView& y) = 0;
+  // y[i] = w[i] x for weights that share one input (q/k/v, gate/up): a backend may quantise x once
+  // and split all the rows over its threads as one job. Same shapes as matmul, per i.
+  virtual void matmul_group(std::span<const TensorView> w, const TensorView& x, std::span<const TensorView> y) {
+    for (size_t i = 0; i < w.size(); ++i) matmul(w[i], x, y[i]);
+  }
   // Rotary embedding in place; pos[t] is token t's position.  x [head_dim, n_heads, T]
   virtual void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) = 0;
   // cache[:, :, slots[t]] = src[:, :, t] (converted)           src [head_dim, n_kv_head, T]

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -39,4 +41,29 @@ TEST(ThreadPool, SplitIsTheSameEveryTime) {
   const auto first = split();
   EXPECT_EQ(first, (std::vector<std::pair<int64_t, int64_t>>{{0, 34}, {34, 67}, {67, 100}}));
   for (int i = 0; i < 200; ++i) EXPECT_EQ(split(), first);
+}
+
+TEST(ThreadPool, GrainKeepsUnitsWhole) {
+  ThreadPool pool(3);
+  for (int64_t n : {1, 4, 5, 17, 64, 100}) {
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    pool.parallel_for_grain(n, 4, [&](int64_t b, int64_t e) {
+      EXPECT_EQ(b % 4, 0) << n;
+      EXPECT_TRUE(e % 4 == 0 || e == n) << n;
+      for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
+    });
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << n << " " << i;
+  }
+}
+
+// Many back-to-back small jobs with pauses long enough for workers to fall asleep between some of
+// them: no job may be lost or run twice whichever way a worker is woken.
+TEST(ThreadPool, SurvivesSpinAndSleepTransitions) {
+  ThreadPool pool(2);
+  std::atomic<int64_t> total{0};
+  for (int i = 0; i < 2000; ++i) {
+    pool.parallel_for(2, [&](int64_t b, int64_t e) { total += e - b; });
+    if (i % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(total.load(), 4000);
 }

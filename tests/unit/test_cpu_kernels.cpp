@@ -61,11 +61,24 @@ TEST(CpuKernels, VecDotMatchesReferenceOnEveryVariant) {
 }
 
 // A variant that claims a CPU must bring its own kernels for the common decode types, so the test
-// above compares two different implementations there.
-TEST(CpuKernels, Avx2ProvidesItsKernels) {
+// above compares two different implementations there; and for those types every variant sums in
+// the same (ggml's) order, so they agree to the bit.
+TEST(CpuKernels, Avx2ProvidesItsKernelsAndAgreesBitwise) {
   if (!cpu::isa_supported(cpu::Isa::Avx2)) GTEST_SKIP() << "this CPU has no AVX2/FMA/F16C";
-  for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q8_0})
-    EXPECT_NE(cpu::kernels(cpu::Isa::Avx2).vec_dot[static_cast<size_t>(w)], nullptr) << dtype_name(w);
+  for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
+    const auto slot = static_cast<size_t>(w);
+    EXPECT_NE(cpu::kernels(cpu::Isa::Avx2).vec_dot[slot], cpu::kernels(cpu::Isa::Generic).vec_dot[slot]) << dtype_name(w);
+    const DType at = quant::vec_dot_type(w);
+    for (int64_t n : {32, 96, 576, 1536}) {
+      const auto wf = gaussian(n, 7, 0.5f), af = gaussian(n, 8, 2.f);
+      std::vector<uint8_t> wq(row_bytes(w, n)), aq(row_bytes(at, n));
+      quant::quantize_row(w, wf.data(), wq.data(), n);
+      quant::quantize_activation_row(at, af.data(), aq.data(), n);
+      EXPECT_EQ(cpu::vec_dot_for(cpu::Isa::Avx2, w)(wq.data(), aq.data(), n),
+                cpu::vec_dot_for(cpu::Isa::Generic, w)(wq.data(), aq.data(), n))
+          << dtype_name(w) << " n=" << n;
+    }
+  }
 }
 
 TEST(CpuKernels, SelectedIsaIsRunnable) { EXPECT_TRUE(cpu::isa_supported(cpu::selected_isa())); }

@@ -1,9 +1,12 @@
 #include "backends/cpu/cpu_backend.h"
 
+#include <algorithm>
 #include <cmath>
+#include <span>
 #include <vector>
 
 #include "core/error.h"
+#include "backends/cpu/attention.h"
 #include "backends/cpu/kernels/kernels.h"
 #include "core/thread_pool.h"
 #include "ops/ref/ref_ops.h"
@@ -28,24 +31,17 @@ T* scratch(std::vector<T>& buf, size_t n) {
   return buf.data();
 }
 
-// Dot product of two float rows with 8 independent partial sums (vectorisable, fixed order).
-float dot_f32(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const CpuBackendConfig& c)
       : pool_(c.n_threads > 0 ? c.n_threads : default_thread_count()),
         exact_(c.exact_activations),
-        isa_(c.isa ? *c.isa : cpu::selected_isa()) {
-    TERN_CHECK(cpu::isa_supported(isa_), "cpu backend: this CPU cannot run the {} kernels", cpu::isa_name(isa_));
+        isa_(c.isa ? *c.isa : cpu::selected_isa()),
+        kernels_(checked_kernels(isa_)) {}
+
+  static const cpu::Kernels& checked_kernels(cpu::Isa isa) {
+    TERN_CHECK(cpu::isa_supported(isa), "cpu backend: this CPU cannot run the {} kernels", cpu::isa_name(isa));
+    return cpu::kernels(isa);
   }
 
   std::string_view name() const override { return "cpu"; }
@@ -61,38 +57,93 @@ class CpuBackend final : public Backend {
   }
 
   void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override {
-    check_matmul(w, x, y);
-    if (exact_) return matmul_exact(w, x, y);
-    // Quantise each activation row once to the weight's dot type, then every weight row against all
-    // of them with the ISA variant's dot product (ggml's arithmetic up to summation order).
+    matmul_group(std::span(&w, 1), x, std::span(&y, 1));
+  }
+
+  void matmul_group(std::span<const TensorView> ws, const TensorView& x, std::span<const TensorView> ys) override {
+    TERN_CHECK(ws.size() == ys.size() && ws.size() <= kMaxGroup, "matmul_group: {} weights, {} outputs", ws.size(),
+               ys.size());
+    int64_t n_rows = 0;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      check_matmul(ws[i], x, ys[i]);
+      n_rows += ws[i].ne[1];
+    }
+    if (exact_) {
+      for (size_t i = 0; i < ws.size(); ++i) matmul_exact(ws[i], x, ys[i]);
+      return;
+    }
+    // Quantise the input once per distinct dot type, then split all weights' rows over the threads
+    // as one job; every row meets every token with the ISA variant's dot product (ggml's arithmetic).
     const int64_t n_in = x.ne[0], n_tok = x.ne[1];
-    const DType at = quant::vec_dot_type(w.dtype);
-    const size_t a_bytes = row_bytes(at, n_in);
-    uint8_t* xq = scratch(x_quantized_, a_bytes * static_cast<size_t>(n_tok));
-    pool_.parallel_for(n_tok, [&](int64_t a, int64_t b) {
-      for (int64_t t = a; t < b; ++t)
-        quant::quantize_activation_row(at, static_cast<const float*>(x.row(t)), xq + t * a_bytes, n_in);
-    });
-    const cpu::VecDotFn dot = cpu::vec_dot_for(isa_, w.dtype);
-    pool_.parallel_for(w.ne[1], [&](int64_t a, int64_t b) {
-      for (int64_t j = a; j < b; ++j)
-        for (int64_t t = 0; t < n_tok; ++t) static_cast<float*>(y.row(t))[j] = dot(w.row(j), xq + t * a_bytes, n_in);
+    const uint8_t* xq[kMaxGroup];
+    size_t a_bytes[kMaxGroup];
+    cpu::VecDotFn dots[kMaxGroup];
+    for (size_t i = 0; i < ws.size(); ++i) {
+      const DType at = quant::vec_dot_type(ws[i].dtype);
+      a_bytes[i] = row_bytes(at, n_in);
+      dots[i] = kernels_.vec_dot[static_cast<size_t>(ws[i].dtype)];
+      TERN_CHECK(dots[i], "matmul: {} is not a weight type", dtype_name(ws[i].dtype));
+      size_t same = 0;
+      while (same < i && quant::vec_dot_type(ws[same].dtype) != at) ++same;
+      if (same < i) {
+        xq[i] = xq[same];
+        continue;
+      }
+      uint8_t* buf = scratch(x_quantized_[i], a_bytes[i] * static_cast<size_t>(n_tok));
+      xq[i] = buf;
+      const size_t ab = a_bytes[i];
+      pool_.parallel_for(n_tok, [&](int64_t a, int64_t b) {
+        for (int64_t t = a; t < b; ++t)
+          quant::quantize_activation_row(at, static_cast<const float*>(x.row(t)), buf + t * ab, n_in);
+      });
+    }
+    pool_.parallel_for(n_rows, [&](int64_t a, int64_t b) {
+      int64_t base = 0;
+      for (size_t i = 0; i < ws.size(); base += ws[i].ne[1], ++i) {
+        const int64_t j0 = std::max(a, base) - base, j1 = std::min(b, base + ws[i].ne[1]) - base;
+        const TensorView& w = ws[i];
+        const TensorView& y = ys[i];
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t t = 0; t < n_tok; ++t)
+            static_cast<float*>(y.row(t))[j] = dots[i](w.row(j), xq[i] + t * a_bytes[i], n_in);
+      }
     });
   }
 
   void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override {
     check_rope(x, p);
-    pool_.parallel_for(x.ne[2], [&](int64_t a, int64_t b) { ref::rope(slice(x, 2, a, b), pos + a, p); });
+    // The reference's arithmetic (ref::rope), with each token's cos/sin computed once for all heads.
+    const int64_t half = p.n_rot / 2;
+    const float theta_scale = std::pow(p.theta_base, -2.0f / static_cast<float>(p.n_rot));
+    pool_.parallel_for(x.ne[2], [&](int64_t t0, int64_t t1) {
+      thread_local std::vector<float> cs;
+      float* c = scratch(cs, static_cast<size_t>(2 * half));
+      float* s = c + half;
+      for (int64_t t = t0; t < t1; ++t) {
+        float theta = static_cast<float>(pos[t]);
+        for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
+          c[i] = std::cos(theta);
+          s[i] = std::sin(theta);
+        }
+        for (int64_t h = 0; h < x.ne[1]; ++h) {
+          float* v = static_cast<float*>(x.row(h, t));
+          for (int64_t i = 0; i < half; ++i) {
+            const int64_t i0 = p.layout == RopeLayout::Normal ? 2 * i : i;
+            const int64_t i1 = p.layout == RopeLayout::Normal ? 2 * i + 1 : i + half;
+            const float a = v[i0], b = v[i1];
+            v[i0] = std::fma(a, c[i], -(b * s[i]));
+            v[i1] = std::fma(a, s[i], b * c[i]);
+          }
+        }
+      }
+    });
   }
 
   void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
     ref::kv_store(src, cache, slots);
   }
 
-  void attention(const AttentionArgs& a) override {
-    check_attention(a);
-    pool_.parallel_for(a.q.ne[2], [&](int64_t t0, int64_t t1) { ref::attention_tokens(a, t0, t1, exact_); });
-  }
+  void attention(const AttentionArgs& a) override { attention_.run(a, kernels_, pool_, exact_); }
 
   void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override {
     check_same_shape("swiglu", g, u);
@@ -113,15 +164,19 @@ class CpuBackend final : public Backend {
       for (int64_t j = a; j < b; ++j) {
         quant::dequantize_row(w.dtype, w.row(j), wr, n_in);
         for (int64_t t = 0; t < x.ne[1]; ++t)
-          static_cast<float*>(y.row(t))[j] = dot_f32(wr, static_cast<const float*>(x.row(t)), n_in);
+          static_cast<float*>(y.row(t))[j] = kernels_.dot_f32(wr, static_cast<const float*>(x.row(t)), n_in);
       }
     });
   }
 
+  static constexpr size_t kMaxGroup = 4;
+
   ThreadPool pool_;
   bool exact_;
   cpu::Isa isa_;
-  std::vector<uint8_t> x_quantized_;
+  const cpu::Kernels& kernels_;
+  cpu::FlashAttention attention_;
+  std::vector<uint8_t> x_quantized_[kMaxGroup];
 };
 
 }  // namespace

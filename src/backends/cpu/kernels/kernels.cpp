@@ -1,6 +1,10 @@
 #include "backends/cpu/kernels/kernels.h"
 
+#include <cmath>
+#include <cstring>
+
 #include "core/error.h"
+#include "core/fp16.h"
 #include "quant/quant.h"
 
 namespace tern::cpu {
@@ -22,10 +26,95 @@ Kernels generic_table() {
   return k;
 }
 
+// ggml's x86 summation order in plain C++ for the types the SIMD variants accelerate, so that
+// every variant gives the same bits (and the generic path stays as close to the peer as AVX2):
+// per 32-element block, lane k (k < 8) holds the integer dot of elements 4k..4k+3, scaled by the
+// product of the block scales and accumulated with a fused multiply-add; then a fixed tree sum.
+float lane_tree_sum(const float* v) {
+  return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+// Integer weight levels of one block (already offset: Q4_0 subtracts 8).
+template <DType W>
+void block_levels(const uint8_t* blk, int32_t* q) {
+  if constexpr (W == DType::Q8_0) {
+    for (int i = 0; i < 32; ++i) q[i] = static_cast<int8_t>(blk[2 + i]);
+  } else {
+    const uint8_t* nib = blk + (W == DType::Q4_0 ? 2 : 4);
+    const int32_t off = W == DType::Q4_0 ? 8 : 0;
+    for (int i = 0; i < 16; ++i) {
+      q[i] = (nib[i] & 0x0F) - off;
+      q[i + 16] = (nib[i] >> 4) - off;
+    }
+  }
+}
+
+template <DType W>
+float lane_order_vec_dot(const void* vw, const void* va, int64_t n) {
+  constexpr size_t wb = W == DType::Q4_0 ? 18 : W == DType::Q4_1 ? 20 : 34;
+  constexpr size_t ab = W == DType::Q4_1 ? 36 : 34;  // Q8_1 / Q8_0 activations
+  const auto* w = static_cast<const uint8_t*>(vw);
+  const auto* a = static_cast<const uint8_t*>(va);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float mins = 0;
+  int32_t q[32];
+  for (int64_t b = 0; b < n / 32; ++b, w += wb, a += ab) {
+    uint16_t h[4];
+    std::memcpy(h, w, 4);
+    const uint16_t ad = static_cast<uint16_t>(a[0] | a[1] << 8), as = static_cast<uint16_t>(a[2] | a[3] << 8);
+    if constexpr (W == DType::Q4_1) mins = std::fma(fp16_to_f32(h[1]), fp16_to_f32(as), mins);
+    const float d = fp16_to_f32(h[0]) * fp16_to_f32(ad);
+    block_levels<W>(w, q);
+    const auto* qa = reinterpret_cast<const int8_t*>(a + (W == DType::Q4_1 ? 4 : 2));
+    for (int k = 0; k < 8; ++k) {
+      const int32_t s = q[4 * k] * qa[4 * k] + q[4 * k + 1] * qa[4 * k + 1] + q[4 * k + 2] * qa[4 * k + 2] +
+                        q[4 * k + 3] * qa[4 * k + 3];
+      acc[k] = std::fma(d, static_cast<float>(s), acc[k]);
+    }
+  }
+  return lane_tree_sum(acc) + mins;
+}
+
+void f16_to_f32_generic(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(x[i]);
+}
+
+// Four independent double partial sums: vectorisable at any ISA, and a fixed order.
+float dot_f32_generic(const float* a, const float* b, int64_t n) {
+  double acc[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; ++k) acc[k] += static_cast<double>(a[i + k]) * b[i + k];
+  double s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
+  return static_cast<float>(s);
+}
+
+void axpy_f32_generic(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
 // Every matmul weight type, through the scalar reference arithmetic.
 Kernels make_generic_kernels() {
-  return generic_table<DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
-                       DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K>();
+  Kernels k = generic_table<DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                            DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K>();
+  k.vec_dot[static_cast<size_t>(DType::Q4_0)] = lane_order_vec_dot<DType::Q4_0>;
+  k.vec_dot[static_cast<size_t>(DType::Q4_1)] = lane_order_vec_dot<DType::Q4_1>;
+  k.vec_dot[static_cast<size_t>(DType::Q8_0)] = lane_order_vec_dot<DType::Q8_0>;
+  k.f16_to_f32 = f16_to_f32_generic;
+  k.dot_f32 = dot_f32_generic;
+  k.axpy_f32 = axpy_f32_generic;
+  return k;
+}
+
+// A variant's table with its gaps filled from the generic one.
+Kernels completed(Kernels k, const Kernels& generic) {
+  for (size_t i = 0; i < kTypeSlots; ++i)
+    if (!k.vec_dot[i]) k.vec_dot[i] = generic.vec_dot[i];
+  if (!k.f16_to_f32) k.f16_to_f32 = generic.f16_to_f32;
+  if (!k.dot_f32) k.dot_f32 = generic.dot_f32;
+  if (!k.axpy_f32) k.axpy_f32 = generic.axpy_f32;
+  return k;
 }
 
 }  // namespace
@@ -36,7 +125,7 @@ const Kernels& kernels(Isa isa) {
     case Isa::Generic: return generic;
     case Isa::Avx2: {
       TERN_CHECK(isa_supported(Isa::Avx2), "avx2 kernels requested on a CPU without AVX2/FMA/F16C");
-      static const Kernels avx2 = make_avx2_kernels();
+      static const Kernels avx2 = completed(make_avx2_kernels(), generic);
       return avx2;
     }
   }
@@ -46,10 +135,9 @@ const Kernels& kernels(Isa isa) {
 VecDotFn vec_dot_for(Isa isa, DType w) {
   const auto slot = static_cast<size_t>(w);
   TERN_CHECK(slot < kTypeSlots, "vec_dot: type id {} out of range", slot);
-  if (VecDotFn f = kernels(isa).vec_dot[slot]) return f;
-  VecDotFn g = kernels(Isa::Generic).vec_dot[slot];
-  TERN_CHECK(g, "{}: not a matmul weight type", dtype_name(w));
-  return g;
+  VecDotFn f = kernels(isa).vec_dot[slot];
+  TERN_CHECK(f, "{}: not a matmul weight type", dtype_name(w));
+  return f;
 }
 
 }  // namespace tern::cpu

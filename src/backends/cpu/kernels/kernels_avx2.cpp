@@ -12,6 +12,7 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 namespace tern::cpu {
@@ -72,7 +73,7 @@ float dot_q4_1_q8_1(const void* vw, const void* va, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   float mins = 0;  // weight min times the activation block's stored sum
   for (int64_t b = 0; b < n / kQK; ++b, w += 20, a += 36) {
-    mins += h2f(w + 2) * h2f(a + 2);
+    mins = std::fma(h2f(w + 2), h2f(a + 2), mins);  // contracted, as the peer's compiler does
     const __m256 d = _mm256_set1_ps(h2f(w) * h2f(a));
     const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 4));
     acc = _mm256_fmadd_ps(d, dot_u8_s8(nibbles_to_bytes(w + 4), qa), acc);
@@ -93,6 +94,36 @@ float dot_q8_0_q8_0(const void* vw, const void* va, int64_t n) {
   return hsum(acc);
 }
 
+void f16_to_f32_avx2(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  for (; i < n; ++i) y[i] = _cvtsh_ss(x[i]);
+}
+
+// In double, four lanes at a time (see DotF32Fn).
+float dot_f32_avx2(const float* a, const float* b, int64_t n) {
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    acc0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i)), _mm256_cvtps_pd(_mm_loadu_ps(b + i)), acc0);
+    acc1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + i + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b + i + 4)), acc1);
+  }
+  const __m256d v = _mm256_add_pd(acc0, acc1);
+  __m128d r = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  double s = _mm_cvtsd_f64(_mm_add_sd(r, _mm_unpackhi_pd(r, r)));
+  for (; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
+  return static_cast<float>(s);
+}
+
+void axpy_f32_avx2(float a, const float* x, float* y, int64_t n) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
 }  // namespace
 
 Kernels make_avx2_kernels() {
@@ -100,6 +131,9 @@ Kernels make_avx2_kernels() {
   k.vec_dot[static_cast<size_t>(DType::Q4_0)] = dot_q4_0_q8_0;
   k.vec_dot[static_cast<size_t>(DType::Q4_1)] = dot_q4_1_q8_1;
   k.vec_dot[static_cast<size_t>(DType::Q8_0)] = dot_q8_0_q8_0;
+  k.f16_to_f32 = f16_to_f32_avx2;
+  k.dot_f32 = dot_f32_avx2;
+  k.axpy_f32 = axpy_f32_avx2;
   return k;
 }
 
