@@ -69,7 +69,10 @@ struct ModelSummary {
   int n_ctx = 0;
   int n_layer = 0;
   size_t weight_bytes = 0;
+  size_t decode_weight_bytes = 0;  // weight bytes one decoded token reads
+  int64_t matmul_params = 0;       // weights multiplied per token (2 flops each)
   size_t kv_bytes = 0;
+  size_t kv_bytes_per_token = 0;   // K and V of one position, all layers
   std::string backend;
   int n_threads = 0;
 };
@@ -91,6 +94,14 @@ class Engine {
   // Generates from scratch for request.prompt; `on_chunk` returning false cancels.
   GenerateResult generate(const GenerateRequest& request,
                           const std::function<bool(const StreamChunk&)>& on_chunk = {});
+  // Forward passes timed as llama-bench times them, for `tern bench`: `prompt` from position 0 in
+  // batches of max_batch_tokens (logits of the last token only), then, on a cleared context,
+  // `n_gen` single-token passes from position 0 feeding back the argmax (no sampler).
+  struct PassTiming {
+    double prompt_seconds = 0;
+    double gen_seconds = 0;
+  };
+  PassTiming time_passes(std::span<const int32_t> prompt, int n_gen);
   // Logits of every position of `ids` ([n_vocab] per position, concatenated): for reference checks.
   std::vector<float> logits(std::span<const int32_t> ids);
 

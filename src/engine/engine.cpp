@@ -133,7 +133,10 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
   s.n_ctx = static_cast<int>(n_ctx);
   s.n_layer = mi.n_layer;
   s.weight_bytes = mi.weight_bytes;
+  s.decode_weight_bytes = mi.decode_weight_bytes;
+  s.matmul_params = mi.matmul_params;
   s.kv_bytes = impl->kv->bytes();
+  s.kv_bytes_per_token = impl->kv->bytes() / static_cast<size_t>(n_blocks * block_size);
   s.backend = std::string(impl->backend->name());
   s.n_threads = config.n_threads > 0 ? config.n_threads : default_thread_count();
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
@@ -210,6 +213,26 @@ GenerateResult Engine::generate(const GenerateRequest& req, const std::function<
   }
   res.generate_seconds = std::chrono::duration<double>(clock::now() - t1).count();
   return res;
+}
+
+Engine::PassTiming Engine::time_passes(std::span<const int32_t> prompt, int n_gen) {
+  Impl& m = *impl_;
+  m.check_prompt(prompt);
+  TERN_CHECK(n_gen >= 0 && n_gen < m.summary.n_ctx, "{} generated tokens do not fit the context of {}", n_gen,
+             m.summary.n_ctx);
+  using clock = std::chrono::steady_clock;
+  PassTiming t;
+  auto t0 = clock::now();
+  m.prefill(prompt);
+  t.prompt_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  int32_t tok = prompt[0];
+  t0 = clock::now();
+  for (int32_t pos = 0; pos < n_gen; ++pos) {
+    m.run(std::span<const int32_t>(&tok, 1), pos, true, m.logits.data());
+    tok = static_cast<int32_t>(std::max_element(m.logits.begin(), m.logits.end()) - m.logits.begin());
+  }
+  t.gen_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  return t;
 }
 
 std::vector<float> Engine::logits(std::span<const int32_t> ids) {

@@ -25,7 +25,9 @@ struct ModelInfo {
   int n_kv_head = 0;
   int head_dim = 0;
   int64_t n_ff = 0;
-  size_t weight_bytes = 0;  // bytes of all weight tensors used by forward
+  size_t weight_bytes = 0;         // bytes of all weight tensors used by forward
+  size_t decode_weight_bytes = 0;  // bytes a one-token forward pass reads (all but the embedding table's other rows)
+  int64_t matmul_params = 0;       // weights multiplied per token (2 flops each)
 };
 
 // Called with every named intermediate (e.g. "blk.3.attn_out") when set; for debugging dumps.

@@ -293,3 +293,54 @@ TEST(GgufWriter, WriteRenamesIntoPlaceAndOpens) {
   EXPECT_THROW(w.write((dir / "no_such_dir" / "m.gguf").string()), Error);
   std::filesystem::remove_all(dir);
 }
+
+// Declared tensors are produced by a TensorSource while the file is written: the file is
+// byte-identical to one built from in-memory data, and a source that throws leaves no file behind.
+TEST(GgufWriter, DeclaredTensorsStreamFromASource) {
+  const auto dir = std::filesystem::temp_directory_path() / ("tern_gguf_stream_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto a = random_bytes(row_bytes(DType::Q8_0, 64) * 3, 1);
+  const auto b = random_bytes(row_bytes(DType::F32, 5), 2);  // 20 bytes: padding follows
+  const auto c = random_bytes(row_bytes(DType::Q4_K, 256) * 2, 3);
+  Writer in_memory(3, 64), streamed(3, 64);
+  for (Writer* w : {&in_memory, &streamed}) w->set_string("general.architecture", "llama");
+  in_memory.add_tensor("a", DType::Q8_0, {64, 3}, a.data(), a.size());
+  in_memory.add_tensor("b", DType::F32, {5}, b.data(), b.size());
+  in_memory.add_tensor("c", DType::Q4_K, {256, 2}, c.data(), c.size());
+  streamed.declare_tensor("a", DType::Q8_0, {64, 3});
+  streamed.add_tensor("b", DType::F32, {5}, b.data(), b.size());
+  streamed.declare_tensor("c", DType::Q4_K, {256, 2});
+  EXPECT_THROW(streamed.to_bytes(), Error);
+  EXPECT_THROW(streamed.declare_tensor("a", DType::F32, {4}), Error);  // duplicate name
+  EXPECT_THROW(streamed.declare_tensor("d", DType::Q8_0, {48}), Error);  // not whole blocks
+
+  const std::string path = (dir / "s.gguf").string();
+  EXPECT_THROW(streamed.write(path), Error);  // declared tensors need a source
+  std::vector<size_t> asked;
+  streamed.write(path, [&](size_t i, std::span<uint8_t> out) {
+    asked.push_back(i);
+    const auto& src = i == 0 ? a : c;
+    ASSERT_EQ(out.size(), src.size());
+    std::memcpy(out.data(), src.data(), src.size());
+  });
+  EXPECT_EQ(asked, (std::vector<size_t>{0, 2}));
+  const auto expected = in_memory.to_bytes();
+  ASSERT_EQ(std::filesystem::file_size(path), expected.size());
+  {
+    const File f = File::open(path);
+    ASSERT_EQ(f.tensors().size(), 3u);
+    EXPECT_EQ(std::memcmp(f.tensors()[2].data, c.data(), c.size()), 0);
+    std::vector<uint8_t> got(expected.size());
+    std::FILE* fp = std::fopen(path.c_str(), "rb");
+    ASSERT_NE(fp, nullptr);
+    ASSERT_EQ(std::fread(got.data(), 1, got.size(), fp), got.size());
+    std::fclose(fp);
+    EXPECT_EQ(got, expected);
+  }
+
+  const std::string failed = (dir / "failed.gguf").string();
+  EXPECT_THROW(streamed.write(failed, [](size_t, std::span<uint8_t>) { fail("source broke"); }), Error);
+  EXPECT_FALSE(std::filesystem::exists(failed));
+  EXPECT_FALSE(std::filesystem::exists(failed + ".tmp"));
+  std::filesystem::remove_all(dir);
+}

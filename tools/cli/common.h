@@ -34,5 +34,7 @@ void add_sampling_options(CLI::App& app, SamplingOptions& o);
 void register_run(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_info(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace tern::cli

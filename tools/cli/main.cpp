@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   tern::cli::register_run(app);
   tern::cli::register_chat(app);
   tern::cli::register_info(app);
+  tern::cli::register_bench(app);
+  tern::cli::register_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

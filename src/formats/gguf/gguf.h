@@ -6,8 +6,10 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -111,8 +113,17 @@ class Writer {
   void copy_key(const File& from, std::string_view key);
   // `data` must hold exactly row_bytes(dtype, ne[0]) * rows bytes.
   void add_tensor(std::string name, DType dtype, std::vector<int64_t> ne, const void* data, size_t nbytes);
-  std::vector<uint8_t> to_bytes() const;
+  // A tensor whose bytes are produced while the file is written (write with a TensorSource), so a
+  // model never has to be in memory whole: quantisers hold one tensor at a time.
+  void declare_tensor(std::string name, DType dtype, std::vector<int64_t> ne);
+  std::vector<uint8_t> to_bytes() const;       // throws if a tensor was only declared
   void write(const std::string& path) const;  // writes to path.tmp then renames
+
+  // Fills `out` (exactly the tensor's byte size) with the bytes of declared tensor `index`
+  // (its position among all tensors, in the order they were added). Called once per declared
+  // tensor, in file order; an exception from it removes path.tmp and propagates.
+  using TensorSource = std::function<void(size_t index, std::span<uint8_t> out)>;
+  void write(const std::string& path, const TensorSource& source) const;
 
  private:
   struct Kv;
@@ -122,6 +133,8 @@ class Writer {
   std::vector<std::shared_ptr<Kv>> kvs_;
   std::vector<std::shared_ptr<Tensor>> tensors_;  // shared_ptr: Tensor is incomplete here
   void add_kv(std::shared_ptr<Kv> kv);
+  size_t check_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& ne) const;  // -> bytes
+  std::vector<uint8_t> header_bytes() const;  // everything before the tensor data, padded
 };
 
 }  // namespace tern::gguf

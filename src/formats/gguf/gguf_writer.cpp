@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include <fmt/ranges.h>
 
@@ -45,7 +46,9 @@ struct Writer::Tensor {
   std::string name;
   DType dtype;
   std::vector<int64_t> ne;
-  std::vector<uint8_t> data;
+  size_t nbytes;
+  bool declared;               // bytes come from write()'s TensorSource, not `data`
+  std::vector<uint8_t> data;   // empty when declared
 };
 
 Writer::Writer(uint32_t version, size_t alignment) : version_(version), alignment_(alignment) {
@@ -132,7 +135,7 @@ void Writer::copy_key(const File& from, std::string_view key) {
   add_kv(std::make_shared<Kv>(Kv{std::string(key), type, std::vector<uint8_t>(raw.begin(), raw.end())}));
 }
 
-void Writer::add_tensor(std::string name, DType dtype, std::vector<int64_t> ne, const void* data, size_t nbytes) {
+size_t Writer::check_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& ne) const {
   TERN_CHECK(!name.empty() && name.size() <= kMaxTensorName, "gguf writer: tensor name '{}' must be 1 to {} bytes",
              name, kMaxTensorName);
   for (const auto& t : tensors_) TERN_CHECK(t->name != name, "gguf writer: duplicate tensor '{}'", name);
@@ -148,14 +151,25 @@ void Writer::add_tensor(std::string name, DType dtype, std::vector<int64_t> ne, 
   size_t expected = 0;
   TERN_CHECK(!__builtin_mul_overflow(row_bytes(dtype, ne[0]), static_cast<size_t>(rows), &expected),
              "gguf writer: tensor '{}' is too large", name);
+  return expected;
+}
+
+void Writer::add_tensor(std::string name, DType dtype, std::vector<int64_t> ne, const void* data, size_t nbytes) {
+  const size_t expected = check_tensor(name, dtype, ne);
+  const auto& tr = traits(dtype);
   TERN_CHECK(nbytes == expected, "gguf writer: tensor '{}' ({} {}) needs {} bytes, got {}", name, tr.name,
              fmt::join(ne, "x"), expected, nbytes);
   const auto* p = static_cast<const uint8_t*>(data);
   tensors_.push_back(std::make_shared<Tensor>(
-      Tensor{std::move(name), dtype, std::move(ne), std::vector<uint8_t>(p, p + nbytes)}));
+      Tensor{std::move(name), dtype, std::move(ne), nbytes, false, std::vector<uint8_t>(p, p + nbytes)}));
 }
 
-std::vector<uint8_t> Writer::to_bytes() const {
+void Writer::declare_tensor(std::string name, DType dtype, std::vector<int64_t> ne) {
+  const size_t nbytes = check_tensor(name, dtype, ne);
+  tensors_.push_back(std::make_shared<Tensor>(Tensor{std::move(name), dtype, std::move(ne), nbytes, true, {}}));
+}
+
+std::vector<uint8_t> Writer::header_bytes() const {
   std::vector<uint8_t> out;
   put<uint32_t>(out, kMagic);
   put<uint32_t>(out, version_);
@@ -173,28 +187,59 @@ std::vector<uint8_t> Writer::to_bytes() const {
     for (int64_t n : t->ne) put<uint64_t>(out, static_cast<uint64_t>(n));
     put<uint32_t>(out, static_cast<uint32_t>(t->dtype));
     put<uint64_t>(out, offset);
-    offset += (t->data.size() + alignment_ - 1) / alignment_ * alignment_;
+    offset += (t->nbytes + alignment_ - 1) / alignment_ * alignment_;
   }
   pad_to(out, alignment_);
+  return out;
+}
+
+std::vector<uint8_t> Writer::to_bytes() const {
+  std::vector<uint8_t> out = header_bytes();
   for (const auto& t : tensors_) {
+    TERN_CHECK(!t->declared, "gguf writer: tensor '{}' has no data (declared; write it with a TensorSource)", t->name);
     out.insert(out.end(), t->data.begin(), t->data.end());
     pad_to(out, alignment_);
   }
   return out;
 }
 
-void Writer::write(const std::string& path) const {
-  const std::vector<uint8_t> bytes = to_bytes();
+void Writer::write(const std::string& path) const { write(path, nullptr); }
+
+void Writer::write(const std::string& path, const TensorSource& source) const {
+  for (const auto& t : tensors_)
+    TERN_CHECK(!t->declared || source, "{}: tensor '{}' has no data (declared, but no TensorSource given)", path,
+               t->name);
   // Write beside the target and rename, so a reader never sees a half-written model.
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   TERN_CHECK(f != nullptr, "{}: cannot create: {}", tmp, std::strerror(errno));
-  const bool wrote = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  const int write_errno = errno;
-  const bool closed = std::fclose(f) == 0;
-  if (!wrote || !closed) {
+  size_t written = 0;
+  auto put_bytes = [&](const uint8_t* p, size_t n) {
+    if (n != 0 && std::fwrite(p, 1, n, f) != n) fail("{}: cannot write {} bytes: {}", tmp, n, std::strerror(errno));
+    written += n;
+  };
+  try {
+    const std::vector<uint8_t> header = header_bytes();
+    put_bytes(header.data(), header.size());
+    const std::vector<uint8_t> zeros(alignment_, 0);
+    std::vector<uint8_t> buf;  // one declared tensor at a time
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+      const Tensor& t = *tensors_[i];
+      if (t.declared) {
+        buf.assign(t.nbytes, 0);
+        source(i, std::span<uint8_t>(buf));
+        put_bytes(buf.data(), buf.size());
+      } else {
+        put_bytes(t.data.data(), t.data.size());
+      }
+      put_bytes(zeros.data(), (alignment_ - written % alignment_) % alignment_);
+    }
+    buf = {};
+    if (std::fclose(std::exchange(f, nullptr)) != 0) fail("{}: cannot write: {}", tmp, std::strerror(errno));
+  } catch (...) {
+    if (f) std::fclose(f);
     std::remove(tmp.c_str());
-    fail("{}: cannot write {} bytes: {}", tmp, bytes.size(), std::strerror(wrote ? errno : write_errno));
+    throw;
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int e = errno;

@@ -1,0 +1,225 @@
+// tern quantize: rewrite a GGUF file with its weight matrices in another type (round-to-nearest).
+// Every row goes through the reference converters in src/quant (dequantize_row to f32, then
+// quantize_row), so the result is bit-compatible with llama.cpp's blocks. The output is streamed
+// one tensor at a time through gguf::Writer's TensorSource: memory is the mmapped input plus one
+// output tensor and one f32 row per thread, never a second copy of the model.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "formats/gguf/gguf.h"
+#include "quant/quant.h"
+
+namespace tern::cli {
+namespace {
+
+struct QuantizeOptions {
+  std::string in, out;
+  std::string type;
+  std::string method = "rtn";
+  int threads = 0;
+  bool quiet = false;
+};
+
+// llama.cpp's LLAMA_FTYPE for a file whose matrices are all of one type (general.file_type). For the
+// K-quants that have _S/_M/_L mixes, the pure file is closest to the _S variant.
+const std::map<DType, uint32_t>& llama_ftypes() {
+  static const std::map<DType, uint32_t> m = {
+      {DType::F32, 0},   {DType::F16, 1},   {DType::Q4_0, 2},  {DType::Q4_1, 3},  {DType::Q8_0, 7},
+      {DType::Q5_0, 8},  {DType::Q5_1, 9},  {DType::Q2_K, 10}, {DType::Q3_K, 11}, {DType::Q4_K, 14},
+      {DType::Q5_K, 16}, {DType::Q6_K, 18}, {DType::BF16, 32},
+  };
+  return m;
+}
+
+DType parse_target(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  const auto t = dtype_from_name(lower);
+  if (t && llama_ftypes().count(*t) && quant::is_weight_type(*t) && quant::can_quantize(*t)) return *t;
+  std::string names;
+  for (const auto& [d, ftype] : llama_ftypes())
+    if (quant::is_weight_type(d) && quant::can_quantize(d)) names += (names.empty() ? "" : ", ") + std::string(dtype_name(d));
+  fail("--type {}: not a type tern can quantize to (supported: {})", name, names);
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::string human(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
+  return fmt::format("{:.2f} {}", bytes, units[u]);
+}
+
+std::string shape_of(const gguf::TensorInfo& t) {
+  std::string s = fmt::format("{}", t.ne[0]);
+  for (int d = 1; d < t.ndim; ++d) s += fmt::format(" x {}", t.ne[d]);
+  return s;
+}
+
+// What happens to one tensor.
+struct Plan {
+  const gguf::TensorInfo* src;
+  DType dst;
+  bool convert;     // false: bytes copied verbatim
+  const char* why;  // why it is kept, for the progress line
+};
+
+// Matrices (any tensor of 2+ dims named *.weight) follow the target type; vectors (norms, biases)
+// and the MoE router keep theirs, as in llama.cpp. A matrix whose rows are not whole blocks of the
+// target keeps its type (llama.cpp would pick a fallback type; keeping it is always valid).
+Plan plan_tensor(const gguf::TensorInfo& t, DType target) {
+  if (t.ndim < 2 || !ends_with(t.name, ".weight")) return {&t, t.dtype, false, "not a matrix"};
+  if (t.name.find("ffn_gate_inp.") != std::string::npos) return {&t, t.dtype, false, "router"};
+  if (t.ne[0] % traits(target).block_elems != 0) return {&t, t.dtype, false, "rows not whole blocks"};
+  if (t.dtype == target) return {&t, t.dtype, false, "already target type"};
+  return {&t, target, true, nullptr};
+}
+
+// Converts every row of `t` (ne[0] elements each) to dst_type, into dst, on n_threads threads. Each
+// row is converted on its own, so the bytes do not depend on the thread count.
+void convert_rows(const gguf::TensorInfo& t, DType dst_type, uint8_t* dst, int n_threads) {
+  const int64_t ne0 = t.ne[0], rows = t.nelements() / ne0;
+  const size_t src_row = row_bytes(t.dtype, ne0), dst_row = row_bytes(dst_type, ne0);
+  const auto* src = static_cast<const uint8_t*>(t.data);
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(64, rows / (4 * n_threads)));
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto work = [&] {
+    std::vector<float> row(static_cast<size_t>(ne0));
+    try {
+      for (int64_t r0; (r0 = next.fetch_add(chunk)) < rows;) {
+        for (int64_t r = r0; r < std::min(rows, r0 + chunk); ++r) {
+          quant::dequantize_row(t.dtype, src + static_cast<size_t>(r) * src_row, row.data(), ne0);
+          quant::quantize_row(dst_type, row.data(), dst + static_cast<size_t>(r) * dst_row, ne0);
+        }
+      }
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!error) error = std::current_exception();
+      next = rows;  // the others stop at their next chunk
+    }
+  };
+  const int n = static_cast<int>(std::min<int64_t>(n_threads, (rows + chunk - 1) / chunk));
+  std::vector<std::thread> pool;
+  for (int i = 1; i < n; ++i) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+}
+
+void quantize(const QuantizeOptions& o) {
+  TERN_CHECK(o.method == "rtn", "--method {}: not implemented yet (available: rtn)", o.method);
+  const DType target = parse_target(o.type);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  TERN_CHECK(o.in != o.out && !(fs::exists(o.out, ec) && fs::equivalent(o.in, o.out, ec)),
+             "{}: refusing to overwrite the input file (give another output path)", o.out);
+  const auto f = gguf::File::open(o.in);
+  const int n_threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+
+  gguf::Writer w(3, f.alignment());
+  for (const auto& key : f.keys()) w.copy_key(f, key);
+  w.set_u32("general.file_type", llama_ftypes().at(target));
+  if (traits(target).quantized) w.set_u32("general.quantization_version", 2);  // ggml's GGML_QNT_VERSION
+
+  // Plan every tensor first, and try one block of each conversion, so an unsupported input type
+  // fails before anything is written rather than halfway through a large file.
+  std::vector<Plan> plans;
+  for (const auto& t : f.tensors()) {
+    plans.push_back(plan_tensor(t, target));
+    const Plan& p = plans.back();
+    try {
+      if (p.convert) {
+        std::vector<float> probe(static_cast<size_t>(traits(t.dtype).block_elems));
+        quant::dequantize_row(t.dtype, t.data, probe.data(), static_cast<int64_t>(probe.size()));
+      }
+      w.declare_tensor(t.name, p.dst, std::vector<int64_t>(t.ne.begin(), t.ne.begin() + t.ndim));
+    } catch (const std::exception& e) {
+      fail("{}: tensor '{}' ({} {}): {}", o.in, t.name, dtype_name(t.dtype), shape_of(t), e.what());
+    }
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t in_bytes = 0, out_bytes = 0, converted_in_bytes = 0, n_converted = 0;
+  const size_t n = plans.size();
+  w.write(o.out, [&](size_t i, std::span<uint8_t> out) {
+    const Plan& p = plans[i];
+    const gguf::TensorInfo& t = *p.src;
+    try {
+      if (p.convert) {
+        convert_rows(t, p.dst, out.data(), n_threads);
+        converted_in_bytes += t.nbytes;
+        ++n_converted;
+      } else {
+        TERN_CHECK(out.size() == t.nbytes, "size mismatch copying {} bytes", t.nbytes);  // cannot happen
+        std::memcpy(out.data(), t.data, t.nbytes);
+      }
+    } catch (const std::exception& e) {
+      fail("{}: tensor '{}' ({} {}): {}", o.in, t.name, dtype_name(t.dtype), shape_of(t), e.what());
+    }
+    in_bytes += t.nbytes;
+    out_bytes += out.size();
+    if (!o.quiet) {
+      std::string line = fmt::format("[{:>{}}/{}] {:<32} {:<5} -> {:<5} {:<18} {:>10} -> {:<10}", i + 1,
+                                     fmt::formatted_size("{}", n), n, t.name, dtype_name(t.dtype), dtype_name(p.dst),
+                                     shape_of(t), human(static_cast<double>(t.nbytes)), human(static_cast<double>(out.size())));
+      if (p.why) line += fmt::format("  kept: {}", p.why);
+      line.erase(line.find_last_not_of(' ') + 1);
+      fmt::print(stderr, "{}\n", line);
+    }
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print(stderr,
+             "tern quantize: {} -> {} ({}, {}): converted {} of {} tensors, {} -> {} in {:.1f} s "
+             "({:.0f} MB/s of converted input, {} threads)\n",
+             o.in, o.out, dtype_name(target), o.method, n_converted, n, human(static_cast<double>(in_bytes)),
+             human(static_cast<double>(out_bytes)), s, s > 0 ? static_cast<double>(converted_in_bytes) / 1e6 / s : 0.0,
+             n_threads);
+  if (n_converted == 0)
+    fmt::print(stderr, "tern quantize: warning: no tensor was converted to {} (see the 'kept' reasons above)\n",
+               dtype_name(target));
+}
+
+}  // namespace
+
+void register_quantize(CLI::App& app) {
+  auto o = std::make_shared<QuantizeOptions>();
+  CLI::App* cmd = app.add_subcommand("quantize", "rewrite a GGUF file with its weight matrices in another type");
+  cmd->footer(
+      "Every tensor of two or more dims named *.weight is converted to --type, token_embd.weight and\n"
+      "output.weight included (llama.cpp would keep output.weight / a tied token_embd at Q6_K for most\n"
+      "types; a single type makes sizes and speeds easier to compare). Norms, biases and other vectors,\n"
+      "the MoE router (ffn_gate_inp) and matrices whose rows are not whole blocks of --type keep their\n"
+      "type. Metadata is copied, with general.file_type set to llama.cpp's LLAMA_FTYPE for the type\n"
+      "(the _S variant for q3_k/q4_k/q5_k). Tensors are written as they are converted, so memory is\n"
+      "the mmapped input plus one output tensor.");
+  cmd->add_option("input", o->in, "GGUF file to read (any weight types tern loads)")->required();
+  cmd->add_option("output", o->out, "GGUF file to write (not the input; written to OUTPUT.tmp, then renamed)")->required();
+  cmd->add_option("--type", o->type, "target type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k")
+      ->required();
+  cmd->add_option("--method", o->method, "quantisation method: rtn (round to nearest, the reference quantisers)");
+  cmd->add_option("-t,--threads", o->threads, "threads (default: all hardware threads)")->check(CLI::Range(0, 1024));
+  cmd->add_flag("-q,--quiet", o->quiet, "no per-tensor progress lines");
+  cmd->callback([o] { quantize(*o); });
+}
+
+}  // namespace tern::cli
