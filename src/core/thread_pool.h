@@ -7,6 +7,7 @@
 // finish for the same reason.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -50,6 +51,18 @@ class ThreadPool {
     run(n, RangeFn(fn));
   }
 
+  // Calls fn(i, i + 1) for every i in [0, n), handing items to whichever thread is free next: for
+  // items of very different cost (causal attention tiles). Callers must not depend on which
+  // thread runs an item.
+  template <class F>
+  void parallel_for_dynamic(int64_t n, F&& fn) {
+    next_item_.store(0, std::memory_order_relaxed);
+    auto grab = [&](int64_t, int64_t) {
+      for (int64_t i; (i = next_item_.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i, i + 1);
+    };
+    run(std::min<int64_t>(n, n_threads_), RangeFn(grab));
+  }
+
   // As parallel_for, but chunk boundaries are multiples of `grain` (except the end), so that a
   // chunk never splits a unit of `grain` items (e.g. interleaved weight rows).
   template <class F>
@@ -75,6 +88,7 @@ class ThreadPool {
   std::atomic<int> pending_{0};   // workers still running the current job
   std::atomic<int> sleepers_{0};  // workers blocked (or about to block) on wake_
   std::atomic<bool> stop_{false};
+  std::atomic<int64_t> next_item_{0};  // parallel_for_dynamic's queue head
   std::mutex mu_;
   std::condition_variable wake_;
 };

@@ -49,7 +49,7 @@ inline int64_t kv_slot(const KvSeq& s, int32_t block_size, int64_t pos) {
 // Numerics. By default a backend rounds what enters its dot products as llama.cpp's CPU backend
 // does, so that both engines compute the same function of the same file: matmul activations are
 // quantised to the weight's vec_dot type and multiplied with ggml's block arithmetic
-// (quant::vec_dot), and attention meets an f16 cache with q and the softmax weights in f16. A backend
+// (quant::vec_dot), and attention meets an f16 cache with q in f16. A backend
 // made with exact activations skips all of that (f32 activations against dequantised weights): more
 // accurate, no longer the peer's numbers, and what the float64 oracle checks the model's math with.
 

@@ -67,3 +67,17 @@ TEST(ThreadPool, SurvivesSpinAndSleepTransitions) {
   }
   EXPECT_EQ(total.load(), 4000);
 }
+
+TEST(ThreadPool, DynamicRunsEveryItemOnce) {
+  for (int threads : {1, 2, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 3, 100}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      pool.parallel_for_dynamic(n, [&](int64_t b, int64_t e) {
+        EXPECT_EQ(e, b + 1);
+        ++hits[static_cast<size_t>(b)];
+      });
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1);
+    }
+  }
+}

@@ -30,7 +30,7 @@ const DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0
 
 std::vector<cpu::Isa> runnable() {
   std::vector<cpu::Isa> v;
-  for (cpu::Isa i : {cpu::Isa::Generic, cpu::Isa::Avx2})
+  for (cpu::Isa i : cpu::kAllIsas)
     if (cpu::isa_supported(i)) v.push_back(i);
   return v;
 }
@@ -78,6 +78,53 @@ TEST(CpuKernels, Avx2ProvidesItsKernelsAndAgreesBitwise) {
                 cpu::vec_dot_for(cpu::Isa::Generic, w)(wq.data(), aq.data(), n))
           << dtype_name(w) << " n=" << n;
     }
+  }
+}
+
+// The four-token kernels (prefill) give exactly the single-pair kernels' results, for every variant
+// and type that has them, over several weight rows, at strides that are not multiples of anything.
+TEST(CpuKernels, FourTokenKernelsEqualSinglePairOnes) {
+  for (cpu::Isa isa : runnable()) {
+    const cpu::Kernels& k = cpu::kernels(isa);
+    for (DType w : kWeightTypes) {
+      const auto slot = static_cast<size_t>(w);
+      if (!k.vec_dot_rows4[slot]) continue;
+      const DType at = quant::vec_dot_type(w);
+      const int64_t blk = traits(w).block_elems == 1 ? 32 : traits(w).block_elems;
+      for (int64_t blocks : {1, 5, 24}) {
+        const int64_t n = blk * blocks, rows = 3;
+        const size_t a_stride = row_bytes(at, n) + 7, w_stride = row_bytes(w, n) + 5;
+        std::vector<uint8_t> wq(w_stride * rows), aq(a_stride * 4);
+        for (int64_t r = 0; r < rows; ++r)
+          quant::quantize_row(w, gaussian(n, 3 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * w_stride, n);
+        for (int t = 0; t < 4; ++t)
+          quant::quantize_activation_row(at, gaussian(n, 10 + t, 2.f).data(), aq.data() + t * a_stride, n);
+        std::vector<float> out(rows * 4, NAN);
+        k.vec_dot_rows4[slot](wq.data(), w_stride, rows, aq.data(), a_stride, n, out.data());
+        for (int64_t r = 0; r < rows; ++r)
+          for (int t = 0; t < 4; ++t)
+            EXPECT_EQ(out[static_cast<size_t>(r * 4 + t)], k.vec_dot[slot](wq.data() + r * w_stride, aq.data() + t * a_stride, n))
+                << cpu::isa_name(isa) << " " << dtype_name(w) << " n=" << n << " row " << r << " token " << t;
+      }
+    }
+  }
+}
+
+// The x86 variants share one kernel source and differ only in the integer multiply-add
+// instruction, whose int32 lanes are identical: every type they accelerate agrees bitwise.
+TEST(CpuKernels, X86VariantsAgreeBitwise) {
+  if (!cpu::isa_supported(cpu::Isa::Avx512)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
+  for (DType w : kWeightTypes) {
+    const auto slot = static_cast<size_t>(w);
+    if (cpu::kernels(cpu::Isa::Avx2).vec_dot[slot] == cpu::kernels(cpu::Isa::Generic).vec_dot[slot]) continue;
+    const DType at = quant::vec_dot_type(w);
+    const int64_t n = 2048;
+    std::vector<uint8_t> wq(row_bytes(w, n)), aq(row_bytes(at, n));
+    quant::quantize_row(w, gaussian(n, 5, 0.5f).data(), wq.data(), n);
+    quant::quantize_activation_row(at, gaussian(n, 6, 2.f).data(), aq.data(), n);
+    EXPECT_EQ(cpu::kernels(cpu::Isa::Avx2).vec_dot[slot](wq.data(), aq.data(), n),
+              cpu::kernels(cpu::Isa::Avx512).vec_dot[slot](wq.data(), aq.data(), n))
+        << dtype_name(w);
   }
 }
 

@@ -11,13 +11,15 @@ namespace {
 
 constexpr int64_t kTileTokens = 16;    // query tokens per tile (prefill)
 constexpr int64_t kChunk = 32;         // key positions scored before one softmax update
-constexpr int64_t kMinSplitLen = 256;  // shortest KV range worth its own work item (decode)
+constexpr int64_t kSplitLen = 256;     // a decode token's context is split every this many positions
+constexpr int64_t kMaxSplits = 32;
 
 float round_f16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
 
 // Per-thread working set of one work item: its query rows and their softmax state.
 struct Rows {
-  std::vector<float> q, acc, scores, krow, vrow;
+  std::vector<double> q;
+  std::vector<float> acc, scores, kchunk, vrow;
   std::vector<float> m, l;
   std::vector<int32_t> pos;
   int64_t n = 0;
@@ -45,7 +47,7 @@ struct FlashAttention::Item {
     for (int64_t t = tile.t0; t < tile.t1; ++t)
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h, ++r.n) {
         const float* src = static_cast<const float*>(a.q.row(h, t));
-        float* q = &r.q[static_cast<size_t>(r.n * d)];
+        double* q = &r.q[static_cast<size_t>(r.n * d)];
         for (int64_t i = 0; i < d; ++i) q[i] = round_q ? round_f16(src[i]) : src[i];
         std::fill(&r.acc[static_cast<size_t>(r.n * d)], &r.acc[static_cast<size_t>((r.n + 1) * d)], 0.0f);
         r.m[r.n] = -INFINITY;
@@ -57,11 +59,13 @@ struct FlashAttention::Item {
   // scores[row][p - c0] for positions [c0, c1); causally masked ones are -inf.
   void score(Rows& r, int64_t c0, int64_t c1) const {
     for (int64_t p = c0; p < c1; ++p) {
-      const float* kr = cache_row(a.k, p, r.krow.data());
-      for (int64_t i = 0; i < r.n; ++i)
-        r.scores[i * kChunk + (p - c0)] =
-            p <= r.pos[i] ? k.dot_f32(&r.q[static_cast<size_t>(i * d)], kr, d) * a.scale : -INFINITY;
+      float* dst = &r.kchunk[static_cast<size_t>((p - c0) * d)];
+      const float* kr = cache_row(a.k, p, dst);
+      if (kr != dst) std::copy(kr, kr + d, dst);
     }
+    k.scores(r.q.data(), r.n, r.kchunk.data(), c1 - c0, d, a.scale, r.scores.data(), kChunk);
+    for (int64_t i = 0; i < r.n; ++i)
+      for (int64_t p = std::max(c0, int64_t{r.pos[i]} + 1); p < c1; ++p) r.scores[i * kChunk + (p - c0)] = -INFINITY;
   }
 
   // scores -> weights * V into acc, positions [c0, c1).
@@ -75,9 +79,9 @@ struct FlashAttention::Item {
     }
   }
 
-  // Online softmax over [p0, p1): running max m and sum l; with `values`, acc accumulates the
-  // (unnormalised) weighted values and is rescaled whenever the max grows.
-  void online(Rows& r, bool values) const {
+  // Online softmax over [p0, p1): running max m and sum l; acc accumulates the (unnormalised)
+  // weighted values and is rescaled whenever the max grows.
+  void online(Rows& r) const {
     for (int64_t c0 = p0; c0 < p1; c0 += kChunk) {
       const int64_t c1 = std::min(p1, c0 + kChunk), n = c1 - c0;
       score(r, c0, c1);
@@ -88,25 +92,11 @@ struct FlashAttention::Item {
         if (mx == -INFINITY) continue;  // nothing visible yet
         const float corr = std::exp(r.m[i] - mx);
         float l = r.l[i] * corr;
-        if (values && corr != 1.0f)
+        if (corr != 1.0f)
           for (float *acc = &r.acc[static_cast<size_t>(i * d)], *e = acc + d; acc < e; ++acc) *acc *= corr;
         for (int64_t j = 0; j < n; ++j) l += (s[j] = std::exp(s[j] - mx));
         r.m[i] = mx;
         r.l[i] = l;
-      }
-      if (values) accumulate(r, c0, c1);
-    }
-  }
-
-  // Second pass of the peer's rounding: with the final max and 1/sum of every row, the normalised
-  // weights are rounded to f16 before they meet V (llama.cpp's non-flash path).
-  void normalised_values(Rows& r, const float* m, const float* inv_l) const {
-    for (int64_t c0 = p0; c0 < p1; c0 += kChunk) {
-      const int64_t c1 = std::min(p1, c0 + kChunk), n = c1 - c0;
-      score(r, c0, c1);
-      for (int64_t i = 0; i < r.n; ++i) {
-        float* s = &r.scores[i * kChunk];
-        for (int64_t j = 0; j < n; ++j) s[j] = round_f16(std::exp(s[j] - m[i]) * inv_l[i]);
       }
       accumulate(r, c0, c1);
     }
@@ -118,7 +108,8 @@ void FlashAttention::run(const AttentionArgs& a, const Kernels& k, ThreadPool& p
   TERN_CHECK(a.k.dtype == a.v.dtype && (a.k.dtype == DType::F16 || a.k.dtype == DType::F32),
              "attention: cache type {} unsupported", dtype_name(a.k.dtype));
   const int64_t T = a.q.ne[2], d = a.q.ne[0], n_kv_head = a.k.ne[1], group = a.q.ne[1] / n_kv_head;
-  const bool peer = !exact && a.k.dtype == DType::F16;
+  // The peer's rounding: q meets an f16 key as f16 (products then exact, scores exact in double).
+  const bool round_q = !exact && a.k.dtype == DType::F16;
 
   // Tiles of consecutive tokens of one sequence; a lone token's long context is split across
   // work items whose partial softmaxes are merged exactly.
@@ -135,15 +126,16 @@ void FlashAttention::run(const AttentionArgs& a, const Kernels& k, ThreadPool& p
                  "attention: position {} beyond the sequence's {} blocks", a.token_pos[i], s.n_blocks);
       n_kv = std::max<int64_t>(n_kv, a.token_pos[i] + 1);
     }
-    const int32_t splits =
-        e - t == 1 ? static_cast<int32_t>(std::clamp<int64_t>(n_kv / kMinSplitLen, 1, pool.size() * 2)) : 1;
+    // The split depends on the context length only, never on the thread count or the rest of the
+    // batch, so a token's result is the same however it is run.
+    const int32_t splits = e - t == 1 ? static_cast<int32_t>(std::clamp<int64_t>(n_kv / kSplitLen, 1, kMaxSplits)) : 1;
     tiles_.push_back({t, e, n_kv, splits});
     first_item_.push_back(n_items);
     n_items += n_kv_head * splits;
     t = e;
   }
   const int64_t rows_max = kTileTokens * group, stride = d + 2;
-  // Per item and row: m, l (or the merged m, 1/l), then acc[d].
+  // Per split item and row: m, l, then acc[d].
   partial_.resize(static_cast<size_t>(n_items * rows_max * stride));
   auto part = [&](int64_t item, int64_t row) { return &partial_[static_cast<size_t>((item * rows_max + row) * stride)]; };
 
@@ -162,96 +154,48 @@ void FlashAttention::run(const AttentionArgs& a, const Kernels& k, ThreadPool& p
     r.q.resize(static_cast<size_t>(rows_max * d));
     r.acc.resize(static_cast<size_t>(rows_max * d));
     r.scores.resize(static_cast<size_t>(rows_max * kChunk));
-    r.krow.resize(static_cast<size_t>(d));
+    r.kchunk.resize(static_cast<size_t>(kChunk * d));
     r.vrow.resize(static_cast<size_t>(d));
     r.m.resize(static_cast<size_t>(rows_max));
     r.l.resize(static_cast<size_t>(rows_max));
     r.pos.resize(static_cast<size_t>(rows_max));
     return r;
   };
-  // Writes a finished row (acc already normalised, or to be divided by l) to the output.
-  auto store = [&](const Item& it, const Rows& r, bool divide) {
+  // Writes a finished item's rows, normalised, to the output.
+  auto store = [&](const Item& it, const Rows& r) {
     int64_t i = 0;
     for (int64_t t = it.tile.t0; t < it.tile.t1; ++t)
       for (int64_t h = it.kvh * group; h < (it.kvh + 1) * group; ++h, ++i) {
         float* o = static_cast<float*>(a.out.row(h, t));
         const float* acc = &r.acc[static_cast<size_t>(i * d)];
-        const float inv = !divide ? 1.0f : r.l[i] > 0 ? 1.0f / r.l[i] : 0.0f;
+        const float inv = r.l[i] > 0 ? 1.0f / r.l[i] : 0.0f;
         for (int64_t j = 0; j < d; ++j) o[j] = acc[j] * inv;
       }
   };
-  auto save = [&](int64_t item, const Rows& r, bool with_acc) {
+  // Leaves a split item's running max, sum and unnormalised values for the merge.
+  auto save = [&](int64_t item, const Rows& r) {
     for (int64_t i = 0; i < r.n; ++i) {
       float* p = part(item, i);
       p[0] = r.m[i];
       p[1] = r.l[i];
-      if (with_acc) std::copy(&r.acc[static_cast<size_t>(i * d)], &r.acc[static_cast<size_t>((i + 1) * d)], p + 2);
+      std::copy(&r.acc[static_cast<size_t>(i * d)], &r.acc[static_cast<size_t>((i + 1) * d)], p + 2);
     }
   };
 
-  if (!peer) {
-    // One pass: online softmax with values; split items leave (m, l, acc) to merge below.
-    pool.parallel_for(n_items, [&](int64_t i0, int64_t i1) {
-      Rows& r = rows_scratch();
-      for (int64_t item = i0; item < i1; ++item) {
-        const Item it = item_at(item);
-        it.load_queries(r, false);
-        it.online(r, true);
-        if (it.tile.n_splits == 1) store(it, r, true);
-        else save(item, r, true);
-      }
-    });
-  } else {
-    // Pass 1: every item's running max and sum.
-    pool.parallel_for(n_items, [&](int64_t i0, int64_t i1) {
-      Rows& r = rows_scratch();
-      for (int64_t item = i0; item < i1; ++item) {
-        const Item it = item_at(item);
-        it.load_queries(r, true);
-        it.online(r, false);
-        save(item, r, false);
-      }
-    });
-    // Merge the splits' statistics: each split item gets the row's global max and 1/sum.
-    for (size_t ti = 0; ti < tiles_.size(); ++ti) {
-      const Tile& tile = tiles_[ti];
-      const int64_t n_rows = (tile.t1 - tile.t0) * group;
-      for (int64_t kvh = 0; kvh < n_kv_head; ++kvh)
-        for (int64_t row = 0; row < n_rows; ++row) {
-          const int64_t first = first_item_[ti] + kvh * tile.n_splits;
-          float m = -INFINITY;
-          for (int64_t s = 0; s < tile.n_splits; ++s) m = std::max(m, part(first + s, row)[0]);
-          float l = 0;
-          for (int64_t s = 0; s < tile.n_splits; ++s) {
-            const float* p = part(first + s, row);
-            if (p[0] != -INFINITY) l += p[1] * std::exp(p[0] - m);
-          }
-          for (int64_t s = 0; s < tile.n_splits; ++s) {
-            part(first + s, row)[0] = m;
-            part(first + s, row)[1] = l > 0 ? 1.0f / l : 0.0f;
-          }
-        }
+  // One pass: online softmax with values; split items leave (m, l, acc) to merge below.
+  pool.parallel_for_dynamic(n_items, [&](int64_t i0, int64_t i1) {
+    Rows& r = rows_scratch();
+    for (int64_t k = i0; k < i1; ++k) {
+      const int64_t item = n_items - 1 - k;  // later (causally longer) tiles first
+      const Item it = item_at(item);
+      it.load_queries(r, round_q);
+      it.online(r);
+      if (it.tile.n_splits == 1) store(it, r);
+      else save(item, r);
     }
-    // Pass 2: normalised, f16-rounded weights against V.
-    pool.parallel_for(n_items, [&](int64_t i0, int64_t i1) {
-      Rows& r = rows_scratch();
-      float m[kTileTokens * 64], inv_l[kTileTokens * 64];
-      for (int64_t item = i0; item < i1; ++item) {
-        const Item it = item_at(item);
-        it.load_queries(r, true);
-        for (int64_t i = 0; i < r.n; ++i) {
-          m[i] = part(item, i)[0];
-          inv_l[i] = part(item, i)[1];
-        }
-        it.normalised_values(r, m, inv_l);
-        if (it.tile.n_splits == 1) store(it, r, false);
-        else save(item, r, true);
-      }
-    });
-  }
+  });
 
-  // Combine split items: in the online pass each carries its own max and sum; in the peer's
-  // two passes they are already on the common scale and normalised.
+  // Combine split items: rescale each partial to the common max, then normalise.
   for (size_t ti = 0; ti < tiles_.size(); ++ti) {
     const Tile& tile = tiles_[ti];
     if (tile.n_splits == 1) continue;
@@ -265,12 +209,12 @@ void FlashAttention::run(const AttentionArgs& a, const Kernels& k, ThreadPool& p
         float l = 0;
         for (int64_t s = 0; s < tile.n_splits; ++s) {
           const float* p = part(first + s, g);
-          if (!peer && p[0] == -INFINITY) continue;  // (the peer's second pass stores no max)
-          const float c = peer ? 1.0f : std::exp(p[0] - m);
+          if (p[0] == -INFINITY) continue;  // nothing visible in this split
+          const float c = std::exp(p[0] - m);
           l += p[1] * c;
           for (int64_t i = 0; i < d; ++i) o[i] += p[2 + i] * c;
         }
-        const float inv = peer ? 1.0f : l > 0 ? 1.0f / l : 0.0f;
+        const float inv = l > 0 ? 1.0f / l : 0.0f;
         for (int64_t i = 0; i < d; ++i) o[i] *= inv;
       }
   }

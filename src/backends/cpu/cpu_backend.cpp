@@ -77,12 +77,11 @@ class CpuBackend final : public Backend {
     const int64_t n_in = x.ne[0], n_tok = x.ne[1];
     const uint8_t* xq[kMaxGroup];
     size_t a_bytes[kMaxGroup];
-    cpu::VecDotFn dots[kMaxGroup];
     for (size_t i = 0; i < ws.size(); ++i) {
       const DType at = quant::vec_dot_type(ws[i].dtype);
       a_bytes[i] = row_bytes(at, n_in);
-      dots[i] = kernels_.vec_dot[static_cast<size_t>(ws[i].dtype)];
-      TERN_CHECK(dots[i], "matmul: {} is not a weight type", dtype_name(ws[i].dtype));
+      TERN_CHECK(kernels_.vec_dot[static_cast<size_t>(ws[i].dtype)], "matmul: {} is not a weight type",
+                 dtype_name(ws[i].dtype));
       size_t same = 0;
       while (same < i && quant::vec_dot_type(ws[same].dtype) != at) ++same;
       if (same < i) {
@@ -101,11 +100,7 @@ class CpuBackend final : public Backend {
       int64_t base = 0;
       for (size_t i = 0; i < ws.size(); base += ws[i].ne[1], ++i) {
         const int64_t j0 = std::max(a, base) - base, j1 = std::min(b, base + ws[i].ne[1]) - base;
-        const TensorView& w = ws[i];
-        const TensorView& y = ys[i];
-        for (int64_t j = j0; j < j1; ++j)
-          for (int64_t t = 0; t < n_tok; ++t)
-            static_cast<float*>(y.row(t))[j] = dots[i](w.row(j), xq[i] + t * a_bytes[i], n_in);
+        if (j0 < j1) matmul_rows(ws[i], ys[i], j0, j1, xq[i], a_bytes[i], n_tok);
       }
     });
   }
@@ -155,6 +150,30 @@ class CpuBackend final : public Backend {
   void add(const TensorView& a, const TensorView& b, const TensorView& o) override { ref::add(a, b, o); }
 
  private:
+  // Rows [j0, j1) of y = W x with x already quantised (rows of a_bytes). Prefill works in blocks of
+  // kRowBlock weight rows against groups of four tokens: the four activation rows stay in L1 while
+  // the block's rows pass over them, and each weight block is unpacked once per four tokens.
+  void matmul_rows(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
+                   size_t a_bytes, int64_t n_tok) const {
+    constexpr int64_t kRowBlock = 16;
+    const auto slot = static_cast<size_t>(w.dtype);
+    const cpu::VecDotFn dot = kernels_.vec_dot[slot];
+    const cpu::VecDotRows4Fn rows4 = kernels_.vec_dot_rows4[slot];
+    const int64_t n_in = w.ne[0];
+    const int64_t t4 = rows4 ? n_tok / 4 * 4 : 0;
+    for (int64_t jb = j0; jb < j1; jb += kRowBlock) {
+      const int64_t je = std::min(j1, jb + kRowBlock);
+      for (int64_t t = 0; t < t4; t += 4) {
+        float r[kRowBlock * 4];
+        rows4(w.row(jb), w.nb[1], je - jb, xq + t * a_bytes, a_bytes, n_in, r);
+        for (int64_t j = jb; j < je; ++j)
+          for (int u = 0; u < 4; ++u) static_cast<float*>(y.row(t + u))[j] = r[(j - jb) * 4 + u];
+      }
+      for (int64_t t = t4; t < n_tok; ++t)
+        for (int64_t j = jb; j < je; ++j) static_cast<float*>(y.row(t))[j] = dot(w.row(j), xq + t * a_bytes, n_in);
+    }
+  }
+
   // f32 activations against dequantised weight rows (exact mode).
   void matmul_exact(const TensorView& w, const TensorView& x, const TensorView& y) {
     const int64_t n_in = x.ne[0];

@@ -1,12 +1,17 @@
 // Instruction-set variants of the CPU kernels, chosen once at run time from CPUID. TERN_CPU_ISA
-// (generic, avx2) forces one, for tests and comparisons; asking for one the CPU lacks is an error.
+// (generic, avx2, avx512) forces one, for tests and comparisons; asking for one the CPU lacks is an error.
 #pragma once
 
 #include <string_view>
 
 namespace tern::cpu {
 
-enum class Isa { Generic, Avx2 };
+enum class Isa {
+  Generic,  // plain C++, any CPU
+  Avx2,     // AVX2 + FMA + F16C
+  Avx512,   // Avx2 plus AVX-512 F/BW/VL and VNNI (int8 dot products in one instruction)
+};
+inline constexpr Isa kAllIsas[] = {Isa::Generic, Isa::Avx2, Isa::Avx512};
 
 std::string_view isa_name(Isa isa);
 // Whether this CPU can run the variant (Generic always).

@@ -113,9 +113,12 @@ void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slo
 
 void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact) {
   const int64_t d = a.q.ne[0], n_head = a.q.ne[1], group = n_head / a.k.ne[1];
-  // The peer's rounding (llama.cpp without flash attention): q meets the f16 keys as f16, and the
-  // normalised softmax weights meet the f16 values as f16. Exact mode keeps both in full precision.
-  const auto round_to = [exact](DType cache, double v) {
+  // The peer's rounding: q meets the f16 keys as f16 (llama.cpp converts it to the cache's type for
+  // the dot product). Exact mode keeps it in full precision. llama.cpp's non-flash path also rounds
+  // the normalised softmax weights to f16 before they meet V; tern does not (a flash kernel never
+  // has normalised weights), and the greedy agreement with the peer is no worse for it (see
+  // tests/python/test_llamacpp_parity.py).
+  const auto round_q = [exact](DType cache, double v) {
     return exact || cache != DType::F16 ? v : static_cast<double>(fp16_to_f32(f32_to_fp16(static_cast<float>(v))));
   };
   // Per-thread scratch, grown once: the CPU backend runs this inside every decode step.
@@ -129,7 +132,7 @@ void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact
                "attention: position {} beyond the sequence's {} blocks", a.token_pos[t], seq.n_blocks);
     scores.resize(static_cast<size_t>(n_kv));
     for (int64_t h = 0; h < n_head; ++h) {
-      for (int64_t i = 0; i < d; ++i) q[i] = round_to(a.k.dtype, frow(a.q, h, t)[i]);
+      for (int64_t i = 0; i < d; ++i) q[i] = round_q(a.k.dtype, frow(a.q, h, t)[i]);
       const int64_t kvh = h / group;
       double mx = -INFINITY;
       for (int64_t p = 0; p < n_kv; ++p) {
@@ -143,7 +146,7 @@ void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact
       for (int64_t p = 0; p < n_kv; ++p) sum += (scores[p] = std::exp(scores[p] - mx));
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t p = 0; p < n_kv; ++p) {
-        const double w = round_to(a.v.dtype, scores[p] / sum);
+        const double w = scores[p] / sum;
         const auto* vr = static_cast<const char*>(a.v.row(kvh, kv_slot(seq, a.block_size, p)));
         for (int64_t i = 0; i < d; ++i) acc[i] += w * load_cache(a.v, vr, i);
       }

@@ -16,8 +16,8 @@ void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorV
 void matmul(const TensorView& w, const TensorView& x, const TensorView& y, bool exact_activations = false);
 void rope(const TensorView& x, const int32_t* pos, const RopeParams& p);
 void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots);
-// Attention for tokens [t0, t1) of a; `exact` as for matmul (false rounds q and the softmax weights
-// to an f16 cache's type before their dot products, as the peer does).
+// Attention for tokens [t0, t1) of a; `exact` as for matmul (false rounds q to an f16 cache's type
+// before its dot products with the keys, as the peer does).
 void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact = false);
 void attention(const AttentionArgs& a, bool exact = false);
 void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out);

@@ -9,7 +9,8 @@
 
 namespace tern::cpu {
 
-Kernels make_avx2_kernels();  // kernels_avx2.cpp
+Kernels make_avx2_kernels();    // kernels_avx2.cpp
+Kernels make_avx512_kernels();  // kernels_avx512.cpp
 
 namespace {
 
@@ -90,8 +91,25 @@ float dot_f32_generic(const float* a, const float* b, int64_t n) {
   return static_cast<float>(s);
 }
 
+// Fused, as the SIMD variants' FMA: same bits on every variant.
 void axpy_f32_generic(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
+}
+
+void scores_generic(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale,
+                    float* out, int64_t ld) {
+  for (int64_t p = 0; p < n_pos; ++p)
+    for (int64_t i = 0; i < n_rows; ++i) {
+      double acc[4] = {0, 0, 0, 0};
+      const double* qi = q + i * d;
+      const float* kp = k + p * d;
+      int64_t c = 0;
+      for (; c + 4 <= d; c += 4)
+        for (int u = 0; u < 4; ++u) acc[u] += qi[c + u] * kp[c + u];
+      double s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+      for (; c < d; ++c) s += qi[c] * kp[c];
+      out[i * ld + p] = static_cast<float>(s) * scale;
+    }
 }
 
 // Every matmul weight type, through the scalar reference arithmetic.
@@ -104,16 +122,18 @@ Kernels make_generic_kernels() {
   k.f16_to_f32 = f16_to_f32_generic;
   k.dot_f32 = dot_f32_generic;
   k.axpy_f32 = axpy_f32_generic;
+  k.scores = scores_generic;
   return k;
 }
 
 // A variant's table with its gaps filled from the generic one.
 Kernels completed(Kernels k, const Kernels& generic) {
   for (size_t i = 0; i < kTypeSlots; ++i)
-    if (!k.vec_dot[i]) k.vec_dot[i] = generic.vec_dot[i];
+    if (!k.vec_dot[i]) k.vec_dot[i] = generic.vec_dot[i], k.vec_dot_rows4[i] = generic.vec_dot_rows4[i];
   if (!k.f16_to_f32) k.f16_to_f32 = generic.f16_to_f32;
   if (!k.dot_f32) k.dot_f32 = generic.dot_f32;
   if (!k.axpy_f32) k.axpy_f32 = generic.axpy_f32;
+  if (!k.scores) k.scores = generic.scores;
   return k;
 }
 
@@ -127,6 +147,11 @@ const Kernels& kernels(Isa isa) {
       TERN_CHECK(isa_supported(Isa::Avx2), "avx2 kernels requested on a CPU without AVX2/FMA/F16C");
       static const Kernels avx2 = completed(make_avx2_kernels(), generic);
       return avx2;
+    }
+    case Isa::Avx512: {
+      TERN_CHECK(isa_supported(Isa::Avx512), "avx512 kernels requested on a CPU without AVX-512 VNNI");
+      static const Kernels avx512 = completed(make_avx512_kernels(), generic);
+      return avx512;
     }
   }
   return generic;

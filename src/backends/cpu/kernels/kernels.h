@@ -12,6 +12,10 @@ namespace tern::cpu {
 
 // Dot product of a weight row of type w with an activation row of quant::vec_dot_type(w), n elements.
 using VecDotFn = float (*)(const void* w, const void* a, int64_t n);
+// The same weight row against four activation rows at a, a + a_stride, ...: out[0..3]. Bit-identical
+// to four VecDotFn calls; the weight block is loaded and unpacked once (prefill).
+using VecDotRows4Fn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
+                               int64_t n, float* out);
 
 // Element-wise primitives of the attention kernel (backends/cpu/attention.h).
 using F16ToF32Fn = void (*)(const uint16_t* x, float* y, int64_t n);
@@ -19,6 +23,12 @@ using F16ToF32Fn = void (*)(const uint16_t* x, float* y, int64_t n);
 // an f32 sum moves them enough to flip the f16 rounding of the softmax weights that follows.
 using DotF32Fn = float (*)(const float* x, const float* y, int64_t n);
 using AxpyF32Fn = void (*)(float a, const float* x, float* y, int64_t n);  // y += a * x
+// Attention scores of n_rows query rows (double, d each) against n_pos key rows (float, d each):
+// out[i * ld + p] = float(q_i . k_p) * scale, the dot in double. Queries rounded to f16 against f16
+// keys have products exact in 22 bits, so for head sizes up to 2^31 the double sum is exact and
+// the score is the exact one rounded once, whatever the summation order (all variants agree).
+using ScoresFn = void (*)(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale,
+                          float* out, int64_t ld);
 
 inline constexpr size_t kTypeSlots = 32;  // GGUF type ids tern knows are below this
 
@@ -27,9 +37,11 @@ inline constexpr size_t kTypeSlots = 32;  // GGUF type ids tern knows are below 
 // pick for the generic code.
 struct Kernels {
   VecDotFn vec_dot[kTypeSlots];
+  VecDotRows4Fn vec_dot_rows4[kTypeSlots];  // may stay null: callers then use vec_dot per pair
   F16ToF32Fn f16_to_f32;
   DotF32Fn dot_f32;
   AxpyF32Fn axpy_f32;
+  ScoresFn scores;
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.
