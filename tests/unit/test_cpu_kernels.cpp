@@ -110,6 +110,41 @@ TEST(CpuKernels, FourTokenKernelsEqualSinglePairOnes) {
   }
 }
 
+// The prefill panel GEMM gives exactly the single-pair kernels' results: panels of 1..8 rows, token
+// counts with and without a remainder of four, output strides wider than the panel.
+TEST(CpuKernels, PanelGemmEqualsSinglePairDots) {
+  for (cpu::Isa isa : runnable()) {
+    const cpu::Kernels& k = cpu::kernels(isa);
+    for (DType w : kWeightTypes) {
+      const auto slot = static_cast<size_t>(w);
+      if (!k.gemm_panel[slot]) continue;
+      const DType at = quant::vec_dot_type(w);
+      for (int64_t rows : {1, 5, 8})
+        for (int64_t n_tok : {4, 7}) {
+          const int64_t n = 32 * 19;
+          const size_t a_stride = row_bytes(at, n) + 3, w_stride = row_bytes(w, n) + 1, y_stride = 11;
+          std::vector<uint8_t> wq(w_stride * rows), aq(a_stride * n_tok);
+          for (int64_t r = 0; r < rows; ++r)
+            quant::quantize_row(w, gaussian(n, 40 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * w_stride, n);
+          for (int64_t t = 0; t < n_tok; ++t)
+            quant::quantize_activation_row(at, gaussian(n, 60 + static_cast<uint32_t>(t), 2.f).data(), aq.data() + t * a_stride, n);
+          std::vector<float> y(y_stride * n_tok, NAN);
+          k.gemm_panel[slot](wq.data(), w_stride, rows, aq.data(), a_stride, n_tok, n, y.data(), y_stride);
+          for (int64_t t = 0; t < n_tok; ++t)
+            for (size_t r = 0; r < y_stride; ++r) {
+              const float got = y[t * y_stride + r];
+              if (static_cast<int64_t>(r) >= rows) {
+                EXPECT_TRUE(std::isnan(got)) << "wrote outside the panel at row " << r;
+                continue;
+              }
+              EXPECT_EQ(got, k.vec_dot[slot](wq.data() + r * w_stride, aq.data() + t * a_stride, n))
+                  << cpu::isa_name(isa) << " " << dtype_name(w) << " rows=" << rows << " r=" << r << " t=" << t;
+            }
+        }
+    }
+  }
+}
+
 // The x86 variants share one kernel source and differ only in the integer multiply-add
 // instruction, whose int32 lanes are identical: every type they accelerate agrees bitwise.
 TEST(CpuKernels, X86VariantsAgreeBitwise) {

@@ -160,6 +160,13 @@ class CpuBackend final : public Backend {
     const cpu::VecDotFn dot = kernels_.vec_dot[slot];
     const cpu::VecDotRows4Fn rows4 = kernels_.vec_dot_rows4[slot];
     const int64_t n_in = w.ne[0];
+    if (const cpu::GemmPanelFn panel = kernels_.gemm_panel[slot]; panel && n_tok >= 4) {
+      const size_t y_stride = y.nb[1] / sizeof(float);
+      for (int64_t jb = j0; jb < j1; jb += cpu::kPanelRows)
+        panel(w.row(jb), w.nb[1], std::min(j1 - jb, cpu::kPanelRows), xq, a_bytes, n_tok, n_in,
+              static_cast<float*>(y.row(0)) + jb, y_stride);
+      return;
+    }
     const int64_t t4 = rows4 ? n_tok / 4 * 4 : 0;
     for (int64_t jb = j0; jb < j1; jb += kRowBlock) {
       const int64_t je = std::min(j1, jb + kRowBlock);

@@ -29,7 +29,8 @@ bool isa_supported(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
       // __builtin_cpu_supports also checks that the OS saves the AVX-512 state.
       return isa_supported(Isa::Avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni");
 #else
       return false;
 #endif

@@ -9,7 +9,7 @@ namespace tern::cpu {
 enum class Isa {
   Generic,  // plain C++, any CPU
   Avx2,     // AVX2 + FMA + F16C
-  Avx512,   // Avx2 plus AVX-512 F/BW/VL and VNNI (int8 dot products in one instruction)
+  Avx512,   // Avx2 plus AVX-512 F/BW/VL/DQ and VNNI (int8 dot products in one instruction)
 };
 inline constexpr Isa kAllIsas[] = {Isa::Generic, Isa::Avx2, Isa::Avx512};
 

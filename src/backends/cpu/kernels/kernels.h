@@ -17,6 +17,13 @@ using VecDotFn = float (*)(const void* w, const void* a, int64_t n);
 using VecDotRows4Fn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
                                int64_t n, float* out);
 
+// Prefill GEMM over a panel of up to kPanelRows weight rows (w, w + w_stride, ...) and n_tok
+// activation rows (a_stride apart): y[t * y_stride + r] = dot(row r, token t), bit-identical to
+// VecDotFn per pair. The panel is unpacked once into cache-resident levels and scales.
+inline constexpr int64_t kPanelRows = 8;
+using GemmPanelFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
+                             int64_t n_tok, int64_t n, float* y, size_t y_stride);
+
 // Element-wise primitives of the attention kernel (backends/cpu/attention.h).
 using F16ToF32Fn = void (*)(const uint16_t* x, float* y, int64_t n);
 // Products of f32 inputs summed in double: attention scores are large sums with cancellation, and
@@ -38,6 +45,7 @@ inline constexpr size_t kTypeSlots = 32;  // GGUF type ids tern knows are below 
 struct Kernels {
   VecDotFn vec_dot[kTypeSlots];
   VecDotRows4Fn vec_dot_rows4[kTypeSlots];  // may stay null: callers then use vec_dot per pair
+  GemmPanelFn gemm_panel[kTypeSlots];       // may stay null: callers then use vec_dot_rows4
   F16ToF32Fn f16_to_f32;
   DotF32Fn dot_f32;
   AxpyF32Fn axpy_f32;

@@ -1,10 +1,12 @@
 // AVX-512 (F, BW, VL) with VNNI variant. This file alone is compiled with those flags (plus AVX2, FMA,
 // F16C) and is reached only through kernels(Isa::Avx512) after a CPUID check; its kernels are
-// kernels_x86.inc's with the integer multiply-add as one vpdpbusd.
+// kernels_x86.inc's with the integer multiply-add as one vpdpbusd, plus a 512-bit prefill GEMM.
 #include "backends/cpu/kernels/kernels.h"
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
+// GCC 12 reports its own _mm512_undefined_* placeholders inside these intrinsics as uninitialised.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <cmath>
 #include <cstring>
@@ -20,10 +22,134 @@ inline __m256i dot_u8_s8_i32(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(
 
 #include "backends/cpu/kernels/kernels_x86.inc"
 
+// --- Prefill GEMM on unpacked panels (AVX-512 only) ------------------------------------------------
+// A panel of 8 weight rows is unpacked once per matmul into u8 levels (L1/L2-resident) and f32
+// scales, then meets every token. Two rows share a 512-bit vector (row 2p in lanes 0..7, row 2p+1
+// in lanes 8..15) against the token's block broadcast to both halves, so one vpdpbusd does two
+// rows. Every (row, token) keeps its own eight lanes, accumulated block by block with the same FMA
+// as the single dot: the results are bit-identical to dot_one.
+//
+// Levels are stored unsigned; a signed weight level w enters as w + k (k = 8 for Q4_0's nibbles,
+// 128 for Q8_0's bytes, 0 for Q4_1), and k times the token's per-lane block sum, one more vpdpbusd,
+// is subtracted: the same int32 lanes as the sign trick.
+template <DType W>
+struct PanelType;
+template <>
+struct PanelType<DType::Q4_0> {
+  static constexpr size_t kW = 18, kA = 34, kAq = 2;  // weight block, activation block, its levels' offset
+  static constexpr int kOffset = 8;
+  static constexpr bool kMins = false;
+  static void unpack(const uint8_t* w, uint8_t* levels, float* d, float*) {
+    *d = h2f(w);
+    for (int i = 0; i < 16; ++i) levels[i] = w[2 + i] & 0x0F, levels[i + 16] = w[2 + i] >> 4;
+  }
+};
+template <>
+struct PanelType<DType::Q4_1> {
+  static constexpr size_t kW = 20, kA = 36, kAq = 4;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMins = true;
+  static void unpack(const uint8_t* w, uint8_t* levels, float* d, float* m) {
+    *d = h2f(w);
+    *m = h2f(w + 2);
+    for (int i = 0; i < 16; ++i) levels[i] = w[4 + i] & 0x0F, levels[i + 16] = w[4 + i] >> 4;
+  }
+};
+template <>
+struct PanelType<DType::Q8_0> {
+  static constexpr size_t kW = 34, kA = 34, kAq = 2;
+  static constexpr int kOffset = 128;
+  static constexpr bool kMins = false;
+  static void unpack(const uint8_t* w, uint8_t* levels, float* d, float*) {
+    *d = h2f(w);
+    for (int i = 0; i < 32; ++i) levels[i] = static_cast<uint8_t>(w[2 + i] ^ 0x80);
+  }
+};
+
+struct PanelBuf {
+  std::vector<uint8_t> levels;  // [block][pair][2 rows][32]
+  std::vector<float> d, m;      // [block][8 rows]
+};
+
+template <class P, int NT>
+void panel_tile(const PanelBuf& pb, int64_t nb, int64_t n_rows, const uint8_t* a, size_t a_stride, float* y,
+                size_t y_stride) {
+  __m512 acc[4][NT];
+  __m256 mins[NT];
+  for (int p = 0; p < 4; ++p)
+    for (int t = 0; t < NT; ++t) acc[p][t] = _mm512_setzero_ps();
+  for (int t = 0; t < NT; ++t) mins[t] = _mm256_setzero_ps();
+  const __m512i offset = _mm512_set1_epi8(static_cast<char>(P::kOffset));
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 d8 = _mm512_castps256_ps512(_mm256_loadu_ps(&pb.d[static_cast<size_t>(b * 8)]));
+    __m512 dpair[4];
+    for (int p = 0; p < 4; ++p)
+      dpair[p] = _mm512_permutexvar_ps(
+          _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p,
+                           2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p),
+          d8);
+    const uint8_t* lv = &pb.levels[static_cast<size_t>(b * 256)];
+    for (int t = 0; t < NT; ++t) {
+      const uint8_t* ab = a + t * a_stride + b * P::kA;
+      const __m512i av = _mm512_broadcast_i64x4(load32(ab + P::kAq));
+      const __m512 da = _mm512_set1_ps(h2f(ab));
+      __m512i corr = _mm512_setzero_si512();
+      if constexpr (P::kOffset != 0) corr = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, av);
+      if constexpr (P::kMins)
+        mins[t] = _mm256_fmadd_ps(_mm256_loadu_ps(&pb.m[static_cast<size_t>(b * 8)]), _mm256_set1_ps(h2f(ab + 2)), mins[t]);
+      for (int p = 0; p < 4; ++p) {
+        __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(lv + p * 64), av);
+        if constexpr (P::kOffset != 0) isum = _mm512_sub_epi32(isum, corr);
+        acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dpair[p], da), _mm512_cvtepi32_ps(isum), acc[p][t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) {
+    float m8[8];
+    _mm256_storeu_ps(m8, mins[t]);
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const __m512 v = acc[r / 2][t];
+      const __m256 half = r % 2 ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v);
+      y[t * y_stride + r] = P::kMins ? hsum(half) + m8[r] : hsum(half);
+    }
+  }
+}
+
+template <DType W>
+void gemm_panel(const void* vw, size_t w_stride, int64_t n_rows, const void* va, size_t a_stride, int64_t n_tok,
+                int64_t n, float* y, size_t y_stride) {
+  using P = PanelType<W>;
+  const int64_t nb = n / 32;
+  thread_local PanelBuf pb;
+  pb.levels.assign(static_cast<size_t>(nb * 256), 0);
+  pb.d.assign(static_cast<size_t>(nb * 8), 0.0f);
+  pb.m.assign(static_cast<size_t>(nb * 8), 0.0f);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const auto* w = static_cast<const uint8_t*>(vw) + r * w_stride;
+    for (int64_t b = 0; b < nb; ++b)
+      P::unpack(w + b * P::kW, &pb.levels[static_cast<size_t>(b * 256 + (r / 2) * 64 + (r % 2) * 32)],
+                &pb.d[static_cast<size_t>(b * 8 + r)], &pb.m[static_cast<size_t>(b * 8 + r)]);
+  }
+  const auto* a = static_cast<const uint8_t*>(va);
+  int64_t t = 0;
+  for (; t + 4 <= n_tok; t += 4) panel_tile<P, 4>(pb, nb, n_rows, a + t * a_stride, a_stride, y + t * y_stride, y_stride);
+  for (; t < n_tok; ++t) panel_tile<P, 1>(pb, nb, n_rows, a + t * a_stride, a_stride, y + t * y_stride, y_stride);
+}
+
+void add_gemm_panels(Kernels& k) {
+  k.gemm_panel[static_cast<size_t>(DType::Q4_0)] = gemm_panel<DType::Q4_0>;
+  k.gemm_panel[static_cast<size_t>(DType::Q4_1)] = gemm_panel<DType::Q4_1>;
+  k.gemm_panel[static_cast<size_t>(DType::Q8_0)] = gemm_panel<DType::Q8_0>;
+}
+
 }  // namespace
 }  // namespace avx512
 
-Kernels make_avx512_kernels() { return avx512::x86_table(); }
+Kernels make_avx512_kernels() {
+  Kernels k = avx512::x86_table();
+  avx512::add_gemm_panels(k);
+  return k;
+}
 
 }  // namespace tern::cpu
 
