@@ -145,6 +145,25 @@ TEST(CpuKernels, PanelGemmEqualsSinglePairDots) {
   }
 }
 
+// SIMD activation quantisation writes exactly the reference's bytes, ties and all-zero blocks
+// included.
+TEST(CpuKernels, ActivationQuantisationMatchesReference) {
+  for (cpu::Isa isa : runnable()) {
+    for (DType at : {DType::Q8_0, DType::Q8_1}) {
+      const cpu::QuantizeActFn q = cpu::kernels(isa).quantize_act[static_cast<size_t>(at)];
+      if (!q) continue;
+      const int64_t n = 32 * 9;
+      auto x = gaussian(n, 77, 3.f);
+      for (int i = 0; i < 32; ++i) x[static_cast<size_t>(32 + i)] = 0.0f;                  // an all-zero block
+      for (int i = 0; i < 32; ++i) x[static_cast<size_t>(64 + i)] = i == 0 ? 127.f : 0.5f * i;  // ties at id = 1
+      std::vector<uint8_t> want(row_bytes(at, n)), got(row_bytes(at, n), 0xAB);
+      quant::quantize_activation_row(at, x.data(), want.data(), n);
+      q(x.data(), got.data(), n);
+      EXPECT_EQ(got, want) << cpu::isa_name(isa) << " " << dtype_name(at);
+    }
+  }
+}
+
 // The x86 variants share one kernel source and differ only in the integer multiply-add
 // instruction, whose int32 lanes are identical: every type they accelerate agrees bitwise.
 TEST(CpuKernels, X86VariantsAgreeBitwise) {

@@ -19,7 +19,7 @@ float round_f16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
 // Per-thread working set of one work item: its query rows and their softmax state.
 struct Rows {
   std::vector<double> q;
-  std::vector<float> acc, scores, kchunk, vrow;
+  std::vector<float> acc, scores, kchunk, vchunk;
   std::vector<float> m, l;
   std::vector<int32_t> pos;
   int64_t n = 0;
@@ -71,12 +71,11 @@ struct FlashAttention::Item {
   // scores -> weights * V into acc, positions [c0, c1).
   void accumulate(Rows& r, int64_t c0, int64_t c1) const {
     for (int64_t p = c0; p < c1; ++p) {
-      const float* vr = cache_row(a.v, p, r.vrow.data());
-      for (int64_t i = 0; i < r.n; ++i) {
-        const float w = r.scores[i * kChunk + (p - c0)];
-        if (w != 0.0f) k.axpy_f32(w, vr, &r.acc[static_cast<size_t>(i * d)], d);
-      }
+      float* dst = &r.vchunk[static_cast<size_t>((p - c0) * d)];
+      const float* vr = cache_row(a.v, p, dst);
+      if (vr != dst) std::copy(vr, vr + d, dst);
     }
+    k.weighted_values(r.scores.data(), r.n, kChunk, r.vchunk.data(), c1 - c0, d, r.acc.data());
   }
 
   // Online softmax over [p0, p1): running max m and sum l; acc accumulates the (unnormalised)
@@ -155,7 +154,7 @@ void FlashAttention::run(const AttentionArgs& a, const Kernels& k, ThreadPool& p
     r.acc.resize(static_cast<size_t>(rows_max * d));
     r.scores.resize(static_cast<size_t>(rows_max * kChunk));
     r.kchunk.resize(static_cast<size_t>(kChunk * d));
-    r.vrow.resize(static_cast<size_t>(d));
+    r.vchunk.resize(static_cast<size_t>(kChunk * d));
     r.m.resize(static_cast<size_t>(rows_max));
     r.l.resize(static_cast<size_t>(rows_max));
     r.pos.resize(static_cast<size_t>(rows_max));

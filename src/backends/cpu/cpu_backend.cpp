@@ -91,9 +91,13 @@ class CpuBackend final : public Backend {
       uint8_t* buf = scratch(x_quantized_[i], a_bytes[i] * static_cast<size_t>(n_tok));
       xq[i] = buf;
       const size_t ab = a_bytes[i];
+      const cpu::QuantizeActFn q = kernels_.quantize_act[static_cast<size_t>(at)];
       pool_.parallel_for(n_tok, [&](int64_t a, int64_t b) {
-        for (int64_t t = a; t < b; ++t)
-          quant::quantize_activation_row(at, static_cast<const float*>(x.row(t)), buf + t * ab, n_in);
+        for (int64_t t = a; t < b; ++t) {
+          const auto* src = static_cast<const float*>(x.row(t));
+          if (q) q(src, buf + t * ab, n_in);
+          else quant::quantize_activation_row(at, src, buf + t * ab, n_in);
+        }
       });
     }
     pool_.parallel_for(n_rows, [&](int64_t a, int64_t b) {

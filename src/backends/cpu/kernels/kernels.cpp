@@ -112,6 +112,15 @@ void scores_generic(const double* q, int64_t n_rows, const float* k, int64_t n_p
     }
 }
 
+void weighted_values_generic(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
+                             float* acc) {
+  for (int64_t i = 0; i < n_rows; ++i)
+    for (int64_t p = 0; p < n_pos; ++p) {
+      const float wp = w[i * ld + p];
+      if (wp != 0.0f) axpy_f32_generic(wp, v + p * d, acc + i * d, d);
+    }
+}
+
 // Every matmul weight type, through the scalar reference arithmetic.
 Kernels make_generic_kernels() {
   Kernels k = generic_table<DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
@@ -123,6 +132,7 @@ Kernels make_generic_kernels() {
   k.dot_f32 = dot_f32_generic;
   k.axpy_f32 = axpy_f32_generic;
   k.scores = scores_generic;
+  k.weighted_values = weighted_values_generic;
   return k;
 }
 
@@ -135,6 +145,7 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.dot_f32) k.dot_f32 = generic.dot_f32;
   if (!k.axpy_f32) k.axpy_f32 = generic.axpy_f32;
   if (!k.scores) k.scores = generic.scores;
+  if (!k.weighted_values) k.weighted_values = generic.weighted_values;
   return k;
 }
 

@@ -24,6 +24,10 @@ inline constexpr int64_t kPanelRows = 8;
 using GemmPanelFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
                              int64_t n_tok, int64_t n, float* y, size_t y_stride);
 
+// x (n floats) -> activation blocks of the dot type (Q8_0 or Q8_1), exactly as
+// quant::quantize_activation_row does.
+using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
+
 // Element-wise primitives of the attention kernel (backends/cpu/attention.h).
 using F16ToF32Fn = void (*)(const uint16_t* x, float* y, int64_t n);
 // Products of f32 inputs summed in double: attention scores are large sums with cancellation, and
@@ -34,6 +38,10 @@ using AxpyF32Fn = void (*)(float a, const float* x, float* y, int64_t n);  // y 
 // out[i * ld + p] = float(q_i . k_p) * scale, the dot in double. Queries rounded to f16 against f16
 // keys have products exact in 22 bits, so for head sizes up to 2^31 the double sum is exact and
 // the score is the exact one rounded once, whatever the summation order (all variants agree).
+// acc[i * d + c] += sum over p < n_pos of w[i * ld + p] * v[p * d + c], positions in order, one
+// fused multiply-add each (the same bits as axpy_f32 per position).
+using WeightedValuesFn = void (*)(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
+                                  float* acc);
 using ScoresFn = void (*)(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale,
                           float* out, int64_t ld);
 
@@ -50,6 +58,8 @@ struct Kernels {
   DotF32Fn dot_f32;
   AxpyF32Fn axpy_f32;
   ScoresFn scores;
+  WeightedValuesFn weighted_values;
+  QuantizeActFn quantize_act[kTypeSlots];  // by activation type; null: quant::quantize_activation_row
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.

@@ -8,6 +8,7 @@
 // GCC 12 reports its own _mm512_undefined_* placeholders inside these intrinsics as uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
