@@ -163,6 +163,7 @@ class CpuBackend final : public Backend {
     const auto slot = static_cast<size_t>(w.dtype);
     const cpu::VecDotFn dot = kernels_.vec_dot[slot];
     const cpu::VecDotRows4Fn rows4 = kernels_.vec_dot_rows4[slot];
+    const cpu::VecDotRows1Fn rows1 = kernels_.vec_dot_rows1[slot];
     const int64_t n_in = w.ne[0];
     if (const cpu::GemmPanelFn panel = kernels_.gemm_panel[slot]; panel && n_tok >= 4) {
       const size_t y_stride = y.nb[1] / sizeof(float);
@@ -180,8 +181,15 @@ class CpuBackend final : public Backend {
         for (int64_t j = jb; j < je; ++j)
           for (int u = 0; u < 4; ++u) static_cast<float*>(y.row(t + u))[j] = r[(j - jb) * 4 + u];
       }
-      for (int64_t t = t4; t < n_tok; ++t)
-        for (int64_t j = jb; j < je; ++j) static_cast<float*>(y.row(t))[j] = dot(w.row(j), xq + t * a_bytes, n_in);
+      for (int64_t t = t4; t < n_tok; ++t) {
+        if (rows1) {
+          float r[kRowBlock];
+          rows1(w.row(jb), w.nb[1], je - jb, xq + t * a_bytes, a_bytes, n_in, r);
+          for (int64_t j = jb; j < je; ++j) static_cast<float*>(y.row(t))[j] = r[j - jb];
+        } else {
+          for (int64_t j = jb; j < je; ++j) static_cast<float*>(y.row(t))[j] = dot(w.row(j), xq + t * a_bytes, n_in);
+        }
+      }
     }
   }
 

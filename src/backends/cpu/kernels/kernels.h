@@ -16,6 +16,8 @@ using VecDotFn = float (*)(const void* w, const void* a, int64_t n);
 // to four VecDotFn calls; the weight block is loaded and unpacked once (prefill).
 using VecDotRows4Fn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
                                int64_t n, float* out);
+// The same with one activation row (decode): out[r]; a_stride unused.
+using VecDotRows1Fn = VecDotRows4Fn;
 
 // Prefill GEMM over a panel of up to kPanelRows weight rows (w, w + w_stride, ...) and n_tok
 // activation rows (a_stride apart): y[t * y_stride + r] = dot(row r, token t), bit-identical to
@@ -52,6 +54,7 @@ inline constexpr size_t kTypeSlots = 32;  // GGUF type ids tern knows are below 
 // pick for the generic code.
 struct Kernels {
   VecDotFn vec_dot[kTypeSlots];
+  VecDotRows1Fn vec_dot_rows1[kTypeSlots];  // may stay null: callers then use vec_dot per pair
   VecDotRows4Fn vec_dot_rows4[kTypeSlots];  // may stay null: callers then use vec_dot per pair
   GemmPanelFn gemm_panel[kTypeSlots];       // may stay null: callers then use vec_dot_rows4
   F16ToF32Fn f16_to_f32;

@@ -24,63 +24,65 @@ inline __m256i dot_u8_s8_i32(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(
 #include "backends/cpu/kernels/kernels_x86.inc"
 
 // --- Prefill GEMM on unpacked panels (AVX-512 only) ------------------------------------------------
-// A panel of 8 weight rows is unpacked once per matmul into u8 levels (L1/L2-resident) and f32
-// scales, then meets every token. Two rows share a 512-bit vector (row 2p in lanes 0..7, row 2p+1
-// in lanes 8..15) against the token's block broadcast to both halves, so one vpdpbusd does two
-// rows. Every (row, token) keeps its own eight lanes, accumulated block by block with the same FMA
-// as the single dot: the results are bit-identical to dot_one.
+// A panel of 8 weight rows is unpacked once per matmul into levels (L1/L2-resident) and f32 scales,
+// then meets every token. Two rows share a 512-bit vector (row 2p in lanes 0..7, row 2p+1 in lanes
+// 8..15) against the token's block broadcast to both halves, so one vpdpbusd does two rows. Every
+// (row, token) keeps its own eight lanes, accumulated block by block with the same FMA as the
+// single dot: the results are bit-identical to dot_one.
 //
-// Levels are stored unsigned; a signed weight level w enters as w + k (k = 8 for Q4_0's nibbles,
-// 128 for Q8_0's bytes, 0 for Q4_1), and k times the token's per-lane block sum, one more vpdpbusd,
-// is subtracted: the same int32 lanes as the sign trick.
+// vpdpbusd multiplies unsigned by signed bytes. Q4_1's levels are unsigned (0..15) against signed
+// activations. Q4_0's (-8..7) and Q8_0's levels are signed, so the activation enters as a + 128 and
+// the panel keeps -128 times each row's per-lane level sums as the accumulator vpdpbusd starts
+// from: the same int32 lanes as ggml's sign trick, with no extra instruction per token.
 template <DType W>
 struct PanelType;
 template <>
 struct PanelType<DType::Q4_0> {
   static constexpr size_t kW = 18, kA = 34, kAq = 2;  // weight block, activation block, its levels' offset
-  static constexpr int kOffset = 8;
-  static constexpr bool kMins = false;
-  static void unpack(const uint8_t* w, uint8_t* levels, float* d, float*) {
+  static constexpr bool kSignedLevels = true, kMins = false;
+  static void unpack(const uint8_t* w, int8_t* levels, float* d, float*) {
     *d = h2f(w);
-    for (int i = 0; i < 16; ++i) levels[i] = w[2 + i] & 0x0F, levels[i + 16] = w[2 + i] >> 4;
+    for (int i = 0; i < 16; ++i)
+      levels[i] = static_cast<int8_t>((w[2 + i] & 0x0F) - 8), levels[i + 16] = static_cast<int8_t>((w[2 + i] >> 4) - 8);
   }
 };
 template <>
 struct PanelType<DType::Q4_1> {
   static constexpr size_t kW = 20, kA = 36, kAq = 4;
-  static constexpr int kOffset = 0;
-  static constexpr bool kMins = true;
-  static void unpack(const uint8_t* w, uint8_t* levels, float* d, float* m) {
+  static constexpr bool kSignedLevels = false, kMins = true;
+  static void unpack(const uint8_t* w, int8_t* levels, float* d, float* m) {
     *d = h2f(w);
     *m = h2f(w + 2);
-    for (int i = 0; i < 16; ++i) levels[i] = w[4 + i] & 0x0F, levels[i + 16] = w[4 + i] >> 4;
+    for (int i = 0; i < 16; ++i)
+      levels[i] = static_cast<int8_t>(w[4 + i] & 0x0F), levels[i + 16] = static_cast<int8_t>(w[4 + i] >> 4);
   }
 };
 template <>
 struct PanelType<DType::Q8_0> {
   static constexpr size_t kW = 34, kA = 34, kAq = 2;
-  static constexpr int kOffset = 128;
-  static constexpr bool kMins = false;
-  static void unpack(const uint8_t* w, uint8_t* levels, float* d, float*) {
+  static constexpr bool kSignedLevels = true, kMins = false;
+  static void unpack(const uint8_t* w, int8_t* levels, float* d, float*) {
     *d = h2f(w);
-    for (int i = 0; i < 32; ++i) levels[i] = static_cast<uint8_t>(w[2 + i] ^ 0x80);
+    std::memcpy(levels, w + 2, 32);
   }
 };
 
 struct PanelBuf {
-  std::vector<uint8_t> levels;  // [block][pair][2 rows][32]
-  std::vector<float> d, m;      // [block][8 rows]
+  std::vector<int8_t> levels;  // [block][pair][2 rows][32]
+  std::vector<int32_t> bias;   // [block][pair][16 lanes]: -128 * per-lane level sums (signed levels)
+  std::vector<float> d, m;     // [block][8 rows]
+  std::vector<float> da, sa;   // [token][block]: activation scales (and Q8_1 sums)
 };
 
 template <class P, int NT>
-void panel_tile(const PanelBuf& pb, int64_t nb, int64_t n_rows, const uint8_t* a, size_t a_stride, float* y,
-                size_t y_stride) {
+void panel_tile(const PanelBuf& pb, int64_t nb, int64_t n_rows, const uint8_t* a, size_t a_stride,
+                const float* da, const float* sa, float* y, size_t y_stride) {
   __m512 acc[4][NT];
   __m256 mins[NT];
   for (int p = 0; p < 4; ++p)
     for (int t = 0; t < NT; ++t) acc[p][t] = _mm512_setzero_ps();
   for (int t = 0; t < NT; ++t) mins[t] = _mm256_setzero_ps();
-  const __m512i offset = _mm512_set1_epi8(static_cast<char>(P::kOffset));
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     const __m512 d8 = _mm512_castps256_ps512(_mm256_loadu_ps(&pb.d[static_cast<size_t>(b * 8)]));
     __m512 dpair[4];
@@ -89,19 +91,19 @@ void panel_tile(const PanelBuf& pb, int64_t nb, int64_t n_rows, const uint8_t* a
           _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p,
                            2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p),
           d8);
-    const uint8_t* lv = &pb.levels[static_cast<size_t>(b * 256)];
+    const int8_t* lv = &pb.levels[static_cast<size_t>(b * 256)];
+    const int32_t* bias = P::kSignedLevels ? &pb.bias[static_cast<size_t>(b * 64)] : nullptr;
     for (int t = 0; t < NT; ++t) {
-      const uint8_t* ab = a + t * a_stride + b * P::kA;
-      const __m512i av = _mm512_broadcast_i64x4(load32(ab + P::kAq));
-      const __m512 da = _mm512_set1_ps(h2f(ab));
-      __m512i corr = _mm512_setzero_si512();
-      if constexpr (P::kOffset != 0) corr = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, av);
+      __m512i av = _mm512_broadcast_i64x4(load32(a + t * a_stride + b * P::kA + P::kAq));
+      if constexpr (P::kSignedLevels) av = _mm512_xor_si512(av, flip);  // a + 128, unsigned
+      const __m512 dat = _mm512_set1_ps(da[t * nb + b]);
       if constexpr (P::kMins)
-        mins[t] = _mm256_fmadd_ps(_mm256_loadu_ps(&pb.m[static_cast<size_t>(b * 8)]), _mm256_set1_ps(h2f(ab + 2)), mins[t]);
+        mins[t] = _mm256_fmadd_ps(_mm256_loadu_ps(&pb.m[static_cast<size_t>(b * 8)]), _mm256_set1_ps(sa[t * nb + b]), mins[t]);
       for (int p = 0; p < 4; ++p) {
-        __m512i isum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(lv + p * 64), av);
-        if constexpr (P::kOffset != 0) isum = _mm512_sub_epi32(isum, corr);
-        acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dpair[p], da), _mm512_cvtepi32_ps(isum), acc[p][t]);
+        const __m512i w = _mm512_loadu_si512(lv + p * 64);
+        const __m512i isum = P::kSignedLevels ? _mm512_dpbusd_epi32(_mm512_loadu_si512(bias + p * 16), av, w)
+                                              : _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
+        acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dpair[p], dat), _mm512_cvtepi32_ps(isum), acc[p][t]);
       }
     }
   }
@@ -131,10 +133,30 @@ void gemm_panel(const void* vw, size_t w_stride, int64_t n_rows, const void* va,
       P::unpack(w + b * P::kW, &pb.levels[static_cast<size_t>(b * 256 + (r / 2) * 64 + (r % 2) * 32)],
                 &pb.d[static_cast<size_t>(b * 8 + r)], &pb.m[static_cast<size_t>(b * 8 + r)]);
   }
+  if constexpr (P::kSignedLevels) {
+    pb.bias.resize(static_cast<size_t>(nb * 64));
+    const __m512i minus128 = _mm512_set1_epi8(static_cast<char>(0x80));  // as u8: 128
+    for (int64_t i = 0; i < nb * 4; ++i) {
+      const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), minus128, _mm512_loadu_si512(&pb.levels[static_cast<size_t>(i * 64)]));
+      _mm512_storeu_si512(&pb.bias[static_cast<size_t>(i * 16)], _mm512_sub_epi32(_mm512_setzero_si512(), sums));
+    }
+  }
   const auto* a = static_cast<const uint8_t*>(va);
+  pb.da.resize(static_cast<size_t>(n_tok * nb));
+  pb.sa.resize(static_cast<size_t>(n_tok * nb));
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* ab = a + t * a_stride + b * P::kA;
+      pb.da[static_cast<size_t>(t * nb + b)] = h2f(ab);
+      if constexpr (P::kMins) pb.sa[static_cast<size_t>(t * nb + b)] = h2f(ab + 2);
+    }
   int64_t t = 0;
-  for (; t + 4 <= n_tok; t += 4) panel_tile<P, 4>(pb, nb, n_rows, a + t * a_stride, a_stride, y + t * y_stride, y_stride);
-  for (; t < n_tok; ++t) panel_tile<P, 1>(pb, nb, n_rows, a + t * a_stride, a_stride, y + t * y_stride, y_stride);
+  for (; t + 4 <= n_tok; t += 4)
+    panel_tile<P, 4>(pb, nb, n_rows, a + t * a_stride, a_stride, &pb.da[static_cast<size_t>(t * nb)],
+                     &pb.sa[static_cast<size_t>(t * nb)], y + t * y_stride, y_stride);
+  for (; t < n_tok; ++t)
+    panel_tile<P, 1>(pb, nb, n_rows, a + t * a_stride, a_stride, &pb.da[static_cast<size_t>(t * nb)],
+                     &pb.sa[static_cast<size_t>(t * nb)], y + t * y_stride, y_stride);
 }
 
 void add_gemm_panels(Kernels& k) {
