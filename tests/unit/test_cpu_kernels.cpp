@@ -121,7 +121,7 @@ TEST(CpuKernels, PanelGemmEqualsSinglePairDots) {
       const DType at = quant::vec_dot_type(w);
       for (int64_t rows : {1, 5, 8})
         for (int64_t n_tok : {4, 7}) {
-          const int64_t n = 32 * 19;
+          const int64_t n = traits(w).block_elems * 19;
           const size_t a_stride = row_bytes(at, n) + 3, w_stride = row_bytes(w, n) + 1, y_stride = 11;
           std::vector<uint8_t> wq(w_stride * rows), aq(a_stride * n_tok);
           for (int64_t r = 0; r < rows; ++r)
@@ -129,7 +129,9 @@ TEST(CpuKernels, PanelGemmEqualsSinglePairDots) {
           for (int64_t t = 0; t < n_tok; ++t)
             quant::quantize_activation_row(at, gaussian(n, 60 + static_cast<uint32_t>(t), 2.f).data(), aq.data() + t * a_stride, n);
           std::vector<float> y(y_stride * n_tok, NAN);
-          k.gemm_panel[slot](wq.data(), w_stride, rows, aq.data(), a_stride, n_tok, n, y.data(), y_stride);
+          std::vector<float> prep(static_cast<size_t>(n / traits(w).block_elems * k.gemm_prep_per_block[slot] * n_tok));
+          k.gemm_prepare[slot](aq.data(), a_stride, n_tok, n, prep.data());
+          k.gemm_panel[slot](wq.data(), w_stride, rows, aq.data(), a_stride, prep.data(), n_tok, n, y.data(), y_stride);
           for (int64_t t = 0; t < n_tok; ++t)
             for (size_t r = 0; r < y_stride; ++r) {
               const float got = y[t * y_stride + r];

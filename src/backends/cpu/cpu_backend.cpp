@@ -100,11 +100,31 @@ class CpuBackend final : public Backend {
         }
       });
     }
+    // Prefill through the panel GEMM: its activation tables once per weight type.
+    const float* prep[kMaxGroup] = {};
+    for (size_t i = 0; i < ws.size() && n_tok >= 4; ++i) {
+      const auto slot = static_cast<size_t>(ws[i].dtype);
+      if (!kernels_.gemm_panel[slot]) continue;
+      size_t same = 0;
+      while (same < i && ws[same].dtype != ws[i].dtype) ++same;
+      if (same < i) {
+        prep[i] = prep[same];
+        continue;
+      }
+      const int64_t per_tok = n_in / traits(ws[i].dtype).block_elems * kernels_.gemm_prep_per_block[slot];
+      float* buf = scratch(panel_prep_[i], static_cast<size_t>(per_tok * n_tok));
+      prep[i] = buf;
+      const uint8_t* a = xq[i];
+      const size_t ab = a_bytes[i];
+      pool_.parallel_for(n_tok, [&](int64_t t0, int64_t t1) {
+        kernels_.gemm_prepare[slot](a + t0 * ab, ab, t1 - t0, n_in, buf + t0 * per_tok);
+      });
+    }
     pool_.parallel_for(n_rows, [&](int64_t a, int64_t b) {
       int64_t base = 0;
       for (size_t i = 0; i < ws.size(); base += ws[i].ne[1], ++i) {
         const int64_t j0 = std::max(a, base) - base, j1 = std::min(b, base + ws[i].ne[1]) - base;
-        if (j0 < j1) matmul_rows(ws[i], ys[i], j0, j1, xq[i], a_bytes[i], n_tok);
+        if (j0 < j1) matmul_rows(ws[i], ys[i], j0, j1, xq[i], a_bytes[i], prep[i], n_tok);
       }
     });
   }
@@ -157,19 +177,20 @@ class CpuBackend final : public Backend {
   // Rows [j0, j1) of y = W x with x already quantised (rows of a_bytes). Prefill works in blocks of
   // kRowBlock weight rows against groups of four tokens: the four activation rows stay in L1 while
   // the block's rows pass over them, and each weight block is unpacked once per four tokens.
+  // prep: the panel GEMM's activation tables (gemm_prepare) when the panel path is taken, else null.
   void matmul_rows(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
-                   size_t a_bytes, int64_t n_tok) const {
+                   size_t a_bytes, const float* prep, int64_t n_tok) const {
     constexpr int64_t kRowBlock = 16;
     const auto slot = static_cast<size_t>(w.dtype);
     const cpu::VecDotFn dot = kernels_.vec_dot[slot];
     const cpu::VecDotRows4Fn rows4 = kernels_.vec_dot_rows4[slot];
     const cpu::VecDotRows1Fn rows1 = kernels_.vec_dot_rows1[slot];
     const int64_t n_in = w.ne[0];
-    if (const cpu::GemmPanelFn panel = kernels_.gemm_panel[slot]; panel && n_tok >= 4) {
+    if (prep) {
       const size_t y_stride = y.nb[1] / sizeof(float);
       for (int64_t jb = j0; jb < j1; jb += cpu::kPanelRows)
-        panel(w.row(jb), w.nb[1], std::min(j1 - jb, cpu::kPanelRows), xq, a_bytes, n_tok, n_in,
-              static_cast<float*>(y.row(0)) + jb, y_stride);
+        kernels_.gemm_panel[slot](w.row(jb), w.nb[1], std::min(j1 - jb, cpu::kPanelRows), xq, a_bytes, prep, n_tok,
+                                  n_in, static_cast<float*>(y.row(0)) + jb, y_stride);
       return;
     }
     const int64_t t4 = rows4 ? n_tok / 4 * 4 : 0;
@@ -215,6 +236,7 @@ class CpuBackend final : public Backend {
   const cpu::Kernels& kernels_;
   cpu::FlashAttention attention_;
   std::vector<uint8_t> x_quantized_[kMaxGroup];
+  std::vector<float> panel_prep_[kMaxGroup];
 };
 
 }  // namespace

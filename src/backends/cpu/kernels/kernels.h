@@ -19,12 +19,15 @@ using VecDotRows4Fn = void (*)(const void* w, size_t w_stride, int64_t n_rows, c
 // The same with one activation row (decode): out[r]; a_stride unused.
 using VecDotRows1Fn = VecDotRows4Fn;
 
-// Prefill GEMM over a panel of up to kPanelRows weight rows (w, w + w_stride, ...) and n_tok
-// activation rows (a_stride apart): y[t * y_stride + r] = dot(row r, token t), bit-identical to
+// Prefill GEMM in two steps. gemm_prepare reads the quantised activations once per matmul into f32
+// tables (block scales, sums: gemm_prep_per_block floats per activation block, per token), then
+// gemm_panel multiplies a panel of up to kPanelRows weight rows (w, w + w_stride, ...) with all
+// n_tok activation rows (a_stride apart): y[t * y_stride + r] = dot(row r, token t), bit-identical to
 // VecDotFn per pair. The panel is unpacked once into cache-resident levels and scales.
 inline constexpr int64_t kPanelRows = 8;
+using GemmPrepareFn = void (*)(const void* a, size_t a_stride, int64_t n_tok, int64_t n, float* prep);
 using GemmPanelFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
-                             int64_t n_tok, int64_t n, float* y, size_t y_stride);
+                             const float* prep, int64_t n_tok, int64_t n, float* y, size_t y_stride);
 
 // x (n floats) -> activation blocks of the dot type (Q8_0 or Q8_1), exactly as
 // quant::quantize_activation_row does.
@@ -57,6 +60,8 @@ struct Kernels {
   VecDotRows1Fn vec_dot_rows1[kTypeSlots];  // may stay null: callers then use vec_dot per pair
   VecDotRows4Fn vec_dot_rows4[kTypeSlots];  // may stay null: callers then use vec_dot per pair
   GemmPanelFn gemm_panel[kTypeSlots];       // may stay null: callers then use vec_dot_rows4
+  GemmPrepareFn gemm_prepare[kTypeSlots];
+  int gemm_prep_per_block[kTypeSlots];
   F16ToF32Fn f16_to_f32;
   DotF32Fn dot_f32;
   AxpyF32Fn axpy_f32;
