@@ -42,8 +42,7 @@ struct PanelType<DType::Q4_0> {
   static constexpr bool kSignedLevels = true, kMins = false;
   static void unpack(const uint8_t* w, int8_t* levels, float* d, float*) {
     *d = h2f(w);
-    for (int i = 0; i < 16; ++i)
-      levels[i] = static_cast<int8_t>((w[2 + i] & 0x0F) - 8), levels[i + 16] = static_cast<int8_t>((w[2 + i] >> 4) - 8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels), _mm256_sub_epi8(nibbles_to_bytes(w + 2), _mm256_set1_epi8(8)));
   }
 };
 template <>
@@ -53,8 +52,7 @@ struct PanelType<DType::Q4_1> {
   static void unpack(const uint8_t* w, int8_t* levels, float* d, float* m) {
     *d = h2f(w);
     *m = h2f(w + 2);
-    for (int i = 0; i < 16; ++i)
-      levels[i] = static_cast<int8_t>(w[4 + i] & 0x0F), levels[i + 16] = static_cast<int8_t>(w[4 + i] >> 4);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels), nibbles_to_bytes(w + 4));
   }
 };
 template <>
@@ -85,26 +83,29 @@ void panel_tile(const PanelBuf& pb, int64_t nb, int64_t n_rows, const uint8_t* a
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     const __m512 d8 = _mm512_castps256_ps512(_mm256_loadu_ps(&pb.d[static_cast<size_t>(b * 8)]));
-    __m512 dpair[4];
-    for (int p = 0; p < 4; ++p)
-      dpair[p] = _mm512_permutexvar_ps(
-          _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p,
-                           2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p),
-          d8);
     const int8_t* lv = &pb.levels[static_cast<size_t>(b * 256)];
     const int32_t* bias = P::kSignedLevels ? &pb.bias[static_cast<size_t>(b * 64)] : nullptr;
+    // The NT tokens' blocks (a + 128 when the levels are signed) and scales, then pair by pair.
+    __m512i av[NT];
+    __m512 dat[NT];
     for (int t = 0; t < NT; ++t) {
-      __m512i av = _mm512_broadcast_i64x4(load32(a + t * a_stride + b * P::kA + P::kAq));
-      if constexpr (P::kSignedLevels) av = _mm512_xor_si512(av, flip);  // a + 128, unsigned
-      const __m512 dat = _mm512_set1_ps(prep[t * prep_stride + b]);
+      av[t] = _mm512_broadcast_i64x4(load32(a + t * a_stride + b * P::kA + P::kAq));
+      if constexpr (P::kSignedLevels) av[t] = _mm512_xor_si512(av[t], flip);
+      dat[t] = _mm512_set1_ps(prep[t * prep_stride + b]);
       if constexpr (P::kMins)
         mins[t] = _mm256_fmadd_ps(_mm256_loadu_ps(&pb.m[static_cast<size_t>(b * 8)]),
                                   _mm256_set1_ps(prep[t * prep_stride + nb + b]), mins[t]);
-      for (int p = 0; p < 4; ++p) {
-        const __m512i w = _mm512_loadu_si512(lv + p * 64);
-        const __m512i isum = P::kSignedLevels ? _mm512_dpbusd_epi32(_mm512_loadu_si512(bias + p * 16), av, w)
-                                              : _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
-        acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dpair[p], dat), _mm512_cvtepi32_ps(isum), acc[p][t]);
+    }
+    for (int p = 0; p < 4; ++p) {
+      const __m512 dpair = _mm512_permutexvar_ps(
+          _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p,
+                           2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p),
+          d8);
+      const __m512i w = _mm512_loadu_si512(lv + p * 64);
+      for (int t = 0; t < NT; ++t) {
+        const __m512i isum = P::kSignedLevels ? _mm512_dpbusd_epi32(_mm512_loadu_si512(bias + p * 16), av[t], w)
+                                              : _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av[t]);
+        acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dpair, dat[t]), _mm512_cvtepi32_ps(isum), acc[p][t]);
       }
     }
   }
@@ -118,6 +119,8 @@ void panel_tile(const PanelBuf& pb, int64_t nb, int64_t n_rows, const uint8_t* a
     }
   }
 }
+
+constexpr int kTileTokens = 4;
 
 template <DType W>
 void gemm_prepare(const void* va, size_t a_stride, int64_t n_tok, int64_t n, float* prep) {
@@ -156,8 +159,8 @@ void gemm_panel(const void* vw, size_t w_stride, int64_t n_rows, const void* va,
   }
   const auto* a = static_cast<const uint8_t*>(va);
   int64_t t = 0;
-  for (; t + 4 <= n_tok; t += 4)
-    panel_tile<P, 4>(pb, nb, n_rows, a + t * a_stride, a_stride, prep + t * per_tok, per_tok, y + t * y_stride, y_stride);
+  for (; t + kTileTokens <= n_tok; t += kTileTokens)
+    panel_tile<P, kTileTokens>(pb, nb, n_rows, a + t * a_stride, a_stride, prep + t * per_tok, per_tok, y + t * y_stride, y_stride);
   for (; t < n_tok; ++t)
     panel_tile<P, 1>(pb, nb, n_rows, a + t * a_stride, a_stride, prep + t * per_tok, per_tok, y + t * y_stride, y_stride);
 }
