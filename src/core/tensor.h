@@ -22,6 +22,9 @@ struct TensorView {
   int ndim = 0;
   std::array<int64_t, kMaxDims> ne{1, 1, 1, 1};  // elements per dimension
   std::array<size_t, kMaxDims> nb{0, 0, 0, 0};   // bytes between consecutive indices
+  // How a backend rearranged a weight's blocks at load (Backend::prepare_weight); 0 is the file's
+  // row-major layout, the only one row() addresses. Others are the backend's own business.
+  uint8_t layout = 0;
 
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   int64_t nrows() const { return ne[1] * ne[2] * ne[3]; }

@@ -59,21 +59,21 @@ LlamaModel::LlamaModel(const gguf::File& file, Backend& backend, const ModelConf
   WeightLoader w(file, backend);
   tok_embd_ = w.get("token_embd.weight", {E, info_.n_vocab});
   output_norm_ = w.get_f32("output_norm.weight", E);
-  output_ = w.get("output.weight", {E, info_.n_vocab}, /*required=*/false);
+  output_ = w.get_matmul("output.weight", {E, info_.n_vocab}, /*required=*/false);
   if (!output_.data) output_ = tok_embd_;  // tied embeddings
   layers_.resize(info_.n_layer);
   for (int l = 0; l < info_.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     Layer& L = layers_[l];
     L.attn_norm = w.get_f32(p + "attn_norm.weight", E);
-    L.wq = w.get(p + "attn_q.weight", {E, Q});
-    L.wk = w.get(p + "attn_k.weight", {E, KV});
-    L.wv = w.get(p + "attn_v.weight", {E, KV});
-    L.wo = w.get(p + "attn_output.weight", {Q, E});
+    L.wq = w.get_matmul(p + "attn_q.weight", {E, Q});
+    L.wk = w.get_matmul(p + "attn_k.weight", {E, KV});
+    L.wv = w.get_matmul(p + "attn_v.weight", {E, KV});
+    L.wo = w.get_matmul(p + "attn_output.weight", {Q, E});
     L.ffn_norm = w.get_f32(p + "ffn_norm.weight", E);
-    L.w_gate = w.get(p + "ffn_gate.weight", {E, info_.n_ff});
-    L.w_up = w.get(p + "ffn_up.weight", {E, info_.n_ff});
-    L.w_down = w.get(p + "ffn_down.weight", {info_.n_ff, E});
+    L.w_gate = w.get_matmul(p + "ffn_gate.weight", {E, info_.n_ff});
+    L.w_up = w.get_matmul(p + "ffn_up.weight", {E, info_.n_ff});
+    L.w_down = w.get_matmul(p + "ffn_down.weight", {info_.n_ff, E});
   }
   info_.weight_bytes = w.bytes_loaded();
   // A decode step reads every weight once, except the embedding table, of which it reads one row

@@ -31,6 +31,14 @@ TensorView WeightLoader::get(const std::string& name, std::initializer_list<int6
   return v;
 }
 
+TensorView WeightLoader::get_matmul(const std::string& name, std::initializer_list<int64_t> ne, bool required) {
+  const TensorView v = get(name, ne, required);
+  if (!v.data) return v;
+  const TensorView prepared = backend_.prepare_weight(v);
+  if (prepared.data != v.data) file_.release_pages(v.data, v.row_size() * static_cast<size_t>(v.nrows()));
+  return prepared;
+}
+
 TensorView WeightLoader::get_f32(const std::string& name, int64_t n) {
   TensorView v = get(name, {n});
   TERN_CHECK(v.dtype == DType::F32, "{}: tensor '{}' has type {}, expected f32", file_.path(), name,

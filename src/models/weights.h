@@ -12,16 +12,19 @@ namespace tern {
 
 class WeightLoader {
  public:
-  WeightLoader(const gguf::File& file, const Backend& backend) : file_(file), backend_(backend) {}
+  WeightLoader(const gguf::File& file, Backend& backend) : file_(file), backend_(backend) {}
   // The tensor `name` with exactly shape `ne`; nullopt-like empty view when optional and absent.
   TensorView get(const std::string& name, std::initializer_list<int64_t> ne, bool required = true);
+  // A weight used only as a matmul's W: the backend may repack it (Backend::prepare_weight), and
+  // then the file's pages of it are dropped from memory.
+  TensorView get_matmul(const std::string& name, std::initializer_list<int64_t> ne, bool required = true);
   // Norm weights and other small vectors must be F32.
   TensorView get_f32(const std::string& name, int64_t n);
   size_t bytes_loaded() const { return bytes_; }
 
  private:
   const gguf::File& file_;
-  const Backend& backend_;
+  Backend& backend_;
   size_t bytes_ = 0;
 };
 

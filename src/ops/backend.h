@@ -14,11 +14,16 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
   virtual bool supports_weight(DType t) const = 0;
+  // Bytes the backend allocated for weights it prepared (repacked copies).
+  virtual size_t prepared_weight_bytes() const { return 0; }
 
   // out[:, i] = dequant(table[:, ids[i]])                    table [n_embd, n_rows], out [n_embd, n]
   virtual void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) = 0;
   // out = x / rms(x) * w, per row                             x, out [n, rows], w F32 [n]
   virtual void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) = 0;
+  // Called once per weight used only as a matmul's W: a backend may return a view of its own copy
+  // in a layout of its choosing (repacked rows), which it then owns for its lifetime. Default: w.
+  virtual TensorView prepare_weight(const TensorView& w) { return w; }
   // y = W x: y[j, t] = sum_i w[i, j] x[i, t]                   w [n_in, n_out], x [n_in, T], y [n_out, T]
   virtual void matmul(const TensorView& w, const TensorView& x, const TensorView& y) = 0;
   // y[i] = w[i] x for weights that share one input (q/k/v, gate/up): a backend may quantise x once

@@ -95,10 +95,15 @@ TEST_P(MatmulTest, MatchesReference) {
   ref::matmul(wv, xv, TensorView::contiguous(expect.data(), DType::F32, {c.n_out, c.n_tok}));
   // The reference accumulates in double; fast paths in float. NMSE bound per accumulation type.
   for (auto& be : backends_under_test()) {
-    Guarded got(c.n_out * c.n_tok);
-    be->matmul(wv, xv, TensorView::contiguous(got.data(), DType::F32, {c.n_out, c.n_tok}));
-    EXPECT_TRUE(got.guards_intact()) << be->name();
-    EXPECT_LT(nmse(got.data(), expect.data(), got.n), 1e-10) << be->name() << " " << dtype_name(c.type);
+    // As loaded from a file (the file's layout) and as the backend prepares matmul weights (repacked
+    // where it chooses to).
+    for (const TensorView& weight : {wv, be->prepare_weight(wv)}) {
+      Guarded got(c.n_out * c.n_tok);
+      be->matmul(weight, xv, TensorView::contiguous(got.data(), DType::F32, {c.n_out, c.n_tok}));
+      EXPECT_TRUE(got.guards_intact()) << be->name();
+      EXPECT_LT(nmse(got.data(), expect.data(), got.n), 1e-10)
+          << be->name() << " " << dtype_name(c.type) << " layout " << int{weight.layout};
+    }
   }
 }
 
@@ -112,6 +117,9 @@ std::vector<MatmulCase> matmul_cases() {
     v.push_back({t, 256, 5, 1});
     v.push_back({t, 512, 17, 3});
   }
+  // Whole groups of eight rows (the CPU backend repacks these Q4_0 weights): decode, a few tokens,
+  // and prefill with a remainder of four.
+  for (int64_t n_tok : {1, 2, 9}) v.push_back({DType::Q4_0, 96, 24, n_tok});
   v.push_back({DType::F32, 3, 2, 2});  // sizes smaller than any vector width
   v.push_back({DType::F32, 13, 9, 7});
   return v;

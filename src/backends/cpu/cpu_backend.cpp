@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "backends/cpu/attention.h"
 #include "backends/cpu/kernels/kernels.h"
+#include "backends/cpu/repack.h"
 #include "core/thread_pool.h"
 #include "ops/ref/ref_ops.h"
 #include "quant/quant.h"
@@ -45,6 +46,23 @@ class CpuBackend final : public Backend {
   }
 
   std::string_view name() const override { return "cpu"; }
+
+  // Q4_0 matmul weights with whole groups of eight rows are repacked (backends/cpu/repack.h), on
+  // every ISA alike so that all variants keep computing the same bits. Exact mode keeps the file's
+  // layout (its dequantising matmul reads rows).
+  TensorView prepare_weight(const TensorView& w) override {
+    if (exact_ || w.dtype != DType::Q4_0 || w.ne[1] % 8 != 0 || w.ne[2] * w.ne[3] != 1 || w.layout != 0) return w;
+    const size_t bytes = w.row_size() * static_cast<size_t>(w.ne[1]);
+    auto buf = std::make_unique<uint8_t[]>(bytes);
+    cpu::repack_q4_0_x8(static_cast<const uint8_t*>(w.data), w.nb[1], w.ne[1], w.ne[0], buf.get());
+    TensorView r = w;
+    r.data = buf.get();
+    r.layout = cpu::kLayoutQ4_0x8;
+    prepared_.push_back(std::move(buf));
+    prepared_bytes_ += bytes;
+    return r;
+  }
+  size_t prepared_weight_bytes() const override { return prepared_bytes_; }
   bool supports_weight(DType t) const override { return quant::is_weight_type(t); }
 
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
@@ -120,7 +138,10 @@ class CpuBackend final : public Backend {
         kernels_.gemm_prepare[slot](a + t0 * ab, ab, t1 - t0, n_in, buf + t0 * per_tok);
       });
     }
-    pool_.parallel_for(n_rows, [&](int64_t a, int64_t b) {
+    // Whole groups of eight rows per thread where every weight allows it (repacked weights).
+    int64_t grain = 8;
+    for (const TensorView& w : ws) grain = w.ne[1] % 8 == 0 ? grain : 1;
+    pool_.parallel_for_grain(n_rows, grain, [&](int64_t a, int64_t b) {
       int64_t base = 0;
       for (size_t i = 0; i < ws.size(); base += ws[i].ne[1], ++i) {
         const int64_t j0 = std::max(a, base) - base, j1 = std::min(b, base + ws[i].ne[1]) - base;
@@ -180,6 +201,7 @@ class CpuBackend final : public Backend {
   // prep: the panel GEMM's activation tables (gemm_prepare) when the panel path is taken, else null.
   void matmul_rows(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
                    size_t a_bytes, const float* prep, int64_t n_tok) const {
+    if (w.layout == cpu::kLayoutQ4_0x8) return matmul_rows_x8(w, y, j0, j1, xq, a_bytes, prep, n_tok);
     constexpr int64_t kRowBlock = 16;
     const auto slot = static_cast<size_t>(w.dtype);
     const cpu::VecDotFn dot = kernels_.vec_dot[slot];
@@ -214,6 +236,49 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // Rows [j0, j1) of a weight repacked in groups of eight. Decode runs the grouped kernel on whole
+  // groups; prefill (and any partial group) unpacks a group back to row-major blocks in a scratch
+  // tile and runs the row-major kernels on it, so prefill results are those of the file's layout.
+  void matmul_rows_x8(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
+                      size_t a_bytes, const float* prep, int64_t n_tok) const {
+    const int64_t n_in = w.ne[0];
+    const size_t group_bytes = w.row_size() * 8;
+    const auto* base = static_cast<const uint8_t*>(w.data);
+    thread_local std::vector<uint8_t> tile;
+    for (int64_t g = j0 / 8; g * 8 < j1; ++g) {
+      const int64_t r0 = std::max(j0, g * 8), r1 = std::min(j1, g * 8 + 8);
+      if (n_tok < 4 && r0 == g * 8 && r1 == g * 8 + 8) {
+        // Whole groups in a row: one call for the run.
+        int64_t ge = g + 1;
+        while ((ge + 1) * 8 <= j1) ++ge;
+        for (int64_t t = 0; t < n_tok; ++t) {
+          thread_local std::vector<float> out;
+          out.resize(static_cast<size_t>((ge - g) * 8));
+          kernels_.gemv_q4_0_x8(base + g * group_bytes, group_bytes, ge - g, xq + t * a_bytes, n_in, out.data());
+          for (int64_t j = g * 8; j < ge * 8; ++j) static_cast<float*>(y.row(t))[j] = out[static_cast<size_t>(j - g * 8)];
+        }
+        g = ge - 1;
+        continue;
+      }
+      tile.resize(group_bytes);
+      cpu::unpack_q4_0_x8(base + g * group_bytes, n_in, tile.data(), w.row_size());
+      TensorView rows = w;
+      rows.data = tile.data();
+      rows.layout = 0;
+      rows.ne[1] = 8;
+      const TensorView yg = shifted_columns(y, g * 8);
+      matmul_rows(rows, yg, r0 - g * 8, r1 - g * 8, xq, a_bytes, prep, n_tok);
+    }
+  }
+
+  // y's columns from `first` on (a view whose column 0 is y's column `first`).
+  static TensorView shifted_columns(const TensorView& y, int64_t first) {
+    TensorView v = y;
+    v.data = static_cast<float*>(y.data) + first;
+    v.ne[0] = y.ne[0] - first;
+    return v;
+  }
+
   // f32 activations against dequantised weight rows (exact mode).
   void matmul_exact(const TensorView& w, const TensorView& x, const TensorView& y) {
     const int64_t n_in = x.ne[0];
@@ -237,6 +302,8 @@ class CpuBackend final : public Backend {
   cpu::FlashAttention attention_;
   std::vector<uint8_t> x_quantized_[kMaxGroup];
   std::vector<float> panel_prep_[kMaxGroup];
+  std::vector<std::unique_ptr<uint8_t[]>> prepared_;  // repacked weights
+  size_t prepared_bytes_ = 0;
 };
 
 }  // namespace

@@ -47,6 +47,9 @@ class File {
   ~File();
 
   const std::string& path() const;
+  // Drops the resident pages of a tensor's data that tern no longer reads (it keeps its own
+  // repacked copy); the data stays readable.
+  void release_pages(const void* p, size_t n) const;
   uint32_t version() const;
   size_t alignment() const;
   size_t file_size() const;

@@ -373,6 +373,8 @@ File File::from_bytes(std::vector<uint8_t> bytes, std::string name) {
   return File(std::move(impl));
 }
 
+void File::release_pages(const void* p, size_t n) const { impl_->mapped.release(p, n); }
+
 const std::string& File::path() const { return impl_->path; }
 uint32_t File::version() const { return impl_->version; }
 size_t File::alignment() const { return impl_->alignment; }

@@ -22,6 +22,9 @@ class MappedFile {
 
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  // Drops the whole pages inside [p, p + n) from this process's resident memory (MADV_DONTNEED on a
+  // read-only private file mapping: reading them again faults them back in from the file).
+  void release(const void* p, size_t n) const;
 
  private:
   void reset();

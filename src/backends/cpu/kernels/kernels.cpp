@@ -121,6 +121,35 @@ void weighted_values_generic(const float* w, int64_t n_rows, int64_t ld, const f
     }
 }
 
+void gemv_q4_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
+                          float* out) {
+  const int64_t nb = n / 32;
+  const auto* a = static_cast<const uint8_t*>(va);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const auto* w = static_cast<const uint8_t*>(vw) + g * group_bytes;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* ab = a + b * 34;
+      const auto* qa = reinterpret_cast<const int8_t*>(ab + 2);
+      const float da = fp16_to_f32(static_cast<uint16_t>(ab[0] | ab[1] << 8));
+      int32_t asum = 0;
+      for (int i = 0; i < 32; ++i) asum += qa[i];
+      const uint8_t* wb = w + b * 144;
+      for (int r = 0; r < 8; ++r) {
+        int32_t isum = -8 * asum;
+        for (int k = 0; k < 4; ++k)
+          for (int i = 0; i < 4; ++i) {
+            const uint8_t byte = wb[16 + 32 * k + 4 * r + i];
+            isum += (byte & 0x0F) * qa[4 * k + i] + (byte >> 4) * qa[4 * (k + 4) + i];
+          }
+        const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
+        acc[r] = std::fma(dw * da, static_cast<float>(isum), acc[r]);
+      }
+    }
+    for (int r = 0; r < 8; ++r) out[8 * g + r] = acc[r];
+  }
+}
+
 // Every matmul weight type, through the scalar reference arithmetic.
 Kernels make_generic_kernels() {
   Kernels k = generic_table<DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
@@ -133,6 +162,7 @@ Kernels make_generic_kernels() {
   k.axpy_f32 = axpy_f32_generic;
   k.scores = scores_generic;
   k.weighted_values = weighted_values_generic;
+  k.gemv_q4_0_x8 = gemv_q4_0_x8_generic;
   return k;
 }
 
@@ -148,6 +178,7 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.axpy_f32) k.axpy_f32 = generic.axpy_f32;
   if (!k.scores) k.scores = generic.scores;
   if (!k.weighted_values) k.weighted_values = generic.weighted_values;
+  if (!k.gemv_q4_0_x8) k.gemv_q4_0_x8 = generic.gemv_q4_0_x8;
   return k;
 }
 

@@ -29,6 +29,12 @@ using GemmPrepareFn = void (*)(const void* a, size_t a_stride, int64_t n_tok, in
 using GemmPanelFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
                              const float* prep, int64_t n_tok, int64_t n, float* y, size_t y_stride);
 
+// Decode against Q4_0 repacked in groups of eight rows (backends/cpu/repack.h): n_groups groups
+// (group_bytes apart) times one Q8_0 activation row -> out[8 * g + r]. Per row, each block's int32
+// dot product is one lane (activation sums times -8 as its start), scaled and accumulated in block
+// order with one FMA: every variant computes the same bits (the order differs from VecDotFn's).
+using GemvX8Fn = void (*)(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out);
+
 // x (n floats) -> activation blocks of the dot type (Q8_0 or Q8_1), exactly as
 // quant::quantize_activation_row does.
 using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
@@ -67,7 +73,8 @@ struct Kernels {
   AxpyF32Fn axpy_f32;
   ScoresFn scores;
   WeightedValuesFn weighted_values;
-  QuantizeActFn quantize_act[kTypeSlots];  // by activation type; null: quant::quantize_activation_row
+  QuantizeActFn quantize_act[kTypeSlots];
+  GemvX8Fn gemv_q4_0_x8;  // by activation type; null: quant::quantize_activation_row
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.

@@ -1,0 +1,24 @@
+// Weight layouts the CPU backend repacks at load (Backend::prepare_weight), and the way back.
+//
+// Q4_0 in groups of eight rows (kLayoutQ4_0x8): per group, per 32-element block, the eight rows'
+// f16 scales, then four 32-byte chunk pairs; in pair k, row r owns bytes 4r..4r+3, whose low nibbles
+// are its elements 4k..4k+3 and high nibbles its elements 4(k+4)..4(k+4)+3. One 32-byte load then
+// holds four elements of each of the eight rows, so a single int8 multiply-add lane per row does the
+// block's dot product (decode reads 8 rows with a quarter of the instructions of row-major blocks).
+// Same bytes as the file's layout (8 x 18 per block).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tern::cpu {
+
+inline constexpr uint8_t kLayoutQ4_0x8 = 1;
+inline constexpr int64_t kQ4_0x8Block = 144;  // bytes of one block of a group
+
+// Rows [0, n_rows) (n_rows a multiple of 8) of n elements each, row_bytes apart -> dst.
+void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
+// One group back to eight row-major Q4_0 rows of n elements, row_bytes apart.
+void unpack_q4_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+
+}  // namespace tern::cpu
