@@ -196,6 +196,32 @@ TEST(CpuKernels, Q4_0GroupsOfEightRoundTripAndDot) {
   }
 }
 
+TEST(CpuKernels, Q4_KGroupsOfEightRoundTripAndDot) {
+  const int64_t n = 256 * 3, rows = 16;
+  const size_t rb = row_bytes(DType::Q4_K, n), gb = static_cast<size_t>(n / 256 * cpu::kQ4_Kx8Block);
+  std::vector<uint8_t> wq(rb * rows), packed(gb * rows / 8), back(rb * 8);
+  for (int64_t r = 0; r < rows; ++r)
+    quant::quantize_row(DType::Q4_K, gaussian(n, 190 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * rb, n);
+  cpu::repack_q4_k_x8(wq.data(), rb, rows, n, packed.data());
+  for (int64_t g = 0; g < rows / 8; ++g) {
+    cpu::unpack_q4_k_x8(packed.data() + g * gb, n, back.data(), rb);
+    EXPECT_EQ(0, std::memcmp(back.data(), wq.data() + g * rb * 8, rb * 8)) << "group " << g;
+  }
+  std::vector<uint8_t> aq(row_bytes(DType::Q8_K, n));
+  quant::quantize_activation_row(DType::Q8_K, gaussian(n, 6, 2.f).data(), aq.data(), n);
+  std::vector<float> want(rows, NAN);
+  cpu::kernels(cpu::Isa::Generic).gemv_q4_k_x8(packed.data(), gb, rows / 8, aq.data(), n, want.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    const float dot = quant::vec_dot(DType::Q4_K, wq.data() + r * rb, aq.data(), n);
+    EXPECT_NEAR(want[static_cast<size_t>(r)], dot, 1e-5f * (1 + std::fabs(dot))) << "row " << r;
+  }
+  for (cpu::Isa isa : runnable()) {
+    std::vector<float> got(rows, NAN);
+    cpu::kernels(isa).gemv_q4_k_x8(packed.data(), gb, rows / 8, aq.data(), n, got.data());
+    EXPECT_EQ(got, want) << cpu::isa_name(isa);
+  }
+}
+
 // The x86 variants share one kernel source and differ only in the integer multiply-add
 // instruction, whose int32 lanes are identical: every type they accelerate agrees bitwise.
 TEST(CpuKernels, X86VariantsAgreeBitwise) {

@@ -47,17 +47,18 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
 
-  // Q4_0 matmul weights with whole groups of eight rows are repacked (backends/cpu/repack.h), on
-  // every ISA alike so that all variants keep computing the same bits. Exact mode keeps the file's
-  // layout (its dequantising matmul reads rows).
+  // Q4_0 and Q4_K matmul weights with whole groups of eight rows are repacked (backends/cpu/repack.h),
+  // on every ISA alike so that all variants keep computing the same bits. Exact mode keeps the
+  // file's layout (its dequantising matmul reads rows).
   TensorView prepare_weight(const TensorView& w) override {
-    if (exact_ || w.dtype != DType::Q4_0 || w.ne[1] % 8 != 0 || w.ne[2] * w.ne[3] != 1 || w.layout != 0) return w;
-    const size_t bytes = w.row_size() * static_cast<size_t>(w.ne[1]);
+    const Grouped* g = grouped_for(w.dtype);
+    if (exact_ || !g || w.ne[1] % 8 != 0 || w.ne[2] * w.ne[3] != 1 || w.layout != 0) return w;
+    const size_t bytes = g->group_bytes(w.ne[0]) * static_cast<size_t>(w.ne[1] / 8);
     auto buf = std::make_unique<uint8_t[]>(bytes);
-    cpu::repack_q4_0_x8(static_cast<const uint8_t*>(w.data), w.nb[1], w.ne[1], w.ne[0], buf.get());
+    g->repack(static_cast<const uint8_t*>(w.data), w.nb[1], w.ne[1], w.ne[0], buf.get());
     TensorView r = w;
     r.data = buf.get();
-    r.layout = cpu::kLayoutQ4_0x8;
+    r.layout = g->layout;
     prepared_.push_back(std::move(buf));
     prepared_bytes_ += bytes;
     return r;
@@ -201,7 +202,7 @@ class CpuBackend final : public Backend {
   // prep: the panel GEMM's activation tables (gemm_prepare) when the panel path is taken, else null.
   void matmul_rows(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
                    size_t a_bytes, const float* prep, int64_t n_tok) const {
-    if (w.layout == cpu::kLayoutQ4_0x8) return matmul_rows_x8(w, y, j0, j1, xq, a_bytes, prep, n_tok);
+    if (w.layout != 0) return matmul_rows_x8(w, y, j0, j1, xq, a_bytes, prep, n_tok);
     constexpr int64_t kRowBlock = 16;
     const auto slot = static_cast<size_t>(w.dtype);
     const cpu::VecDotFn dot = kernels_.vec_dot[slot];
@@ -236,38 +237,66 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // A layout of groups of eight rows: how to make it, undo it, and run decode on it.
+  struct Grouped {
+    uint8_t layout;
+    DType type;
+    int64_t block_elems, block_bytes;  // per block of the group (eight rows)
+    void (*repack)(const uint8_t*, size_t, int64_t, int64_t, uint8_t*);
+    void (*unpack)(const uint8_t*, int64_t, uint8_t*, size_t);
+    cpu::GemvX8Fn cpu::Kernels::*gemv;
+    size_t group_bytes(int64_t n) const { return static_cast<size_t>(n / block_elems * block_bytes); }
+  };
+  static constexpr Grouped kGrouped[] = {
+      {cpu::kLayoutQ4_0x8, DType::Q4_0, 32, cpu::kQ4_0x8Block, cpu::repack_q4_0_x8, cpu::unpack_q4_0_x8,
+       &cpu::Kernels::gemv_q4_0_x8},
+      {cpu::kLayoutQ4_Kx8, DType::Q4_K, 256, cpu::kQ4_Kx8Block, cpu::repack_q4_k_x8, cpu::unpack_q4_k_x8,
+       &cpu::Kernels::gemv_q4_k_x8},
+  };
+  static const Grouped* grouped_for(DType t) {
+    for (const Grouped& g : kGrouped)
+      if (g.type == t) return &g;
+    return nullptr;
+  }
+  static const Grouped& grouped_layout(uint8_t layout) {
+    for (const Grouped& g : kGrouped)
+      if (g.layout == layout) return g;
+    fail("cpu backend: unknown weight layout {}", layout);
+  }
+
   // Rows [j0, j1) of a weight repacked in groups of eight. Decode runs the grouped kernel on whole
   // groups; prefill (and any partial group) unpacks a group back to row-major blocks in a scratch
   // tile and runs the row-major kernels on it, so prefill results are those of the file's layout.
   void matmul_rows_x8(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
                       size_t a_bytes, const float* prep, int64_t n_tok) const {
+    const Grouped& gl = grouped_layout(w.layout);
     const int64_t n_in = w.ne[0];
-    const size_t group_bytes = w.row_size() * 8;
+    const size_t group_bytes = gl.group_bytes(n_in);
     const auto* base = static_cast<const uint8_t*>(w.data);
     thread_local std::vector<uint8_t> tile;
+    thread_local std::vector<float> out;
     for (int64_t g = j0 / 8; g * 8 < j1; ++g) {
       const int64_t r0 = std::max(j0, g * 8), r1 = std::min(j1, g * 8 + 8);
       if (n_tok < 4 && r0 == g * 8 && r1 == g * 8 + 8) {
         // Whole groups in a row: one call for the run.
         int64_t ge = g + 1;
         while ((ge + 1) * 8 <= j1) ++ge;
+        out.resize(static_cast<size_t>((ge - g) * 8));
         for (int64_t t = 0; t < n_tok; ++t) {
-          thread_local std::vector<float> out;
-          out.resize(static_cast<size_t>((ge - g) * 8));
-          kernels_.gemv_q4_0_x8(base + g * group_bytes, group_bytes, ge - g, xq + t * a_bytes, n_in, out.data());
+          (kernels_.*gl.gemv)(base + g * group_bytes, group_bytes, ge - g, xq + t * a_bytes, n_in, out.data());
           for (int64_t j = g * 8; j < ge * 8; ++j) static_cast<float*>(y.row(t))[j] = out[static_cast<size_t>(j - g * 8)];
         }
         g = ge - 1;
         continue;
       }
-      tile.resize(group_bytes);
-      cpu::unpack_q4_0_x8(base + g * group_bytes, n_in, tile.data(), w.row_size());
+      tile.resize(w.row_size() * 8);
+      gl.unpack(base + g * group_bytes, n_in, tile.data(), w.row_size());
       TensorView rows = w;
       rows.data = tile.data();
       rows.layout = 0;
       rows.ne[1] = 8;
-      const TensorView yg = shifted_columns(y, g * 8);
-      matmul_rows(rows, yg, r0 - g * 8, r1 - g * 8, xq, a_bytes, prep, n_tok);
+      rows.nb[1] = w.row_size();
+      matmul_rows(rows, shifted_columns(y, g * 8), r0 - g * 8, r1 - g * 8, xq, a_bytes, prep, n_tok);
     }
   }
 

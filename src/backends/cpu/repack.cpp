@@ -45,4 +45,79 @@ void unpack_q4_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
   }
 }
 
+namespace {
+
+// Level of element e (0..255) of a Q4_K super-block's 128 nibble bytes: in each 64-element chunk c,
+// element l and l + 32 share byte 32c + l as its low and high nibble.
+inline uint8_t q4_k_level(const uint8_t* qs, int e) {
+  const int c = e / 64, l = e % 64;
+  return l < 32 ? qs[32 * c + l] & 0x0F : qs[32 * c + l - 32] >> 4;
+}
+
+// ggml's 12-byte packing of eight 6-bit (scale, min) pairs (get_scale_min_k4 and its inverse).
+inline void get_scale_min(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+inline void set_scale_min(int j, uint8_t sc, uint8_t m, uint8_t* q) {
+  if (j < 4) {
+    q[j] = static_cast<uint8_t>((q[j] & 0xC0) | sc);
+    q[j + 4] = static_cast<uint8_t>((q[j + 4] & 0xC0) | m);
+  } else {
+    q[j + 4] = static_cast<uint8_t>((sc & 0xF) | ((m & 0xF) << 4));
+    q[j - 4] = static_cast<uint8_t>((q[j - 4] & 0x3F) | ((sc >> 4) << 6));
+    q[j] = static_cast<uint8_t>((q[j] & 0x3F) | ((m >> 4) << 6));
+  }
+}
+
+}  // namespace
+
+void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  const int64_t nsb = n / 256;
+  for (int64_t g = 0; g < n_rows / 8; ++g)
+    for (int64_t b = 0; b < nsb; ++b) {
+      uint8_t* out = dst + (g * nsb + b) * kQ4_Kx8Block;
+      for (int r = 0; r < 8; ++r) {
+        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 144;
+        std::memcpy(out + 2 * r, blk, 2);
+        std::memcpy(out + 16 + 2 * r, blk + 2, 2);
+        for (int j = 0; j < 8; ++j) get_scale_min(j, blk + 4, out[32 + 8 * j + r], out[96 + 8 * j + r]);
+        for (int j = 0; j < 8; ++j)
+          for (int k = 0; k < 4; ++k)
+            for (int i = 0; i < 4; ++i)
+              out[160 + 128 * j + 32 * k + 4 * r + i] = static_cast<uint8_t>(
+                  q4_k_level(blk + 16, 32 * j + 4 * k + i) | q4_k_level(blk + 16, 32 * j + 4 * (k + 4) + i) << 4);
+      }
+    }
+}
+
+void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  const int64_t nsb = n / 256;
+  for (int64_t b = 0; b < nsb; ++b) {
+    const uint8_t* in = group + b * kQ4_Kx8Block;
+    for (int r = 0; r < 8; ++r) {
+      uint8_t* blk = rows + r * row_bytes + b * 144;
+      std::memcpy(blk, in + 2 * r, 2);
+      std::memcpy(blk + 2, in + 16 + 2 * r, 2);
+      std::memset(blk + 4, 0, 12);
+      for (int j = 0; j < 8; ++j) set_scale_min(j, in[32 + 8 * j + r], in[96 + 8 * j + r], blk + 4);
+      uint8_t level[256];
+      for (int j = 0; j < 8; ++j)
+        for (int k = 0; k < 4; ++k)
+          for (int i = 0; i < 4; ++i) {
+            const uint8_t byte = in[160 + 128 * j + 32 * k + 4 * r + i];
+            level[32 * j + 4 * k + i] = byte & 0x0F;
+            level[32 * j + 4 * (k + 4) + i] = byte >> 4;
+          }
+      for (int c = 0; c < 4; ++c)
+        for (int l = 0; l < 32; ++l) blk[16 + 32 * c + l] = static_cast<uint8_t>(level[64 * c + l] | level[64 * c + 32 + l] << 4);
+    }
+  }
+}
+
 }  // namespace tern::cpu

@@ -16,9 +16,18 @@ namespace tern::cpu {
 inline constexpr uint8_t kLayoutQ4_0x8 = 1;
 inline constexpr int64_t kQ4_0x8Block = 144;  // bytes of one block of a group
 
+// Q4_K in groups of eight rows (kLayoutQ4_Kx8): per group, per 256-element super-block, the rows'
+// f16 d[8] and dmin[8], their 6-bit scales and mins unpacked to bytes (sc[sub-block][row],
+// m[sub-block][row]), then each 32-element sub-block's levels as Q4_0x8 lays out a block.
+// 1184 bytes per super-block of eight rows (8 x 144 = 1152 in the file).
+inline constexpr uint8_t kLayoutQ4_Kx8 = 2;
+inline constexpr int64_t kQ4_Kx8Block = 1184;
+
 // Rows [0, n_rows) (n_rows a multiple of 8) of n elements each, row_bytes apart -> dst.
 void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 // One group back to eight row-major Q4_0 rows of n elements, row_bytes apart.
 void unpack_q4_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
+void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 
 }  // namespace tern::cpu

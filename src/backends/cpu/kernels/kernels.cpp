@@ -150,6 +150,45 @@ void gemv_q4_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
   }
 }
 
+// Per row and super-block: isum = sum_j sc_j * (sub-block j's dot), msum = sum_j m_j * (sub-block
+// j's activation sum), both exact; then one FMA each into acc and accm; the row's result acc - accm.
+void gemv_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
+                          float* out) {
+  const int64_t nsb = n / 256;
+  const auto* a = static_cast<const uint8_t*>(va);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const auto* w = static_cast<const uint8_t*>(vw) + g * group_bytes;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, accm[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t b = 0; b < nsb; ++b) {
+      const uint8_t* ab = a + b * 292;
+      float da;
+      std::memcpy(&da, ab, 4);
+      const auto* qa = reinterpret_cast<const int8_t*>(ab + 4);
+      int16_t bs[16];
+      std::memcpy(bs, ab + 260, 32);
+      const uint8_t* wb = w + b * 1184;
+      for (int r = 0; r < 8; ++r) {
+        int32_t isum = 0, msum = 0;
+        for (int j = 0; j < 8; ++j) {
+          int32_t dot = 0;
+          for (int k = 0; k < 4; ++k)
+            for (int i = 0; i < 4; ++i) {
+              const uint8_t byte = wb[160 + 128 * j + 32 * k + 4 * r + i];
+              dot += (byte & 0x0F) * qa[32 * j + 4 * k + i] + (byte >> 4) * qa[32 * j + 4 * (k + 4) + i];
+            }
+          isum += wb[32 + 8 * j + r] * dot;
+          msum += wb[96 + 8 * j + r] * (bs[2 * j] + bs[2 * j + 1]);
+        }
+        const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
+        const float dmin = fp16_to_f32(static_cast<uint16_t>(wb[16 + 2 * r] | wb[16 + 2 * r + 1] << 8));
+        acc[r] = std::fma(dw * da, static_cast<float>(isum), acc[r]);
+        accm[r] = std::fma(dmin * da, static_cast<float>(msum), accm[r]);
+      }
+    }
+    for (int r = 0; r < 8; ++r) out[8 * g + r] = acc[r] - accm[r];
+  }
+}
+
 // Every matmul weight type, through the scalar reference arithmetic.
 Kernels make_generic_kernels() {
   Kernels k = generic_table<DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
@@ -163,6 +202,7 @@ Kernels make_generic_kernels() {
   k.scores = scores_generic;
   k.weighted_values = weighted_values_generic;
   k.gemv_q4_0_x8 = gemv_q4_0_x8_generic;
+  k.gemv_q4_k_x8 = gemv_q4_k_x8_generic;
   return k;
 }
 
@@ -179,6 +219,7 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.scores) k.scores = generic.scores;
   if (!k.weighted_values) k.weighted_values = generic.weighted_values;
   if (!k.gemv_q4_0_x8) k.gemv_q4_0_x8 = generic.gemv_q4_0_x8;
+  if (!k.gemv_q4_k_x8) k.gemv_q4_k_x8 = generic.gemv_q4_k_x8;
   return k;
 }
 

@@ -74,7 +74,8 @@ struct Kernels {
   ScoresFn scores;
   WeightedValuesFn weighted_values;
   QuantizeActFn quantize_act[kTypeSlots];
-  GemvX8Fn gemv_q4_0_x8;  // by activation type; null: quant::quantize_activation_row
+  GemvX8Fn gemv_q4_0_x8;
+  GemvX8Fn gemv_q4_k_x8;  // Q4_K groups of eight rows against a Q8_K row (same contract)  // by activation type; null: quant::quantize_activation_row
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.
