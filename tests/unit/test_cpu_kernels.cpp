@@ -194,6 +194,23 @@ TEST(CpuKernels, Q4_0GroupsOfEightRoundTripAndDot) {
     cpu::kernels(isa).gemv_q4_0_x8(packed.data(), rb * 8, rows / 8, aq.data(), n, got.data());
     EXPECT_EQ(got, want) << cpu::isa_name(isa);
   }
+  // The GEMM, for 6 tokens (a tile of four and a remainder), equals the GEMV per token.
+  const int64_t n_tok = 6;
+  const size_t a_stride = aq.size() + 5, y_stride = rows + 3;
+  std::vector<uint8_t> at(a_stride * n_tok);
+  for (int64_t t = 0; t < n_tok; ++t)
+    quant::quantize_activation_row(DType::Q8_0, gaussian(n, 300 + static_cast<uint32_t>(t), 2.f).data(), at.data() + t * a_stride, n);
+  for (cpu::Isa isa : runnable()) {
+    std::vector<float> y(y_stride * n_tok, NAN), one(rows);
+    cpu::kernels(isa).gemm_q4_0_x8(packed.data(), rb * 8, rows / 8, at.data(), a_stride, n_tok, n, y.data(), y_stride);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      cpu::kernels(cpu::Isa::Generic).gemv_q4_0_x8(packed.data(), rb * 8, rows / 8, at.data() + t * a_stride, n, one.data());
+      for (int64_t r = 0; r < rows; ++r)
+        EXPECT_EQ(y[static_cast<size_t>(t) * y_stride + static_cast<size_t>(r)], one[static_cast<size_t>(r)])
+            << cpu::isa_name(isa) << " token " << t << " row " << r;
+      EXPECT_TRUE(std::isnan(y[static_cast<size_t>(t) * y_stride + rows])) << "wrote past the rows";
+    }
+  }
 }
 
 TEST(CpuKernels, Q4_KGroupsOfEightRoundTripAndDot) {
@@ -219,6 +236,21 @@ TEST(CpuKernels, Q4_KGroupsOfEightRoundTripAndDot) {
     std::vector<float> got(rows, NAN);
     cpu::kernels(isa).gemv_q4_k_x8(packed.data(), gb, rows / 8, aq.data(), n, got.data());
     EXPECT_EQ(got, want) << cpu::isa_name(isa);
+  }
+  const int64_t n_tok = 5;
+  const size_t a_stride = aq.size() + 3, y_stride = rows + 1;
+  std::vector<uint8_t> at(a_stride * n_tok);
+  for (int64_t t = 0; t < n_tok; ++t)
+    quant::quantize_activation_row(DType::Q8_K, gaussian(n, 400 + static_cast<uint32_t>(t), 2.f).data(), at.data() + t * a_stride, n);
+  for (cpu::Isa isa : runnable()) {
+    std::vector<float> y(y_stride * n_tok, NAN), one(rows);
+    cpu::kernels(isa).gemm_q4_k_x8(packed.data(), gb, rows / 8, at.data(), a_stride, n_tok, n, y.data(), y_stride);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      cpu::kernels(cpu::Isa::Generic).gemv_q4_k_x8(packed.data(), gb, rows / 8, at.data() + t * a_stride, n, one.data());
+      for (int64_t r = 0; r < rows; ++r)
+        EXPECT_EQ(y[static_cast<size_t>(t) * y_stride + static_cast<size_t>(r)], one[static_cast<size_t>(r)])
+            << cpu::isa_name(isa) << " token " << t << " row " << r;
+    }
   }
 }
 

@@ -245,13 +245,14 @@ class CpuBackend final : public Backend {
     void (*repack)(const uint8_t*, size_t, int64_t, int64_t, uint8_t*);
     void (*unpack)(const uint8_t*, int64_t, uint8_t*, size_t);
     cpu::GemvX8Fn cpu::Kernels::*gemv;
+    cpu::GemmX8Fn cpu::Kernels::*gemm;  // null: prefill unpacks groups for the row-major kernels
     size_t group_bytes(int64_t n) const { return static_cast<size_t>(n / block_elems * block_bytes); }
   };
   static constexpr Grouped kGrouped[] = {
       {cpu::kLayoutQ4_0x8, DType::Q4_0, 32, cpu::kQ4_0x8Block, cpu::repack_q4_0_x8, cpu::unpack_q4_0_x8,
-       &cpu::Kernels::gemv_q4_0_x8},
+       &cpu::Kernels::gemv_q4_0_x8, &cpu::Kernels::gemm_q4_0_x8},
       {cpu::kLayoutQ4_Kx8, DType::Q4_K, 256, cpu::kQ4_Kx8Block, cpu::repack_q4_k_x8, cpu::unpack_q4_k_x8,
-       &cpu::Kernels::gemv_q4_k_x8},
+       &cpu::Kernels::gemv_q4_k_x8, &cpu::Kernels::gemm_q4_k_x8},
   };
   static const Grouped* grouped_for(DType t) {
     for (const Grouped& g : kGrouped)
@@ -264,9 +265,10 @@ class CpuBackend final : public Backend {
     fail("cpu backend: unknown weight layout {}", layout);
   }
 
-  // Rows [j0, j1) of a weight repacked in groups of eight. Decode runs the grouped kernel on whole
-  // groups; prefill (and any partial group) unpacks a group back to row-major blocks in a scratch
-  // tile and runs the row-major kernels on it, so prefill results are those of the file's layout.
+  // Rows [j0, j1) of a weight repacked in groups of eight. Whole groups go through the grouped
+  // kernels (the GEMM, where the layout has one, for four tokens or more); otherwise (prefill
+  // without a grouped GEMM, or a partial group) a group is unpacked back to row-major blocks in a
+  // scratch tile for the row-major kernels.
   void matmul_rows_x8(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
                       size_t a_bytes, const float* prep, int64_t n_tok) const {
     const Grouped& gl = grouped_layout(w.layout);
@@ -277,10 +279,17 @@ class CpuBackend final : public Backend {
     thread_local std::vector<float> out;
     for (int64_t g = j0 / 8; g * 8 < j1; ++g) {
       const int64_t r0 = std::max(j0, g * 8), r1 = std::min(j1, g * 8 + 8);
-      if (n_tok < 4 && r0 == g * 8 && r1 == g * 8 + 8) {
+      const cpu::GemmX8Fn gemm = gl.gemm ? kernels_.*gl.gemm : nullptr;
+      if ((n_tok < 4 || gemm) && r0 == g * 8 && r1 == g * 8 + 8) {
         // Whole groups in a row: one call for the run.
         int64_t ge = g + 1;
         while ((ge + 1) * 8 <= j1) ++ge;
+        if (n_tok >= 4) {
+          gemm(base + g * group_bytes, group_bytes, ge - g, xq, a_bytes, n_tok, n_in, static_cast<float*>(y.row(0)) + g * 8,
+               y.nb[1] / sizeof(float));
+          g = ge - 1;
+          continue;
+        }
         out.resize(static_cast<size_t>((ge - g) * 8));
         for (int64_t t = 0; t < n_tok; ++t) {
           (kernels_.*gl.gemv)(base + g * group_bytes, group_bytes, ge - g, xq + t * a_bytes, n_in, out.data());

@@ -150,6 +150,12 @@ void gemv_q4_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
   }
 }
 
+void gemm_q4_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+                          int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+  for (int64_t t = 0; t < n_tok; ++t)
+    gemv_q4_0_x8_generic(vw, group_bytes, n_groups, static_cast<const uint8_t*>(va) + t * a_stride, n, y + t * y_stride);
+}
+
 // Per row and super-block: isum = sum_j sc_j * (sub-block j's dot), msum = sum_j m_j * (sub-block
 // j's activation sum), both exact; then one FMA each into acc and accm; the row's result acc - accm.
 void gemv_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
@@ -189,6 +195,12 @@ void gemv_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
   }
 }
 
+void gemm_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+                          int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+  for (int64_t t = 0; t < n_tok; ++t)
+    gemv_q4_k_x8_generic(vw, group_bytes, n_groups, static_cast<const uint8_t*>(va) + t * a_stride, n, y + t * y_stride);
+}
+
 // Every matmul weight type, through the scalar reference arithmetic.
 Kernels make_generic_kernels() {
   Kernels k = generic_table<DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
@@ -203,6 +215,8 @@ Kernels make_generic_kernels() {
   k.weighted_values = weighted_values_generic;
   k.gemv_q4_0_x8 = gemv_q4_0_x8_generic;
   k.gemv_q4_k_x8 = gemv_q4_k_x8_generic;
+  k.gemm_q4_0_x8 = gemm_q4_0_x8_generic;
+  k.gemm_q4_k_x8 = gemm_q4_k_x8_generic;
   return k;
 }
 
@@ -220,6 +234,8 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.weighted_values) k.weighted_values = generic.weighted_values;
   if (!k.gemv_q4_0_x8) k.gemv_q4_0_x8 = generic.gemv_q4_0_x8;
   if (!k.gemv_q4_k_x8) k.gemv_q4_k_x8 = generic.gemv_q4_k_x8;
+  if (!k.gemm_q4_0_x8) k.gemm_q4_0_x8 = generic.gemm_q4_0_x8;
+  if (!k.gemm_q4_k_x8) k.gemm_q4_k_x8 = generic.gemm_q4_k_x8;
   return k;
 }
 

@@ -35,6 +35,12 @@ using GemmPanelFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, con
 // order with one FMA: every variant computes the same bits (the order differs from VecDotFn's).
 using GemvX8Fn = void (*)(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out);
 
+// The same for n_tok activation rows (a_stride apart): y[t * y_stride + 8 * g + r], bit-identical
+// to GemvX8Fn per token (prefill on repacked weights: each weight block is unpacked once for
+// several tokens).
+using GemmX8Fn = void (*)(const void* w, size_t group_bytes, int64_t n_groups, const void* a, size_t a_stride,
+                          int64_t n_tok, int64_t n, float* y, size_t y_stride);
+
 // x (n floats) -> activation blocks of the dot type (Q8_0 or Q8_1), exactly as
 // quant::quantize_activation_row does.
 using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
@@ -75,7 +81,9 @@ struct Kernels {
   WeightedValuesFn weighted_values;
   QuantizeActFn quantize_act[kTypeSlots];
   GemvX8Fn gemv_q4_0_x8;
-  GemvX8Fn gemv_q4_k_x8;  // Q4_K groups of eight rows against a Q8_K row (same contract)  // by activation type; null: quant::quantize_activation_row
+  GemvX8Fn gemv_q4_k_x8;  // Q4_K groups of eight rows against a Q8_K row (same contract)
+  GemmX8Fn gemm_q4_0_x8;  // may stay null: callers then run the GEMV per token
+  GemmX8Fn gemm_q4_k_x8;  // by activation type; null: quant::quantize_activation_row
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.
