@@ -213,6 +213,40 @@ TEST(CpuKernels, Q4_0GroupsOfEightRoundTripAndDot) {
   }
 }
 
+TEST(CpuKernels, Q8_0GroupsOfEightRoundTripAndDot) {
+  const int64_t n = 32 * 7, rows = 16, n_tok = 6;
+  const size_t rb = row_bytes(DType::Q8_0, n), gb = rb * 8;
+  std::vector<uint8_t> wq(rb * rows), packed(rb * rows), back(rb * 8);
+  for (int64_t r = 0; r < rows; ++r)
+    quant::quantize_row(DType::Q8_0, gaussian(n, 590 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * rb, n);
+  cpu::repack_q8_0_x8(wq.data(), rb, rows, n, packed.data());
+  for (int64_t g = 0; g < rows / 8; ++g) {
+    cpu::unpack_q8_0_x8(packed.data() + g * gb, n, back.data(), rb);
+    EXPECT_EQ(0, std::memcmp(back.data(), wq.data() + g * gb, gb)) << "group " << g;
+  }
+  const size_t a_stride = rb + 3, y_stride = rows + 2;
+  std::vector<uint8_t> at(a_stride * n_tok);
+  for (int64_t t = 0; t < n_tok; ++t)
+    quant::quantize_activation_row(DType::Q8_0, gaussian(n, 600 + static_cast<uint32_t>(t), 2.f).data(), at.data() + t * a_stride, n);
+  for (int64_t t = 0; t < n_tok; ++t) {
+    std::vector<float> want(rows);
+    cpu::kernels(cpu::Isa::Generic).gemv_q8_0_x8(packed.data(), gb, rows / 8, at.data() + t * a_stride, n, want.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const float dot = quant::vec_dot(DType::Q8_0, wq.data() + r * rb, at.data() + t * a_stride, n);
+      EXPECT_NEAR(want[static_cast<size_t>(r)], dot, 1e-5f * (1 + std::fabs(dot))) << "row " << r;
+    }
+    for (cpu::Isa isa : runnable()) {
+      std::vector<float> got(rows, NAN), y(y_stride * n_tok, NAN);
+      cpu::kernels(isa).gemv_q8_0_x8(packed.data(), gb, rows / 8, at.data() + t * a_stride, n, got.data());
+      EXPECT_EQ(got, want) << cpu::isa_name(isa);
+      cpu::kernels(isa).gemm_q8_0_x8(packed.data(), gb, rows / 8, at.data(), a_stride, n_tok, n, y.data(), y_stride);
+      for (int64_t r = 0; r < rows; ++r)
+        EXPECT_EQ(y[static_cast<size_t>(t) * y_stride + static_cast<size_t>(r)], want[static_cast<size_t>(r)])
+            << cpu::isa_name(isa) << " token " << t << " row " << r;
+    }
+  }
+}
+
 TEST(CpuKernels, Q4_KGroupsOfEightRoundTripAndDot) {
   const int64_t n = 256 * 3, rows = 16;
   const size_t rb = row_bytes(DType::Q4_K, n), gb = static_cast<size_t>(n / 256 * cpu::kQ4_Kx8Block);

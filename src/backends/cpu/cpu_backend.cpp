@@ -47,7 +47,7 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
 
-  // Q4_0 and Q4_K matmul weights with whole groups of eight rows are repacked (backends/cpu/repack.h),
+  // Q4_0, Q8_0 and Q4_K matmul weights with whole groups of eight rows are repacked (backends/cpu/repack.h),
   // on every ISA alike so that all variants keep computing the same bits. Exact mode keeps the
   // file's layout (its dequantising matmul reads rows).
   TensorView prepare_weight(const TensorView& w) override {
@@ -253,6 +253,8 @@ class CpuBackend final : public Backend {
        &cpu::Kernels::gemv_q4_0_x8, &cpu::Kernels::gemm_q4_0_x8},
       {cpu::kLayoutQ4_Kx8, DType::Q4_K, 256, cpu::kQ4_Kx8Block, cpu::repack_q4_k_x8, cpu::unpack_q4_k_x8,
        &cpu::Kernels::gemv_q4_k_x8, &cpu::Kernels::gemm_q4_k_x8},
+      {cpu::kLayoutQ8_0x8, DType::Q8_0, 32, cpu::kQ8_0x8Block, cpu::repack_q8_0_x8, cpu::unpack_q8_0_x8,
+       &cpu::Kernels::gemv_q8_0_x8, &cpu::Kernels::gemm_q8_0_x8},
   };
   static const Grouped* grouped_for(DType t) {
     for (const Grouped& g : kGrouped)

@@ -45,6 +45,31 @@ void unpack_q4_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
   }
 }
 
+void repack_q8_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  const int64_t nb = n / 32;
+  for (int64_t g = 0; g < n_rows / 8; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* out = dst + (g * nb + b) * kQ8_0x8Block;
+      for (int r = 0; r < 8; ++r) {
+        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 34;
+        std::memcpy(out + 2 * r, blk, 2);
+        for (int k = 0; k < 8; ++k) std::memcpy(out + 16 + 32 * k + 4 * r, blk + 2 + 4 * k, 4);
+      }
+    }
+}
+
+void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  const int64_t nb = n / 32;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* in = group + b * kQ8_0x8Block;
+    for (int r = 0; r < 8; ++r) {
+      uint8_t* blk = rows + r * row_bytes + b * 34;
+      std::memcpy(blk, in + 2 * r, 2);
+      for (int k = 0; k < 8; ++k) std::memcpy(blk + 2 + 4 * k, in + 16 + 32 * k + 4 * r, 4);
+    }
+  }
+}
+
 namespace {
 
 // Level of element e (0..255) of a Q4_K super-block's 128 nibble bytes: in each 64-element chunk c,

@@ -23,10 +23,18 @@ inline constexpr int64_t kQ4_0x8Block = 144;  // bytes of one block of a group
 inline constexpr uint8_t kLayoutQ4_Kx8 = 2;
 inline constexpr int64_t kQ4_Kx8Block = 1184;
 
+// Q8_0 in groups of eight rows (kLayoutQ8_0x8): per group, per block, the rows' f16 scales, then
+// eight 32-byte chunks; in chunk k, row r owns bytes 4r..4r+3, its elements 4k..4k+3. Same bytes
+// as the file's layout (8 x 34 per block).
+inline constexpr uint8_t kLayoutQ8_0x8 = 3;
+inline constexpr int64_t kQ8_0x8Block = 272;
+
 // Rows [0, n_rows) (n_rows a multiple of 8) of n elements each, row_bytes apart -> dst.
 void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 // One group back to eight row-major Q4_0 rows of n elements, row_bytes apart.
 void unpack_q4_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void repack_q8_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
+void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 

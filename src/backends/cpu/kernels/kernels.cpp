@@ -201,6 +201,36 @@ void gemm_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
     gemv_q4_k_x8_generic(vw, group_bytes, n_groups, static_cast<const uint8_t*>(va) + t * a_stride, n, y + t * y_stride);
 }
 
+void gemv_q8_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
+                          float* out) {
+  const int64_t nb = n / 32;
+  const auto* a = static_cast<const uint8_t*>(va);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const auto* w = static_cast<const uint8_t*>(vw) + g * group_bytes;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* ab = a + b * 34;
+      const auto* qa = reinterpret_cast<const int8_t*>(ab + 2);
+      const float da = fp16_to_f32(static_cast<uint16_t>(ab[0] | ab[1] << 8));
+      const uint8_t* wb = w + b * 272;
+      for (int r = 0; r < 8; ++r) {
+        int32_t isum = 0;
+        for (int k = 0; k < 8; ++k)
+          for (int i = 0; i < 4; ++i) isum += static_cast<int8_t>(wb[16 + 32 * k + 4 * r + i]) * qa[4 * k + i];
+        const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
+        acc[r] = std::fma(dw * da, static_cast<float>(isum), acc[r]);
+      }
+    }
+    for (int r = 0; r < 8; ++r) out[8 * g + r] = acc[r];
+  }
+}
+
+void gemm_q8_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+                          int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+  for (int64_t t = 0; t < n_tok; ++t)
+    gemv_q8_0_x8_generic(vw, group_bytes, n_groups, static_cast<const uint8_t*>(va) + t * a_stride, n, y + t * y_stride);
+}
+
 // Every matmul weight type, through the scalar reference arithmetic.
 Kernels make_generic_kernels() {
   Kernels k = generic_table<DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
@@ -217,6 +247,8 @@ Kernels make_generic_kernels() {
   k.gemv_q4_k_x8 = gemv_q4_k_x8_generic;
   k.gemm_q4_0_x8 = gemm_q4_0_x8_generic;
   k.gemm_q4_k_x8 = gemm_q4_k_x8_generic;
+  k.gemv_q8_0_x8 = gemv_q8_0_x8_generic;
+  k.gemm_q8_0_x8 = gemm_q8_0_x8_generic;
   return k;
 }
 
@@ -236,6 +268,8 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.gemv_q4_k_x8) k.gemv_q4_k_x8 = generic.gemv_q4_k_x8;
   if (!k.gemm_q4_0_x8) k.gemm_q4_0_x8 = generic.gemm_q4_0_x8;
   if (!k.gemm_q4_k_x8) k.gemm_q4_k_x8 = generic.gemm_q4_k_x8;
+  if (!k.gemv_q8_0_x8) k.gemv_q8_0_x8 = generic.gemv_q8_0_x8;
+  if (!k.gemm_q8_0_x8) k.gemm_q8_0_x8 = generic.gemm_q8_0_x8;
   return k;
 }
 

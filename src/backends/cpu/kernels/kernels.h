@@ -83,7 +83,9 @@ struct Kernels {
   GemvX8Fn gemv_q4_0_x8;
   GemvX8Fn gemv_q4_k_x8;  // Q4_K groups of eight rows against a Q8_K row (same contract)
   GemmX8Fn gemm_q4_0_x8;  // may stay null: callers then run the GEMV per token
-  GemmX8Fn gemm_q4_k_x8;  // by activation type; null: quant::quantize_activation_row
+  GemmX8Fn gemm_q4_k_x8;
+  GemvX8Fn gemv_q8_0_x8;  // Q8_0 groups of eight rows against a Q8_0 row
+  GemmX8Fn gemm_q8_0_x8;  // by activation type; null: quant::quantize_activation_row
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.
