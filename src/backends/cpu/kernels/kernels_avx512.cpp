@@ -21,6 +21,8 @@ namespace {
 // level ranges used the AVX2 pair sums never saturate either, so the lanes are identical.
 inline __m256i dot_u8_s8_i32(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
 
+inline __m256i dot_u8_s8_acc(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+
 #include "backends/cpu/kernels/kernels_x86.inc"
 
 // --- Prefill GEMM on unpacked panels (AVX-512 only) ------------------------------------------------
@@ -278,6 +280,110 @@ void gemm_panel_q4k(const void* vw, size_t w_stride, int64_t n_rows, const void*
     panel_tile_q4k<1>(pb, nsb, n_rows, a + t * a_stride, a_stride, prep + t * per_tok, per_tok, y + t * y_stride, y_stride);
 }
 
+// --- Prefill GEMM on repacked groups, two groups (16 rows) per 512-bit vector -----------------------
+// Lanes 0..7 carry group g's rows, 8..15 group g+1's; every lane does exactly what the 256-bit
+// kernel's lane does (same integer sums, same FMA per block), so the results are the same bits.
+inline __m512i load_pair(const uint8_t* lo, const uint8_t* hi) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(load32(lo)), load32(hi), 1);
+}
+inline __m512 scales_pair(const uint8_t* lo, const uint8_t* hi) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo)))),
+                            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hi))), 1);
+}
+
+// Q4_0 (kind 0) or Q8_0 (kind 1) groups g, g + 1 against NT tokens. Q4_0's unsigned nibbles meet
+// the signed activations, each lane starting from -8 times the block's activation sum. Q8_0's
+// signed levels meet the activations as unsigned a + 128 (`a` then points at such flipped levels,
+// 32 bytes per block), each lane starting from -128 times its row's level sum.
+template <int kKind, int NT>
+void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_t* a, size_t a_stride, const float* da,
+                  const int32_t* bias, int64_t stat_stride, float* y, size_t y_stride) {
+  constexpr size_t kBlock = kKind == 0 ? 144 : 272;
+  constexpr size_t kActBlock = kKind == 0 ? 34 : 32, kActLevels = kKind == 0 ? 2 : 0;
+  __m512 acc[NT];
+  for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F), u128 = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* b0 = w0 + b * kBlock;
+    const uint8_t* b1 = w1 + b * kBlock;
+    __m512i q[8];
+    __m512i wbias = _mm512_setzero_si512();
+    if constexpr (kKind == 0) {
+      for (int k = 0; k < 4; ++k) {
+        const __m512i v = load_pair(b0 + 16 + 32 * k, b1 + 16 + 32 * k);
+        q[k] = _mm512_and_si512(v, low4);
+        q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      }
+    } else {
+      for (int k = 0; k < 8; ++k) {
+        q[k] = load_pair(b0 + 16 + 32 * k, b1 + 16 + 32 * k);
+        wbias = _mm512_dpbusd_epi32(wbias, u128, q[k]);
+      }
+      wbias = _mm512_sub_epi32(_mm512_setzero_si512(), wbias);
+    }
+    const __m512 dw = scales_pair(b0, b1);
+    for (int u = 0; u < NT; ++u) {
+      const uint8_t* qa = a + u * a_stride + b * kActBlock + kActLevels;
+      __m512i isum = kKind == 0 ? _mm512_set1_epi32(bias[u * stat_stride + b]) : wbias;
+      for (int k = 0; k < 8; ++k) {
+        int32_t v;
+        std::memcpy(&v, qa + 4 * k, 4);
+        isum = kKind == 0 ? _mm512_dpbusd_epi32(isum, q[k], _mm512_set1_epi32(v))
+                          : _mm512_dpbusd_epi32(isum, _mm512_set1_epi32(v), q[k]);
+      }
+      acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da[u * stat_stride + b])), _mm512_cvtepi32_ps(isum), acc[u]);
+    }
+  }
+  for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, acc[u]);
+}
+
+template <int kKind>
+void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride, int64_t n_tok,
+                 int64_t n, float* y, size_t y_stride) {
+  const int64_t nb = n / 32;
+  const auto* a = static_cast<const uint8_t*>(va);
+  thread_local std::vector<float> da_buf;
+  thread_local std::vector<int32_t> bias_buf;
+  da_buf.resize(static_cast<size_t>(nb * n_tok));
+  bias_buf.resize(static_cast<size_t>(nb * n_tok));
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* ab = a + t * a_stride + b * 34;
+      da_buf[static_cast<size_t>(t * nb + b)] = h2f(ab);
+      if constexpr (kKind == 0) bias_buf[static_cast<size_t>(t * nb + b)] = -8 * hsum_i32(dot_u8_s8_i32(_mm256_set1_epi8(1), load32(ab + 2)));
+    }
+  // Q8_0: the activation levels as unsigned a + 128, 32 bytes per block.
+  thread_local std::vector<uint8_t> flipped;
+  const uint8_t* act = a;
+  size_t act_stride = a_stride;
+  if constexpr (kKind == 1) {
+    flipped.resize(static_cast<size_t>(n_tok * nb * 32));
+    for (int64_t t = 0; t < n_tok; ++t)
+      for (int64_t b = 0; b < nb; ++b)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(&flipped[static_cast<size_t>((t * nb + b) * 32)]),
+                            _mm256_xor_si256(load32(a + t * a_stride + b * 34 + 2), _mm256_set1_epi8(static_cast<char>(0x80))));
+    act = flipped.data();
+    act_stride = static_cast<size_t>(nb * 32);
+  }
+  const auto* w = static_cast<const uint8_t*>(vw);
+  int64_t g = 0;
+  for (; g + 2 <= n_groups; g += 2) {
+    int64_t t = 0;
+    for (; t + 4 <= n_tok; t += 4)
+      x8_pair_tile<kKind, 4>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
+                             &da_buf[static_cast<size_t>(t * nb)], &bias_buf[static_cast<size_t>(t * nb)], nb,
+                             y + t * y_stride + 8 * g, y_stride);
+    for (; t < n_tok; ++t)
+      x8_pair_tile<kKind, 1>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
+                             &da_buf[static_cast<size_t>(t * nb)], &bias_buf[static_cast<size_t>(t * nb)], nb,
+                             y + t * y_stride + 8 * g, y_stride);
+  }
+  if (g < n_groups) {  // an odd last group: the 256-bit kernel
+    if constexpr (kKind == 0) gemm_q4_0_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+    else gemm_q8_0_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+  }
+}
+
 template <DType W>
 void set_panel(Kernels& k, GemmPanelFn panel, GemmPrepareFn prepare, int prep_per_block) {
   k.gemm_panel[static_cast<size_t>(W)] = panel;
@@ -298,6 +404,8 @@ void add_gemm_panels(Kernels& k) {
 Kernels make_avx512_kernels() {
   Kernels k = avx512::x86_table();
   avx512::add_gemm_panels(k);
+  k.gemm_q4_0_x8 = avx512::gemm_x8_zmm<0>;
+  k.gemm_q8_0_x8 = avx512::gemm_x8_zmm<1>;
   return k;
 }
 
