@@ -384,6 +384,86 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
   }
 }
 
+// Q4_K groups g, g + 1 against NT tokens, as gemm_q4_k_x8_x86 per lane.
+template <int NT>
+void q4k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
+                   const float* da, const float* bsp, int64_t stat_stride, float* y, size_t y_stride) {
+  __m512 acc[NT], accm[NT];
+  for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps(), accm[u] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nsb; ++b) {
+    const uint8_t* b0 = w0 + b * 1184;
+    const uint8_t* b1 = w1 + b * 1184;
+    __m512i isum[NT];
+    __m512 msum[NT];
+    for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512(), msum[u] = _mm512_setzero_ps();
+    for (int j = 0; j < 8; ++j) {
+      __m512i q[8];
+      for (int k = 0; k < 4; ++k) {
+        const __m512i v = load_pair(b0 + 160 + 128 * j + 32 * k, b1 + 160 + 128 * j + 32 * k);
+        q[k] = _mm512_and_si512(v, low4);
+        q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      }
+      int64_t s0, s1, m0, m1;
+      std::memcpy(&s0, b0 + 32 + 8 * j, 8);
+      std::memcpy(&s1, b1 + 32 + 8 * j, 8);
+      std::memcpy(&m0, b0 + 96 + 8 * j, 8);
+      std::memcpy(&m1, b1 + 96 + 8 * j, 8);
+      const __m512i sc = _mm512_cvtepu8_epi32(_mm_set_epi64x(s1, s0));
+      const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x(m1, m0)));
+      for (int u = 0; u < NT; ++u) {
+        const uint8_t* qa = a + u * a_stride + b * 292 + 4 + 32 * j;
+        __m512i dot = _mm512_setzero_si512();
+        for (int k = 0; k < 8; ++k) {
+          int32_t v;
+          std::memcpy(&v, qa + 4 * k, 4);
+          dot = _mm512_dpbusd_epi32(dot, q[k], _mm512_set1_epi32(v));
+        }
+        isum[u] = _mm512_add_epi32(isum[u], _mm512_mullo_epi32(dot, sc));
+        msum[u] = _mm512_fmadd_ps(mn, _mm512_set1_ps(bsp[(u * stat_stride + b) * 8 + j]), msum[u]);
+      }
+    }
+    const __m512 dw = scales_pair(b0, b1), dmin = scales_pair(b0 + 16, b1 + 16);
+    for (int u = 0; u < NT; ++u) {
+      const __m512 vda = _mm512_set1_ps(da[u * stat_stride + b]);
+      acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, vda), _mm512_cvtepi32_ps(isum[u]), acc[u]);
+      accm[u] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, vda), msum[u], accm[u]);
+    }
+  }
+  for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, _mm512_sub_ps(acc[u], accm[u]));
+}
+
+void gemm_q4_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+                      int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+  const int64_t nsb = n / 256;
+  const auto* a = static_cast<const uint8_t*>(va);
+  thread_local std::vector<float> da_buf, bsp_buf;
+  da_buf.resize(static_cast<size_t>(nsb * n_tok));
+  bsp_buf.resize(static_cast<size_t>(nsb * n_tok * 8));
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t b = 0; b < nsb; ++b) {
+      const uint8_t* ab = a + t * a_stride + b * 292;
+      std::memcpy(&da_buf[static_cast<size_t>(t * nsb + b)], ab, 4);
+      int16_t bs[16];
+      std::memcpy(bs, ab + 260, 32);
+      for (int j = 0; j < 8; ++j) bsp_buf[static_cast<size_t>((t * nsb + b) * 8 + j)] = static_cast<float>(bs[2 * j] + bs[2 * j + 1]);
+    }
+  const auto* w = static_cast<const uint8_t*>(vw);
+  int64_t g = 0;
+  for (; g + 2 <= n_groups; g += 2) {
+    int64_t t = 0;
+    for (; t + 4 <= n_tok; t += 4)
+      q4k_pair_tile<4>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+                       &da_buf[static_cast<size_t>(t * nsb)], &bsp_buf[static_cast<size_t>(t * nsb * 8)], nsb,
+                       y + t * y_stride + 8 * g, y_stride);
+    for (; t < n_tok; ++t)
+      q4k_pair_tile<1>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+                       &da_buf[static_cast<size_t>(t * nsb)], &bsp_buf[static_cast<size_t>(t * nsb * 8)], nsb,
+                       y + t * y_stride + 8 * g, y_stride);
+  }
+  if (g < n_groups) gemm_q4_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+}
+
 template <DType W>
 void set_panel(Kernels& k, GemmPanelFn panel, GemmPrepareFn prepare, int prep_per_block) {
   k.gemm_panel[static_cast<size_t>(W)] = panel;
@@ -406,6 +486,7 @@ Kernels make_avx512_kernels() {
   avx512::add_gemm_panels(k);
   k.gemm_q4_0_x8 = avx512::gemm_x8_zmm<0>;
   k.gemm_q8_0_x8 = avx512::gemm_x8_zmm<1>;
+  k.gemm_q4_k_x8 = avx512::gemm_q4_k_x8_zmm;
   return k;
 }
 
