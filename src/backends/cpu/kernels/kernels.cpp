@@ -76,6 +76,27 @@ float lane_order_vec_dot(const void* vw, const void* va, int64_t n) {
   return lane_tree_sum(acc) + mins;
 }
 
+// F32, F16 and BF16 weights against activations of their own type: eight lanes, lane k summing
+// elements k, k + 8, ... with fused multiply-adds, the lane tree sum, then the tail (n % 8) fused
+// one by one. The SIMD variants do exactly this, eight lanes to a vector.
+template <DType W>
+float plain_element(const void* p, int64_t i) {
+  if constexpr (W == DType::F32) return static_cast<const float*>(p)[i];
+  else if constexpr (W == DType::F16) return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  else return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+}
+
+template <DType W>
+float lane_order_plain_dot(const void* w, const void* a, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const int64_t n8 = n / 8 * 8;
+  for (int64_t i = 0; i < n8; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(plain_element<W>(w, i + k), plain_element<W>(a, i + k), acc[k]);
+  float s = lane_tree_sum(acc);
+  for (int64_t i = n8; i < n; ++i) s = std::fma(plain_element<W>(w, i), plain_element<W>(a, i), s);
+  return s;
+}
+
 void f16_to_f32_generic(const uint16_t* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(x[i]);
 }
@@ -238,9 +259,11 @@ Kernels make_generic_kernels() {
   k.vec_dot[static_cast<size_t>(DType::Q4_0)] = lane_order_vec_dot<DType::Q4_0>;
   k.vec_dot[static_cast<size_t>(DType::Q4_1)] = lane_order_vec_dot<DType::Q4_1>;
   k.vec_dot[static_cast<size_t>(DType::Q8_0)] = lane_order_vec_dot<DType::Q8_0>;
+  k.vec_dot[static_cast<size_t>(DType::F32)] = lane_order_plain_dot<DType::F32>;
+  k.vec_dot[static_cast<size_t>(DType::F16)] = lane_order_plain_dot<DType::F16>;
+  k.vec_dot[static_cast<size_t>(DType::BF16)] = lane_order_plain_dot<DType::BF16>;
   k.f16_to_f32 = f16_to_f32_generic;
   k.dot_f32 = dot_f32_generic;
-  k.axpy_f32 = axpy_f32_generic;
   k.scores = scores_generic;
   k.weighted_values = weighted_values_generic;
   k.gemv_q4_0_x8 = gemv_q4_0_x8_generic;
@@ -261,7 +284,6 @@ Kernels completed(Kernels k, const Kernels& generic) {
       k.gemm_prepare[i] = generic.gemm_prepare[i], k.gemm_prep_per_block[i] = generic.gemm_prep_per_block[i];
   if (!k.f16_to_f32) k.f16_to_f32 = generic.f16_to_f32;
   if (!k.dot_f32) k.dot_f32 = generic.dot_f32;
-  if (!k.axpy_f32) k.axpy_f32 = generic.axpy_f32;
   if (!k.scores) k.scores = generic.scores;
   if (!k.weighted_values) k.weighted_values = generic.weighted_values;
   if (!k.gemv_q4_0_x8) k.gemv_q4_0_x8 = generic.gemv_q4_0_x8;

@@ -45,18 +45,16 @@ using GemmX8Fn = void (*)(const void* w, size_t group_bytes, int64_t n_groups, c
 // quant::quantize_activation_row does.
 using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
 
-// Element-wise primitives of the attention kernel (backends/cpu/attention.h).
+// Element-wise primitives of the attention kernel (backends/cpu/attention.h) and exact-mode matmuls.
 using F16ToF32Fn = void (*)(const uint16_t* x, float* y, int64_t n);
-// Products of f32 inputs summed in double: attention scores are large sums with cancellation, and
-// an f32 sum moves them enough to flip the f16 rounding of the softmax weights that follows.
+// Products of f32 inputs summed in double (exact-mode matmul rows).
 using DotF32Fn = float (*)(const float* x, const float* y, int64_t n);
-using AxpyF32Fn = void (*)(float a, const float* x, float* y, int64_t n);  // y += a * x
 // Attention scores of n_rows query rows (double, d each) against n_pos key rows (float, d each):
 // out[i * ld + p] = float(q_i . k_p) * scale, the dot in double. Queries rounded to f16 against f16
 // keys have products exact in 22 bits, so for head sizes up to 2^31 the double sum is exact and
 // the score is the exact one rounded once, whatever the summation order (all variants agree).
 // acc[i * d + c] += sum over p < n_pos of w[i * ld + p] * v[p * d + c], positions in order, one
-// fused multiply-add each (the same bits as axpy_f32 per position).
+// fused multiply-add each.
 using WeightedValuesFn = void (*)(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
                                   float* acc);
 using ScoresFn = void (*)(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale,
@@ -76,7 +74,6 @@ struct Kernels {
   int gemm_prep_per_block[kTypeSlots];
   F16ToF32Fn f16_to_f32;
   DotF32Fn dot_f32;
-  AxpyF32Fn axpy_f32;
   ScoresFn scores;
   WeightedValuesFn weighted_values;
   QuantizeActFn quantize_act[kTypeSlots];
