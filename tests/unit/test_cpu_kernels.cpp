@@ -194,8 +194,8 @@ TEST(CpuKernels, Q4_0GroupsOfEightRoundTripAndDot) {
     cpu::kernels(isa).gemv_q4_0_x8(packed.data(), rb * 8, rows / 8, aq.data(), n, got.data());
     EXPECT_EQ(got, want) << cpu::isa_name(isa);
   }
-  // The GEMM, for 6 tokens (a tile of four and a remainder), equals the GEMV per token.
-  const int64_t n_tok = 6;
+  // The GEMM, for 13 tokens (tiles of eight and four and a remainder), equals the GEMV per token.
+  const int64_t n_tok = 13;
   const size_t a_stride = aq.size() + 5, y_stride = rows + 3;
   std::vector<uint8_t> at(a_stride * n_tok);
   for (int64_t t = 0; t < n_tok; ++t)
@@ -214,7 +214,7 @@ TEST(CpuKernels, Q4_0GroupsOfEightRoundTripAndDot) {
 }
 
 TEST(CpuKernels, Q8_0GroupsOfEightRoundTripAndDot) {
-  const int64_t n = 32 * 7, rows = 16, n_tok = 6;
+  const int64_t n = 32 * 7, rows = 16, n_tok = 13;
   const size_t rb = row_bytes(DType::Q8_0, n), gb = rb * 8;
   std::vector<uint8_t> wq(rb * rows), packed(rb * rows), back(rb * 8);
   for (int64_t r = 0; r < rows; ++r)

@@ -369,6 +369,10 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
   int64_t g = 0;
   for (; g + 2 <= n_groups; g += 2) {
     int64_t t = 0;
+    for (; t + 8 <= n_tok; t += 8)
+      x8_pair_tile<kKind, 8>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
+                             &da_buf[static_cast<size_t>(t * nb)], &bias_buf[static_cast<size_t>(t * nb)], nb,
+                             y + t * y_stride + 8 * g, y_stride);
     for (; t + 4 <= n_tok; t += 4)
       x8_pair_tile<kKind, 4>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
                              &da_buf[static_cast<size_t>(t * nb)], &bias_buf[static_cast<size_t>(t * nb)], nb,
