@@ -468,6 +468,50 @@ void gemm_q4_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, cons
   if (g < n_groups) gemm_q4_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
 }
 
+// --- Attention primitives at 512 bits (same bits as the 256-bit ones: the scores' double sums are
+// exact in any order, and each accumulator element sees the same FMAs in the same order) ----------
+void scores_zmm(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale, float* out,
+                int64_t ld) {
+  if (d % 8 != 0) return scores_x86(q, n_rows, k, n_pos, d, scale, out, ld);
+  for (int64_t p = 0; p < n_pos; ++p) {
+    const float* kp = k + p * d;
+    int64_t i = 0;
+    for (; i + 4 <= n_rows; i += 4) {
+      __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+      for (int64_t c = 0; c < d; c += 8) {
+        const __m512d kv = _mm512_cvtps_pd(_mm256_loadu_ps(kp + c));
+        for (int u = 0; u < 4; ++u) acc[u] = _mm512_fmadd_pd(_mm512_loadu_pd(q + (i + u) * d + c), kv, acc[u]);
+      }
+      for (int u = 0; u < 4; ++u) out[(i + u) * ld + p] = static_cast<float>(_mm512_reduce_add_pd(acc[u])) * scale;
+    }
+    for (; i < n_rows; ++i) {
+      __m512d acc = _mm512_setzero_pd();
+      for (int64_t c = 0; c < d; c += 8)
+        acc = _mm512_fmadd_pd(_mm512_loadu_pd(q + i * d + c), _mm512_cvtps_pd(_mm256_loadu_ps(kp + c)), acc);
+      out[i * ld + p] = static_cast<float>(_mm512_reduce_add_pd(acc)) * scale;
+    }
+  }
+}
+
+void weighted_values_zmm(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
+                         float* acc) {
+  if (d % 16 != 0 || d > 256) return weighted_values_x86(w, n_rows, ld, v, n_pos, d, acc);
+  const int64_t nv = d / 16;
+  for (int64_t i = 0; i < n_rows; ++i) {
+    float* ai = acc + i * d;
+    const float* wi = w + i * ld;
+    __m512 r[16];
+    for (int64_t u = 0; u < nv; ++u) r[u] = _mm512_loadu_ps(ai + 16 * u);
+    for (int64_t p = 0; p < n_pos; ++p) {
+      if (wi[p] == 0.0f) continue;
+      const __m512 wp = _mm512_set1_ps(wi[p]);
+      const float* vp = v + p * d;
+      for (int64_t u = 0; u < nv; ++u) r[u] = _mm512_fmadd_ps(wp, _mm512_loadu_ps(vp + 16 * u), r[u]);
+    }
+    for (int64_t u = 0; u < nv; ++u) _mm512_storeu_ps(ai + 16 * u, r[u]);
+  }
+}
+
 template <DType W>
 void set_panel(Kernels& k, GemmPanelFn panel, GemmPrepareFn prepare, int prep_per_block) {
   k.gemm_panel[static_cast<size_t>(W)] = panel;
@@ -491,6 +535,8 @@ Kernels make_avx512_kernels() {
   k.gemm_q4_0_x8 = avx512::gemm_x8_zmm<0>;
   k.gemm_q8_0_x8 = avx512::gemm_x8_zmm<1>;
   k.gemm_q4_k_x8 = avx512::gemm_q4_k_x8_zmm;
+  k.scores = avx512::scores_zmm;
+  k.weighted_values = avx512::weighted_values_zmm;
   return k;
 }
 
