@@ -20,6 +20,10 @@ EXACT = 5e-3
 ROUNDED = {"f32": 1e-3, "f16": 5e-3, "q8_0": 3e-2, "q4_0": 3e-2, "q4_1": 3e-2}
 ROUNDED_DEFAULT_MODEL = 0.15
 CLEAR_MARGIN = 0.1  # top-1 must agree where the oracle's best two logits are further apart than this
+# ... and in the rounded (peer) mode, whose logits move by a few tenths with any last-bit change
+# (llama.cpp against itself: up to 1.1, see test_llamacpp_parity.py), further apart than its near-tie
+# bound. Measured: a 0.1006 margin at "chatml" position 9 flips with the attention kernel's exp.
+CLEAR_MARGIN_ROUNDED = 1.0
 
 
 def tern_logits(model, ids, backend="cpu", exact=False):
@@ -30,12 +34,12 @@ def tern_logits(model, ids, backend="cpu", exact=False):
     return np.fromfile(out, dtype=np.float32).reshape(len(ids), -1)
 
 
-def compare(got, ref, tol):
+def compare(got, ref, tol, margin=CLEAR_MARGIN):
     for pos, (g, r) in enumerate(zip(got, ref)):
         rel = np.sqrt(np.mean((g - r) ** 2)) / np.sqrt(np.mean(r ** 2))
         assert rel < tol, f"position {pos}: relative RMS error {rel:.2e} >= {tol:.0e}"
         top2 = np.sort(r)[-2:]
-        if top2[1] - top2[0] > CLEAR_MARGIN:
+        if top2[1] - top2[0] > margin:
             assert g.argmax() == r.argmax(), f"position {pos}: top-1 {g.argmax()} vs oracle {r.argmax()}"
 
 
@@ -67,4 +71,4 @@ def test_default_model_matches_numpy(ids, default_model, default_reference, tmp_
     link.symlink_to(default_model)
     ref = default_reference.logits(ids)
     compare(tern_logits(link, ids, exact=True), ref, EXACT)
-    compare(tern_logits(link, ids), ref, ROUNDED_DEFAULT_MODEL)
+    compare(tern_logits(link, ids), ref, ROUNDED_DEFAULT_MODEL, CLEAR_MARGIN_ROUNDED)

@@ -288,6 +288,33 @@ TEST(CpuKernels, Q4_KGroupsOfEightRoundTripAndDot) {
   }
 }
 
+// The softmax exponential: every variant gives the generic bits, within 3e-7 relative of std::exp
+// over the range softmax uses, and exactly 0 at -inf and below the underflow threshold.
+TEST(CpuKernels, SoftmaxExpAgreesAcrossVariantsAndWithLibm) {
+  std::vector<float> x;
+  for (float v = -100.0f; v <= 0.0f; v += 0.0137f) x.push_back(v);
+  x.push_back(-INFINITY);
+  x.push_back(0.0f);
+  const float m = 0.25f;
+  std::vector<float> want = x;
+  const float want_sum = cpu::kernels(cpu::Isa::Generic).exp_sub_sum(want.data(), static_cast<int64_t>(want.size()), m);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double e = std::exp(static_cast<double>(x[i] - m));
+    EXPECT_NEAR(want[i], e, 3e-7 * e + (x[i] - m < -87.0f ? 1e-37 : 0.0)) << "x = " << x[i];
+  }
+  EXPECT_EQ(want[x.size() - 2], 0.0f);
+  for (cpu::Isa isa : runnable()) {
+    std::vector<float> got = x;
+    EXPECT_EQ(cpu::kernels(isa).exp_sub_sum(got.data(), static_cast<int64_t>(got.size()), m), want_sum) << cpu::isa_name(isa);
+    EXPECT_EQ(got, want) << cpu::isa_name(isa);
+    std::vector<double> r1(x.size()), r2(x.size());
+    const auto q = gaussian(static_cast<int64_t>(x.size()), 9, 5.f);
+    cpu::kernels(isa).round_f16(q.data(), r1.data(), static_cast<int64_t>(q.size()));
+    cpu::kernels(cpu::Isa::Generic).round_f16(q.data(), r2.data(), static_cast<int64_t>(q.size()));
+    EXPECT_EQ(r1, r2) << cpu::isa_name(isa);
+  }
+}
+
 // The x86 variants share one kernel source and differ only in the integer multiply-add
 // instruction, whose int32 lanes are identical: every type they accelerate agrees bitwise.
 TEST(CpuKernels, X86VariantsAgreeBitwise) {

@@ -14,7 +14,6 @@ constexpr int64_t kChunk = 32;         // key positions scored before one softma
 constexpr int64_t kSplitLen = 256;     // a decode token's context is split every this many positions
 constexpr int64_t kMaxSplits = 32;
 
-float round_f16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
 
 // Per-thread working set of one work item: its query rows and their softmax state.
 struct Rows {
@@ -48,7 +47,8 @@ struct FlashAttention::Item {
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h, ++r.n) {
         const float* src = static_cast<const float*>(a.q.row(h, t));
         double* q = &r.q[static_cast<size_t>(r.n * d)];
-        for (int64_t i = 0; i < d; ++i) q[i] = round_q ? round_f16(src[i]) : src[i];
+        if (round_q) k.round_f16(src, q, d);
+        else std::copy(src, src + d, q);
         std::fill(&r.acc[static_cast<size_t>(r.n * d)], &r.acc[static_cast<size_t>((r.n + 1) * d)], 0.0f);
         r.m[r.n] = -INFINITY;
         r.l[r.n] = 0.0f;
@@ -93,7 +93,7 @@ struct FlashAttention::Item {
         float l = r.l[i] * corr;
         if (corr != 1.0f)
           for (float *acc = &r.acc[static_cast<size_t>(i * d)], *e = acc + d; acc < e; ++acc) *acc *= corr;
-        for (int64_t j = 0; j < n; ++j) l += (s[j] = std::exp(s[j] - mx));
+        l += k.exp_sub_sum(s, n, mx);
         r.m[i] = mx;
         r.l[i] = l;
       }

@@ -133,6 +133,45 @@ void scores_generic(const double* q, int64_t n_rows, const float* k, int64_t n_p
     }
 }
 
+// exp(x) for x <= 0 (softmax arguments), computed in double and rounded once to float, so that it
+// is the correctly rounded value but where the true one lies within ~1e-10 (relative) of a float
+// rounding boundary: x = n ln2 + r with |r| <= ln2/2, e^r by its degree-8 Taylor polynomial (Horner,
+// fused; truncation error < 3e-10), times 2^n by exponent arithmetic. Every step is one IEEE
+// operation, so the SIMD variants, doing the same steps, give the same bits.
+float exp_f32(float x) {
+  if (!(x > -87.0f)) return 0.0f;  // underflow, -inf (and NaN) -> 0
+  const double xd = x;
+  const double n = std::nearbyint(xd * 1.4426950408889634);
+  const double r = std::fma(n, -0.6931471805599453, xd);
+  double p = 1.0 / 40320;
+  p = std::fma(p, r, 1.0 / 5040);
+  p = std::fma(p, r, 1.0 / 720);
+  p = std::fma(p, r, 1.0 / 120);
+  p = std::fma(p, r, 1.0 / 24);
+  p = std::fma(p, r, 1.0 / 6);
+  p = std::fma(p, r, 0.5);
+  p = std::fma(p, r, 1.0);
+  p = std::fma(p, r, 1.0);
+  const int64_t bits = (static_cast<int64_t>(n) + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, 8);
+  return static_cast<float>(p * scale);
+}
+
+float exp_sub_sum_generic(float* s, int64_t n, float m) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const int64_t n8 = n / 8 * 8;
+  for (int64_t j = 0; j < n8; j += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += (s[j + k] = exp_f32(s[j + k] - m));
+  float sum = lane_tree_sum(acc);
+  for (int64_t j = n8; j < n; ++j) sum += (s[j] = exp_f32(s[j] - m));
+  return sum;
+}
+
+void round_f16_generic(const float* x, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(f32_to_fp16(x[i]));
+}
+
 void weighted_values_generic(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
                              float* acc) {
   for (int64_t i = 0; i < n_rows; ++i)
@@ -266,6 +305,8 @@ Kernels make_generic_kernels() {
   k.dot_f32 = dot_f32_generic;
   k.scores = scores_generic;
   k.weighted_values = weighted_values_generic;
+  k.exp_sub_sum = exp_sub_sum_generic;
+  k.round_f16 = round_f16_generic;
   k.gemv_q4_0_x8 = gemv_q4_0_x8_generic;
   k.gemv_q4_k_x8 = gemv_q4_k_x8_generic;
   k.gemm_q4_0_x8 = gemm_q4_0_x8_generic;
@@ -286,6 +327,8 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.dot_f32) k.dot_f32 = generic.dot_f32;
   if (!k.scores) k.scores = generic.scores;
   if (!k.weighted_values) k.weighted_values = generic.weighted_values;
+  if (!k.exp_sub_sum) k.exp_sub_sum = generic.exp_sub_sum;
+  if (!k.round_f16) k.round_f16 = generic.round_f16;
   if (!k.gemv_q4_0_x8) k.gemv_q4_0_x8 = generic.gemv_q4_0_x8;
   if (!k.gemv_q4_k_x8) k.gemv_q4_k_x8 = generic.gemv_q4_k_x8;
   if (!k.gemm_q4_0_x8) k.gemm_q4_0_x8 = generic.gemm_q4_0_x8;

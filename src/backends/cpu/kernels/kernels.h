@@ -53,6 +53,12 @@ using DotF32Fn = float (*)(const float* x, const float* y, int64_t n);
 // out[i * ld + p] = float(q_i . k_p) * scale, the dot in double. Queries rounded to f16 against f16
 // keys have products exact in 22 bits, so for head sizes up to 2^31 the double sum is exact and
 // the score is the exact one rounded once, whatever the summation order (all variants agree).
+// s[j] = exp(s[j] - m) for j < n (exp(-inf) = 0), returning their sum: exp by tern's own
+// polynomial (exp_f32 in kernels.cpp, within 2 ulp of the true value), the sum over eight lanes
+// then a fixed tree and the tail, so every variant gives the same bits.
+using ExpSubSumFn = float (*)(float* s, int64_t n, float m);
+// y[i] = x[i] rounded to f16 (nearest even), widened to double.
+using RoundF16Fn = void (*)(const float* x, double* y, int64_t n);
 // acc[i * d + c] += sum over p < n_pos of w[i * ld + p] * v[p * d + c], positions in order, one
 // fused multiply-add each.
 using WeightedValuesFn = void (*)(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
@@ -76,6 +82,8 @@ struct Kernels {
   DotF32Fn dot_f32;
   ScoresFn scores;
   WeightedValuesFn weighted_values;
+  ExpSubSumFn exp_sub_sum;
+  RoundF16Fn round_f16;
   QuantizeActFn quantize_act[kTypeSlots];
   GemvX8Fn gemv_q4_0_x8;
   GemvX8Fn gemv_q4_k_x8;  // Q4_K groups of eight rows against a Q8_K row (same contract)
