@@ -14,8 +14,6 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
   virtual bool supports_weight(DType t) const = 0;
-  // Bytes the backend allocated for weights it prepared (repacked copies).
-  virtual size_t prepared_weight_bytes() const { return 0; }
 
   // out[:, i] = dequant(table[:, ids[i]])                    table [n_embd, n_rows], out [n_embd, n]
   virtual void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) = 0;

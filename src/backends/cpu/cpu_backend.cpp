@@ -47,9 +47,9 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
 
-  // Q4_0, Q8_0 and Q4_K matmul weights with whole groups of eight rows are repacked (backends/cpu/repack.h),
-  // on every ISA alike so that all variants keep computing the same bits. Exact mode keeps the
-  // file's layout (its dequantising matmul reads rows).
+  // Q4_0, Q8_0 and Q4_K matmul weights with whole groups of eight rows are repacked
+  // (backends/cpu/repack.h), on every ISA alike so that all variants keep computing the same bits.
+  // Exact mode keeps the file's layout (its dequantising matmul reads rows).
   TensorView prepare_weight(const TensorView& w) override {
     const Grouped* g = grouped_for(w.dtype);
     if (exact_ || !g || w.ne[1] % 8 != 0 || w.ne[2] * w.ne[3] != 1 || w.layout != 0) return w;
@@ -60,10 +60,8 @@ class CpuBackend final : public Backend {
     r.data = buf.get();
     r.layout = g->layout;
     prepared_.push_back(std::move(buf));
-    prepared_bytes_ += bytes;
     return r;
   }
-  size_t prepared_weight_bytes() const override { return prepared_bytes_; }
   bool supports_weight(DType t) const override { return quant::is_weight_type(t); }
 
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
@@ -343,7 +341,6 @@ class CpuBackend final : public Backend {
   std::vector<uint8_t> x_quantized_[kMaxGroup];
   std::vector<float> panel_prep_[kMaxGroup];
   std::vector<std::unique_ptr<uint8_t[]>> prepared_;  // repacked weights
-  size_t prepared_bytes_ = 0;
 };
 
 }  // namespace
