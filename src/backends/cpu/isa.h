@@ -6,6 +6,8 @@
 
 namespace tern::cpu {
 
+// ARM NEON (and SVE) variants are future work: on a non-x86 build only Generic exists, and the
+// x86 translation units compile to empty tables (CMake gives them their flags only on x86).
 enum class Isa {
   Generic,  // plain C++, any CPU
   Avx2,     // AVX2 + FMA + F16C
