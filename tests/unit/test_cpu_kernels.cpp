@@ -312,6 +312,17 @@ TEST(CpuKernels, SoftmaxExpAgreesAcrossVariantsAndWithLibm) {
     cpu::kernels(isa).round_f16(q.data(), r1.data(), static_cast<int64_t>(q.size()));
     cpu::kernels(cpu::Isa::Generic).round_f16(q.data(), r2.data(), static_cast<int64_t>(q.size()));
     EXPECT_EQ(r1, r2) << cpu::isa_name(isa);
+    std::vector<uint16_t> h1(q.size()), h2(q.size());
+    cpu::kernels(isa).f32_to_f16(q.data(), h1.data(), static_cast<int64_t>(q.size()));
+    cpu::kernels(cpu::Isa::Generic).f32_to_f16(q.data(), h2.data(), static_cast<int64_t>(q.size()));
+    EXPECT_EQ(h1, h2) << cpu::isa_name(isa);
+    // SwiGLU over gates from -100 to 100 (exp overflowing at one end, vanishing at the other).
+    std::vector<float> g(x.size()), sw1(x.size()), sw2(x.size());
+    for (size_t i = 0; i < g.size(); ++i) g[i] = -2.0f * x[i] - 100.0f + (x[i] == -INFINITY ? INFINITY : 0.0f);
+    g.back() = 95.0f;
+    cpu::kernels(isa).swiglu(g.data(), q.data(), sw1.data(), static_cast<int64_t>(g.size()));
+    cpu::kernels(cpu::Isa::Generic).swiglu(g.data(), q.data(), sw2.data(), static_cast<int64_t>(g.size()));
+    EXPECT_EQ(sw1, sw2) << cpu::isa_name(isa);
   }
 }
 

@@ -179,15 +179,27 @@ class CpuBackend final : public Backend {
   }
 
   void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
-    ref::kv_store(src, cache, slots);
+    if (cache.dtype != DType::F16) return ref::kv_store(src, cache, slots);
+    check_kv_store(src, cache);
+    for (int64_t t = 0; t < src.ne[2]; ++t)
+      TERN_CHECK(slots[t] >= 0 && slots[t] < cache.ne[2], "kv_store: slot {} outside the cache", slots[t]);
+    pool_.parallel_for(src.ne[2], [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t h = 0; h < src.ne[1]; ++h)
+          kernels_.f32_to_f16(static_cast<const float*>(src.row(h, t)), static_cast<uint16_t*>(cache.row(h, slots[t])),
+                              src.ne[0]);
+    });
   }
 
   void attention(const AttentionArgs& a) override { attention_.run(a, kernels_, pool_, exact_); }
 
   void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override {
     check_same_shape("swiglu", g, u);
-    pool_.parallel_for(g.ne[1], [&](int64_t a, int64_t b) {
-      ref::swiglu(slice(g, 1, a, b), slice(u, 1, a, b), slice(o, 1, a, b));
+    check_same_shape("swiglu", g, o);
+    pool_.parallel_for(g.nrows(), [&](int64_t a, int64_t b) {
+      for (int64_t r = a; r < b; ++r)
+        kernels_.swiglu(static_cast<const float*>(g.row(r)), static_cast<const float*>(u.row(r)),
+                        static_cast<float*>(o.row(r)), g.ne[0]);
     });
   }
 

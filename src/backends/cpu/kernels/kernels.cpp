@@ -140,6 +140,7 @@ void scores_generic(const double* q, int64_t n_rows, const float* k, int64_t n_p
 // operation, so the SIMD variants, doing the same steps, give the same bits.
 float exp_f32(float x) {
   if (!(x > -87.0f)) return 0.0f;  // underflow, -inf (and NaN) -> 0
+  if (x > 89.0f) return INFINITY;
   const double xd = x;
   const double n = std::nearbyint(xd * 1.4426950408889634);
   const double r = std::fma(n, -0.6931471805599453, xd);
@@ -166,6 +167,14 @@ float exp_sub_sum_generic(float* s, int64_t n, float m) {
   float sum = lane_tree_sum(acc);
   for (int64_t j = n8; j < n; ++j) sum += (s[j] = exp_f32(s[j] - m));
   return sum;
+}
+
+void f32_to_f16_generic(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_fp16(x[i]);
+}
+
+void swiglu_generic(const float* g, const float* u, float* o, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = g[i] / (1.0f + exp_f32(-g[i])) * u[i];
 }
 
 void round_f16_generic(const float* x, double* y, int64_t n) {
@@ -306,6 +315,8 @@ Kernels make_generic_kernels() {
   k.scores = scores_generic;
   k.weighted_values = weighted_values_generic;
   k.exp_sub_sum = exp_sub_sum_generic;
+  k.f32_to_f16 = f32_to_f16_generic;
+  k.swiglu = swiglu_generic;
   k.round_f16 = round_f16_generic;
   k.gemv_q4_0_x8 = gemv_q4_0_x8_generic;
   k.gemv_q4_k_x8 = gemv_q4_k_x8_generic;
@@ -328,6 +339,8 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.scores) k.scores = generic.scores;
   if (!k.weighted_values) k.weighted_values = generic.weighted_values;
   if (!k.exp_sub_sum) k.exp_sub_sum = generic.exp_sub_sum;
+  if (!k.f32_to_f16) k.f32_to_f16 = generic.f32_to_f16;
+  if (!k.swiglu) k.swiglu = generic.swiglu;
   if (!k.round_f16) k.round_f16 = generic.round_f16;
   if (!k.gemv_q4_0_x8) k.gemv_q4_0_x8 = generic.gemv_q4_0_x8;
   if (!k.gemv_q4_k_x8) k.gemv_q4_k_x8 = generic.gemv_q4_k_x8;

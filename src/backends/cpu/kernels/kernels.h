@@ -54,9 +54,13 @@ using DotF32Fn = float (*)(const float* x, const float* y, int64_t n);
 // keys have products exact in 22 bits, so for head sizes up to 2^31 the double sum is exact and
 // the score is the exact one rounded once, whatever the summation order (all variants agree).
 // s[j] = exp(s[j] - m) for j < n (exp(-inf) = 0), returning their sum: exp by tern's own
-// polynomial (exp_f32 in kernels.cpp, within 2 ulp of the true value), the sum over eight lanes
-// then a fixed tree and the tail, so every variant gives the same bits.
+// polynomial (exp_f32 in kernels.cpp: correctly rounded but within ~1e-10 of a rounding boundary),
+// the sum over eight lanes then a fixed tree and the tail, so every variant gives the same bits.
 using ExpSubSumFn = float (*)(float* s, int64_t n, float m);
+// y[i] = f16(x[i]), nearest even (KV cache stores).
+using F32ToF16Fn = void (*)(const float* x, uint16_t* y, int64_t n);
+// o[i] = g[i] / (1 + exp(-g[i])) * u[i], exp as for ExpSubSumFn (o may alias g).
+using SwigluFn = void (*)(const float* g, const float* u, float* o, int64_t n);
 // y[i] = x[i] rounded to f16 (nearest even), widened to double.
 using RoundF16Fn = void (*)(const float* x, double* y, int64_t n);
 // acc[i * d + c] += sum over p < n_pos of w[i * ld + p] * v[p * d + c], positions in order, one
@@ -83,6 +87,8 @@ struct Kernels {
   ScoresFn scores;
   WeightedValuesFn weighted_values;
   ExpSubSumFn exp_sub_sum;
+  F32ToF16Fn f32_to_f16;
+  SwigluFn swiglu;
   RoundF16Fn round_f16;
   QuantizeActFn quantize_act[kTypeSlots];
   GemvX8Fn gemv_q4_0_x8;
