@@ -76,6 +76,49 @@ float lane_order_vec_dot(const void* vw, const void* va, int64_t n) {
   return lane_tree_sum(acc) + mins;
 }
 
+// Q4_K against Q8_K in the x86 kernels' order (kernels_x86.inc, struct Q4_K): per super-block, lane
+// k holds sum over the eight sub-blocks of scale * (four-byte products at 4k..4k+3 of the
+// sub-block), one FMA per lane; the mins term exact in integers, one FMA per super-block.
+float lane_order_q4_k(const void* vw, const void* va, int64_t n) {
+  const auto* w = static_cast<const uint8_t*>(vw);
+  const auto* a = static_cast<const uint8_t*>(va);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float acc_min = 0;
+  for (int64_t b = 0; b < n / 256; ++b, w += 144, a += 292) {
+    const float dw = fp16_to_f32(static_cast<uint16_t>(w[0] | w[1] << 8));
+    const float dmin = fp16_to_f32(static_cast<uint16_t>(w[2] | w[3] << 8));
+    float da;
+    std::memcpy(&da, a, 4);
+    const uint8_t* s = w + 4;
+    int32_t sc[8], mn[8];
+    for (int j = 0; j < 4; ++j) {
+      sc[j] = s[j] & 63;
+      mn[j] = s[j + 4] & 63;
+      sc[j + 4] = (s[j + 8] & 0xF) | ((s[j] >> 6) << 4);
+      mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+    const auto* qa = reinterpret_cast<const int8_t*>(a + 4);
+    int16_t bs[16];
+    std::memcpy(bs, a + 260, 32);
+    int32_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0}, msum = 0;
+    for (int c = 0; c < 4; ++c) {
+      const uint8_t* q = w + 16 + 32 * c;
+      for (int k = 0; k < 8; ++k) {
+        int32_t lo = 0, hi = 0;
+        for (int i = 0; i < 4; ++i) {
+          lo += (q[4 * k + i] & 0x0F) * qa[64 * c + 4 * k + i];
+          hi += (q[4 * k + i] >> 4) * qa[64 * c + 32 + 4 * k + i];
+        }
+        lanes[k] += sc[2 * c] * lo + sc[2 * c + 1] * hi;
+      }
+    }
+    for (int j = 0; j < 8; ++j) msum += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(dw * da, static_cast<float>(lanes[k]), acc[k]);
+    acc_min = std::fma(dmin * da, static_cast<float>(msum), acc_min);
+  }
+  return lane_tree_sum(acc) - acc_min;
+}
+
 // F32, F16 and BF16 weights against activations of their own type: eight lanes, lane k summing
 // elements k, k + 8, ... with fused multiply-adds, the lane tree sum, then the tail (n % 8) fused
 // one by one. The SIMD variants do exactly this, eight lanes to a vector.
@@ -307,6 +350,7 @@ Kernels make_generic_kernels() {
   k.vec_dot[static_cast<size_t>(DType::Q4_0)] = lane_order_vec_dot<DType::Q4_0>;
   k.vec_dot[static_cast<size_t>(DType::Q4_1)] = lane_order_vec_dot<DType::Q4_1>;
   k.vec_dot[static_cast<size_t>(DType::Q8_0)] = lane_order_vec_dot<DType::Q8_0>;
+  k.vec_dot[static_cast<size_t>(DType::Q4_K)] = lane_order_q4_k;
   k.vec_dot[static_cast<size_t>(DType::F32)] = lane_order_plain_dot<DType::F32>;
   k.vec_dot[static_cast<size_t>(DType::F16)] = lane_order_plain_dot<DType::F16>;
   k.vec_dot[static_cast<size_t>(DType::BF16)] = lane_order_plain_dot<DType::BF16>;
