@@ -119,6 +119,41 @@ float lane_order_q4_k(const void* vw, const void* va, int64_t n) {
   return lane_tree_sum(acc) - acc_min;
 }
 
+// Q6_K against Q8_K in the x86 kernels' order (kernels_x86.inc, struct Q6_K).
+float lane_order_q6_k(const void* vw, const void* va, int64_t n) {
+  const auto* w = static_cast<const uint8_t*>(vw);
+  const auto* a = static_cast<const uint8_t*>(va);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float acc_min = 0;
+  for (int64_t b = 0; b < n / 256; ++b, w += 210, a += 292) {
+    const float dw = fp16_to_f32(static_cast<uint16_t>(w[208] | w[209] << 8));
+    float da;
+    std::memcpy(&da, a, 4);
+    const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
+    const auto* qa = reinterpret_cast<const int8_t*>(a + 4);
+    int16_t bs[16];
+    std::memcpy(bs, a + 260, 32);
+    int32_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0}, msum = 0;
+    for (int h = 0; h < 2; ++h)
+      for (int x = 0; x < 4; ++x)
+        for (int k = 0; k < 8; ++k) {
+          int32_t dot = 0;
+          for (int i = 0; i < 4; ++i) {
+            const int l = 4 * k + i;  // element 128h + 32x + l
+            const uint8_t lo = w[64 * h + 32 * (x & 1) + l];
+            const int q = ((x < 2 ? lo : lo >> 4) & 0x0F) | ((w[128 + 32 * h + l] >> (2 * x)) & 3) << 4;
+            dot += q * qa[128 * h + 32 * x + l];
+          }
+          lanes[k] += sc[(128 * h + 32 * x + 4 * k) / 16] * dot;
+        }
+    for (int i = 0; i < 16; ++i) msum += sc[i] * bs[i];
+    const float d = dw * da;
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    acc_min = std::fma(d, static_cast<float>(32 * msum), acc_min);
+  }
+  return lane_tree_sum(acc) - acc_min;
+}
+
 // F32, F16 and BF16 weights against activations of their own type: eight lanes, lane k summing
 // elements k, k + 8, ... with fused multiply-adds, the lane tree sum, then the tail (n % 8) fused
 // one by one. The SIMD variants do exactly this, eight lanes to a vector.
@@ -351,6 +386,7 @@ Kernels make_generic_kernels() {
   k.vec_dot[static_cast<size_t>(DType::Q4_1)] = lane_order_vec_dot<DType::Q4_1>;
   k.vec_dot[static_cast<size_t>(DType::Q8_0)] = lane_order_vec_dot<DType::Q8_0>;
   k.vec_dot[static_cast<size_t>(DType::Q4_K)] = lane_order_q4_k;
+  k.vec_dot[static_cast<size_t>(DType::Q6_K)] = lane_order_q6_k;
   k.vec_dot[static_cast<size_t>(DType::F32)] = lane_order_plain_dot<DType::F32>;
   k.vec_dot[static_cast<size_t>(DType::F16)] = lane_order_plain_dot<DType::F16>;
   k.vec_dot[static_cast<size_t>(DType::BF16)] = lane_order_plain_dot<DType::BF16>;
