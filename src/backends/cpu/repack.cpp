@@ -3,12 +3,6 @@
 #include <cstring>
 
 namespace tern::cpu {
-namespace {
-
-// Element e of a Q4_0 block's 16 nibble bytes (elements 0..15 low nibbles, 16..31 high).
-inline uint8_t q4_0_level(const uint8_t* qs, int e) { return e < 16 ? qs[e] & 0x0F : qs[e - 16] >> 4; }
-
-}  // namespace
 
 void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
   const int64_t nb = n / 32;
@@ -18,10 +12,11 @@ void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_
       for (int r = 0; r < 8; ++r) {
         const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 18;
         std::memcpy(out + 2 * r, blk, 2);
+        uint8_t level[32];
+        for (int j = 0; j < 16; ++j) level[j] = blk[2 + j] & 0x0F, level[j + 16] = blk[2 + j] >> 4;
         for (int k = 0; k < 4; ++k)
           for (int i = 0; i < 4; ++i)
-            out[16 + 32 * k + 4 * r + i] =
-                static_cast<uint8_t>(q4_0_level(blk + 2, 4 * k + i) | q4_0_level(blk + 2, 4 * (k + 4) + i) << 4);
+            out[16 + 32 * k + 4 * r + i] = static_cast<uint8_t>(level[4 * k + i] | level[4 * (k + 4) + i] << 4);
       }
     }
 }
@@ -72,12 +67,6 @@ void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
 
 namespace {
 
-// Level of element e (0..255) of a Q4_K super-block's 128 nibble bytes: in each 64-element chunk c,
-// element l and l + 32 share byte 32c + l as its low and high nibble.
-inline uint8_t q4_k_level(const uint8_t* qs, int e) {
-  const int c = e / 64, l = e % 64;
-  return l < 32 ? qs[32 * c + l] & 0x0F : qs[32 * c + l - 32] >> 4;
-}
 
 // ggml's 12-byte packing of eight 6-bit (scale, min) pairs (get_scale_min_k4 and its inverse).
 inline void get_scale_min(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
@@ -112,11 +101,16 @@ void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_
         std::memcpy(out + 2 * r, blk, 2);
         std::memcpy(out + 16 + 2 * r, blk + 2, 2);
         for (int j = 0; j < 8; ++j) get_scale_min(j, blk + 4, out[32 + 8 * j + r], out[96 + 8 * j + r]);
+        // In each 64-element chunk c, byte 32c + l holds element l (low nibble) and l + 32 (high).
+        uint8_t level[256];
+        for (int c = 0; c < 4; ++c)
+          for (int l = 0; l < 32; ++l)
+            level[64 * c + l] = blk[16 + 32 * c + l] & 0x0F, level[64 * c + 32 + l] = blk[16 + 32 * c + l] >> 4;
         for (int j = 0; j < 8; ++j)
           for (int k = 0; k < 4; ++k)
             for (int i = 0; i < 4; ++i)
-              out[160 + 128 * j + 32 * k + 4 * r + i] = static_cast<uint8_t>(
-                  q4_k_level(blk + 16, 32 * j + 4 * k + i) | q4_k_level(blk + 16, 32 * j + 4 * (k + 4) + i) << 4);
+              out[160 + 128 * j + 32 * k + 4 * r + i] =
+                  static_cast<uint8_t>(level[32 * j + 4 * k + i] | level[32 * j + 4 * (k + 4) + i] << 4);
       }
     }
 }
