@@ -40,6 +40,16 @@ template <DType W>
 void block_levels(const uint8_t* blk, int32_t* q) {
   if constexpr (W == DType::Q8_0) {
     for (int i = 0; i < 32; ++i) q[i] = static_cast<int8_t>(blk[2 + i]);
+  } else if constexpr (W == DType::Q5_0 || W == DType::Q5_1) {
+    // {f16 d, (f16 m,) 4 bytes of fifth bits, 16 nibble bytes}; Q5_0's levels are offset by 16.
+    const size_t h = W == DType::Q5_0 ? 2 : 4;
+    uint32_t qh;
+    std::memcpy(&qh, blk + h, 4);
+    const int32_t off = W == DType::Q5_0 ? 16 : 0;
+    for (int i = 0; i < 16; ++i) {
+      q[i] = ((blk[h + 4 + i] & 0x0F) | ((qh >> i) & 1) << 4) - off;
+      q[i + 16] = ((blk[h + 4 + i] >> 4) | ((qh >> (i + 16)) & 1) << 4) - off;
+    }
   } else {
     const uint8_t* nib = blk + (W == DType::Q4_0 ? 2 : 4);
     const int32_t off = W == DType::Q4_0 ? 8 : 0;
@@ -52,8 +62,13 @@ void block_levels(const uint8_t* blk, int32_t* q) {
 
 template <DType W>
 float lane_order_vec_dot(const void* vw, const void* va, int64_t n) {
-  constexpr size_t wb = W == DType::Q4_0 ? 18 : W == DType::Q4_1 ? 20 : 34;
-  constexpr size_t ab = W == DType::Q4_1 ? 36 : 34;  // Q8_1 / Q8_0 activations
+  constexpr bool kMin = W == DType::Q4_1 || W == DType::Q5_1;  // Q8_1 activations, weight min
+  constexpr size_t wb = W == DType::Q4_0   ? 18
+                        : W == DType::Q4_1 ? 20
+                        : W == DType::Q5_0 ? 22
+                        : W == DType::Q5_1 ? 24
+                                           : 34;
+  constexpr size_t ab = kMin ? 36 : 34;  // Q8_1 / Q8_0 activations
   const auto* w = static_cast<const uint8_t*>(vw);
   const auto* a = static_cast<const uint8_t*>(va);
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -63,10 +78,10 @@ float lane_order_vec_dot(const void* vw, const void* va, int64_t n) {
     uint16_t h[4];
     std::memcpy(h, w, 4);
     const uint16_t ad = static_cast<uint16_t>(a[0] | a[1] << 8), as = static_cast<uint16_t>(a[2] | a[3] << 8);
-    if constexpr (W == DType::Q4_1) mins = std::fma(fp16_to_f32(h[1]), fp16_to_f32(as), mins);
+    if constexpr (kMin) mins = std::fma(fp16_to_f32(h[1]), fp16_to_f32(as), mins);
     const float d = fp16_to_f32(h[0]) * fp16_to_f32(ad);
     block_levels<W>(w, q);
-    const auto* qa = reinterpret_cast<const int8_t*>(a + (W == DType::Q4_1 ? 4 : 2));
+    const auto* qa = reinterpret_cast<const int8_t*>(a + (kMin ? 4 : 2));
     for (int k = 0; k < 8; ++k) {
       const int32_t s = q[4 * k] * qa[4 * k] + q[4 * k + 1] * qa[4 * k + 1] + q[4 * k + 2] * qa[4 * k + 2] +
                         q[4 * k + 3] * qa[4 * k + 3];
@@ -385,6 +400,8 @@ Kernels make_generic_kernels() {
   k.vec_dot[static_cast<size_t>(DType::Q4_0)] = lane_order_vec_dot<DType::Q4_0>;
   k.vec_dot[static_cast<size_t>(DType::Q4_1)] = lane_order_vec_dot<DType::Q4_1>;
   k.vec_dot[static_cast<size_t>(DType::Q8_0)] = lane_order_vec_dot<DType::Q8_0>;
+  k.vec_dot[static_cast<size_t>(DType::Q5_0)] = lane_order_vec_dot<DType::Q5_0>;
+  k.vec_dot[static_cast<size_t>(DType::Q5_1)] = lane_order_vec_dot<DType::Q5_1>;
   k.vec_dot[static_cast<size_t>(DType::Q4_K)] = lane_order_q4_k;
   k.vec_dot[static_cast<size_t>(DType::Q6_K)] = lane_order_q6_k;
   k.vec_dot[static_cast<size_t>(DType::F32)] = lane_order_plain_dot<DType::F32>;
