@@ -94,12 +94,16 @@ float lane_order_vec_dot(const void* vw, const void* va, int64_t n) {
 // Q4_K against Q8_K in the x86 kernels' order (kernels_x86.inc, struct Q4_K): per super-block, lane
 // k holds sum over the eight sub-blocks of scale * (four-byte products at 4k..4k+3 of the
 // sub-block), one FMA per lane; the mins term exact in integers, one FMA per super-block.
-float lane_order_q4_k(const void* vw, const void* va, int64_t n) {
+// Q5_K (kFifth) is the same with 32 bytes of fifth bits before the nibbles: bit 2c of byte l for
+// element 64c + l, bit 2c + 1 for element 64c + 32 + l.
+template <bool kFifth>
+float lane_order_qk(const void* vw, const void* va, int64_t n) {
+  constexpr size_t kBlock = kFifth ? 176 : 144, kQs = kFifth ? 48 : 16;
   const auto* w = static_cast<const uint8_t*>(vw);
   const auto* a = static_cast<const uint8_t*>(va);
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   float acc_min = 0;
-  for (int64_t b = 0; b < n / 256; ++b, w += 144, a += 292) {
+  for (int64_t b = 0; b < n / 256; ++b, w += kBlock, a += 292) {
     const float dw = fp16_to_f32(static_cast<uint16_t>(w[0] | w[1] << 8));
     const float dmin = fp16_to_f32(static_cast<uint16_t>(w[2] | w[3] << 8));
     float da;
@@ -117,12 +121,15 @@ float lane_order_q4_k(const void* vw, const void* va, int64_t n) {
     std::memcpy(bs, a + 260, 32);
     int32_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0}, msum = 0;
     for (int c = 0; c < 4; ++c) {
-      const uint8_t* q = w + 16 + 32 * c;
+      const uint8_t* q = w + kQs + 32 * c;
       for (int k = 0; k < 8; ++k) {
         int32_t lo = 0, hi = 0;
         for (int i = 0; i < 4; ++i) {
-          lo += (q[4 * k + i] & 0x0F) * qa[64 * c + 4 * k + i];
-          hi += (q[4 * k + i] >> 4) * qa[64 * c + 32 + 4 * k + i];
+          const int l = 4 * k + i;
+          const int fl = kFifth ? ((w[16 + l] >> (2 * c)) & 1) << 4 : 0;
+          const int fh = kFifth ? ((w[16 + l] >> (2 * c + 1)) & 1) << 4 : 0;
+          lo += ((q[l] & 0x0F) | fl) * qa[64 * c + l];
+          hi += ((q[l] >> 4) | fh) * qa[64 * c + 32 + l];
         }
         lanes[k] += sc[2 * c] * lo + sc[2 * c + 1] * hi;
       }
@@ -402,7 +409,8 @@ Kernels make_generic_kernels() {
   k.vec_dot[static_cast<size_t>(DType::Q8_0)] = lane_order_vec_dot<DType::Q8_0>;
   k.vec_dot[static_cast<size_t>(DType::Q5_0)] = lane_order_vec_dot<DType::Q5_0>;
   k.vec_dot[static_cast<size_t>(DType::Q5_1)] = lane_order_vec_dot<DType::Q5_1>;
-  k.vec_dot[static_cast<size_t>(DType::Q4_K)] = lane_order_q4_k;
+  k.vec_dot[static_cast<size_t>(DType::Q4_K)] = lane_order_qk<false>;
+  k.vec_dot[static_cast<size_t>(DType::Q5_K)] = lane_order_qk<true>;
   k.vec_dot[static_cast<size_t>(DType::Q6_K)] = lane_order_q6_k;
   k.vec_dot[static_cast<size_t>(DType::F32)] = lane_order_plain_dot<DType::F32>;
   k.vec_dot[static_cast<size_t>(DType::F16)] = lane_order_plain_dot<DType::F16>;
