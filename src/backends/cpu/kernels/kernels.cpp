@@ -176,6 +176,38 @@ float lane_order_q6_k(const void* vw, const void* va, int64_t n) {
   return lane_tree_sum(acc) - acc_min;
 }
 
+// Q2_K against Q8_K in the x86 kernels' order (kernels_x86.inc, struct Q2_K).
+float lane_order_q2_k(const void* vw, const void* va, int64_t n) {
+  const auto* w = static_cast<const uint8_t*>(vw);
+  const auto* a = static_cast<const uint8_t*>(va);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float acc_min = 0;
+  for (int64_t b = 0; b < n / 256; ++b, w += 84, a += 292) {
+    const float dw = fp16_to_f32(static_cast<uint16_t>(w[80] | w[81] << 8));
+    const float dmin = fp16_to_f32(static_cast<uint16_t>(w[82] | w[83] << 8));
+    float da;
+    std::memcpy(&da, a, 4);
+    const auto* qa = reinterpret_cast<const int8_t*>(a + 4);
+    int16_t bs[16];
+    std::memcpy(bs, a + 260, 32);
+    int32_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0}, msum = 0;
+    for (int h = 0; h < 2; ++h)
+      for (int x = 0; x < 4; ++x)
+        for (int k = 0; k < 8; ++k) {
+          int32_t dot = 0;
+          for (int i = 0; i < 4; ++i) {
+            const int l = 4 * k + i;  // element 128h + 32x + l
+            dot += ((w[16 + 32 * h + l] >> (2 * x)) & 3) * qa[128 * h + 32 * x + l];
+          }
+          lanes[k] += (w[(128 * h + 32 * x + 4 * k) / 16] & 0x0F) * dot;
+        }
+    for (int i = 0; i < 16; ++i) msum += (w[i] >> 4) * bs[i];
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(dw * da, static_cast<float>(lanes[k]), acc[k]);
+    acc_min = std::fma(dmin * da, static_cast<float>(msum), acc_min);
+  }
+  return lane_tree_sum(acc) - acc_min;
+}
+
 // F32, F16 and BF16 weights against activations of their own type: eight lanes, lane k summing
 // elements k, k + 8, ... with fused multiply-adds, the lane tree sum, then the tail (n % 8) fused
 // one by one. The SIMD variants do exactly this, eight lanes to a vector.
@@ -412,6 +444,7 @@ Kernels make_generic_kernels() {
   k.vec_dot[static_cast<size_t>(DType::Q4_K)] = lane_order_qk<false>;
   k.vec_dot[static_cast<size_t>(DType::Q5_K)] = lane_order_qk<true>;
   k.vec_dot[static_cast<size_t>(DType::Q6_K)] = lane_order_q6_k;
+  k.vec_dot[static_cast<size_t>(DType::Q2_K)] = lane_order_q2_k;
   k.vec_dot[static_cast<size_t>(DType::F32)] = lane_order_plain_dot<DType::F32>;
   k.vec_dot[static_cast<size_t>(DType::F16)] = lane_order_plain_dot<DType::F16>;
   k.vec_dot[static_cast<size_t>(DType::BF16)] = lane_order_plain_dot<DType::BF16>;
