@@ -227,7 +227,7 @@ class CpuBackend final : public Backend {
       return;
     }
     const int64_t t4 = rows4 ? n_tok / 4 * 4 : 0;
-    for (int64_t jb = j0; jb < j1; jb += kRowBlock) {
+    for (int64_t jb = j0; jb < j1 && t4 > 0; jb += kRowBlock) {
       const int64_t je = std::min(j1, jb + kRowBlock);
       for (int64_t t = 0; t < t4; t += 4) {
         float r[kRowBlock * 4];
@@ -235,15 +235,14 @@ class CpuBackend final : public Backend {
         for (int64_t j = jb; j < je; ++j)
           for (int u = 0; u < 4; ++u) static_cast<float*>(y.row(t + u))[j] = r[(j - jb) * 4 + u];
       }
-      for (int64_t t = t4; t < n_tok; ++t) {
-        if (rows1) {
-          float r[kRowBlock];
-          rows1(w.row(jb), w.nb[1], je - jb, xq + t * a_bytes, a_bytes, n_in, r);
-          for (int64_t j = jb; j < je; ++j) static_cast<float*>(y.row(t))[j] = r[j - jb];
-        } else {
-          for (int64_t j = jb; j < je; ++j) static_cast<float*>(y.row(t))[j] = dot(w.row(j), xq + t * a_bytes, n_in);
-        }
-      }
+    }
+    // Single tokens (decode): the whole row range in one call, straight into y (its columns are
+    // contiguous), so each activation block is prepared once per matmul, not once per row block.
+    for (int64_t t = t4; t < n_tok; ++t) {
+      float* yt = static_cast<float*>(y.row(t));
+      if (rows1) rows1(w.row(j0), w.nb[1], j1 - j0, xq + t * a_bytes, a_bytes, n_in, yt + j0);
+      else
+        for (int64_t j = j0; j < j1; ++j) yt[j] = dot(w.row(j), xq + t * a_bytes, n_in);
     }
   }
 
@@ -255,7 +254,7 @@ class CpuBackend final : public Backend {
     void (*repack)(const uint8_t*, size_t, int64_t, int64_t, uint8_t*);
     void (*unpack)(const uint8_t*, int64_t, uint8_t*, size_t);
     cpu::GemvX8Fn cpu::Kernels::*gemv;
-    cpu::GemmX8Fn cpu::Kernels::*gemm;  // null: prefill unpacks groups for the row-major kernels
+    cpu::GemmX8Fn cpu::Kernels::*gemm;
     size_t group_bytes(int64_t n) const { return static_cast<size_t>(n / block_elems * block_bytes); }
   };
   static constexpr Grouped kGrouped[] = {
@@ -278,9 +277,8 @@ class CpuBackend final : public Backend {
   }
 
   // Rows [j0, j1) of a weight repacked in groups of eight. Whole groups go through the grouped
-  // kernels (the GEMM, where the layout has one, for four tokens or more); otherwise (prefill
-  // without a grouped GEMM, or a partial group) a group is unpacked back to row-major blocks in a
-  // scratch tile for the row-major kernels.
+  // kernels (the GEMM for four tokens or more); a partial group is unpacked back to row-major blocks
+  // in a scratch tile for the row-major kernels.
   void matmul_rows_x8(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
                       size_t a_bytes, const float* prep, int64_t n_tok) const {
     const Grouped& gl = grouped_layout(w.layout);
@@ -288,24 +286,20 @@ class CpuBackend final : public Backend {
     const size_t group_bytes = gl.group_bytes(n_in);
     const auto* base = static_cast<const uint8_t*>(w.data);
     thread_local std::vector<uint8_t> tile;
-    thread_local std::vector<float> out;
+    const size_t y_stride = y.nb[1] / sizeof(float);
     for (int64_t g = j0 / 8; g * 8 < j1; ++g) {
       const int64_t r0 = std::max(j0, g * 8), r1 = std::min(j1, g * 8 + 8);
-      const cpu::GemmX8Fn gemm = gl.gemm ? kernels_.*gl.gemm : nullptr;
-      if ((n_tok < 4 || gemm) && r0 == g * 8 && r1 == g * 8 + 8) {
-        // Whole groups in a row: one call for the run.
+      if (r0 == g * 8 && r1 == g * 8 + 8) {
+        // A run of whole groups: one call, straight into y.
         int64_t ge = g + 1;
         while ((ge + 1) * 8 <= j1) ++ge;
+        const uint8_t* wg = base + g * group_bytes;
+        float* y0 = static_cast<float*>(y.row(0)) + g * 8;
         if (n_tok >= 4) {
-          gemm(base + g * group_bytes, group_bytes, ge - g, xq, a_bytes, n_tok, n_in, static_cast<float*>(y.row(0)) + g * 8,
-               y.nb[1] / sizeof(float));
-          g = ge - 1;
-          continue;
-        }
-        out.resize(static_cast<size_t>((ge - g) * 8));
-        for (int64_t t = 0; t < n_tok; ++t) {
-          (kernels_.*gl.gemv)(base + g * group_bytes, group_bytes, ge - g, xq + t * a_bytes, n_in, out.data());
-          for (int64_t j = g * 8; j < ge * 8; ++j) static_cast<float*>(y.row(t))[j] = out[static_cast<size_t>(j - g * 8)];
+          (kernels_.*gl.gemm)(wg, group_bytes, ge - g, xq, a_bytes, n_tok, n_in, y0, y_stride);
+        } else {
+          for (int64_t t = 0; t < n_tok; ++t)
+            (kernels_.*gl.gemv)(wg, group_bytes, ge - g, xq + t * a_bytes, n_in, y0 + t * y_stride);
         }
         g = ge - 1;
         continue;

@@ -351,12 +351,6 @@ void gemv_q4_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
   }
 }
 
-void gemm_q4_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
-                          int64_t n_tok, int64_t n, float* y, size_t y_stride) {
-  for (int64_t t = 0; t < n_tok; ++t)
-    gemv_q4_0_x8_generic(vw, group_bytes, n_groups, static_cast<const uint8_t*>(va) + t * a_stride, n, y + t * y_stride);
-}
-
 // Per row and super-block: isum = sum_j sc_j * (sub-block j's dot), msum = sum_j m_j * (sub-block
 // j's activation sum), both exact; then one FMA each into acc and accm; the row's result acc - accm.
 void gemv_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
@@ -396,12 +390,6 @@ void gemv_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
   }
 }
 
-void gemm_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
-                          int64_t n_tok, int64_t n, float* y, size_t y_stride) {
-  for (int64_t t = 0; t < n_tok; ++t)
-    gemv_q4_k_x8_generic(vw, group_bytes, n_groups, static_cast<const uint8_t*>(va) + t * a_stride, n, y + t * y_stride);
-}
-
 void gemv_q8_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
                           float* out) {
   const int64_t nb = n / 32;
@@ -426,10 +414,12 @@ void gemv_q8_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
   }
 }
 
-void gemm_q8_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
-                          int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+// The grouped GEMMs of the generic variant: the GEMV once per token (the contract of GemmX8Fn).
+template <GemvX8Fn Gemv>
+void gemm_per_token(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+                    int64_t n_tok, int64_t n, float* y, size_t y_stride) {
   for (int64_t t = 0; t < n_tok; ++t)
-    gemv_q8_0_x8_generic(vw, group_bytes, n_groups, static_cast<const uint8_t*>(va) + t * a_stride, n, y + t * y_stride);
+    Gemv(vw, group_bytes, n_groups, static_cast<const uint8_t*>(va) + t * a_stride, n, y + t * y_stride);
 }
 
 // Every matmul weight type, through the scalar reference arithmetic.
@@ -458,10 +448,10 @@ Kernels make_generic_kernels() {
   k.round_f16 = round_f16_generic;
   k.gemv_q4_0_x8 = gemv_q4_0_x8_generic;
   k.gemv_q4_k_x8 = gemv_q4_k_x8_generic;
-  k.gemm_q4_0_x8 = gemm_q4_0_x8_generic;
-  k.gemm_q4_k_x8 = gemm_q4_k_x8_generic;
+  k.gemm_q4_0_x8 = gemm_per_token<gemv_q4_0_x8_generic>;
+  k.gemm_q4_k_x8 = gemm_per_token<gemv_q4_k_x8_generic>;
   k.gemv_q8_0_x8 = gemv_q8_0_x8_generic;
-  k.gemm_q8_0_x8 = gemm_q8_0_x8_generic;
+  k.gemm_q8_0_x8 = gemm_per_token<gemv_q8_0_x8_generic>;
   return k;
 }
 

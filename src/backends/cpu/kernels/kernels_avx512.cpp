@@ -167,119 +167,6 @@ void gemm_panel(const void* vw, size_t w_stride, int64_t n_rows, const void* va,
     panel_tile<P, 1>(pb, nb, n_rows, a + t * a_stride, a_stride, prep + t * per_tok, per_tok, y + t * y_stride, y_stride);
 }
 
-// Q4_K panels: the super-block's eight 32-element sub-blocks each carry a 6-bit scale and min. Per
-// (row, token) the int32 lanes are sum over sub-blocks of scale * (four-byte products), as
-// dot_one<Q4_K> forms them with maddubs/madd, and the mins term is the exact integer
-// sum_j min_j * (activation sum of sub-block j), formed here in f32 (every partial sum is an
-// integer below 2^24, so exact) for eight rows at once.
-struct PanelBufK {
-  std::vector<uint8_t> levels;  // [sb][j][pair][2 rows][32]
-  std::vector<int16_t> sc;      // [sb][j][pair][32]: row 2p's scale in lanes 0..15, row 2p+1's in 16..31
-  std::vector<float> mins;      // [sb][j][8 rows]
-  std::vector<float> d, dmin;   // [sb][8 rows]
-};
-
-// prep: per token, nsb activation scales then nsb * 8 sub-block sums; prep_stride floats apart.
-template <int NT>
-void panel_tile_q4k(const PanelBufK& pb, int64_t nsb, int64_t n_rows, const uint8_t* a, size_t a_stride,
-                    const float* prep, int64_t prep_stride, float* y, size_t y_stride) {
-  __m512 acc[4][NT];
-  __m256 accm[NT];
-  for (int p = 0; p < 4; ++p)
-    for (int t = 0; t < NT; ++t) acc[p][t] = _mm512_setzero_ps();
-  for (int t = 0; t < NT; ++t) accm[t] = _mm256_setzero_ps();
-  for (int64_t sb = 0; sb < nsb; ++sb) {
-    const __m256 d8 = _mm256_loadu_ps(&pb.d[static_cast<size_t>(sb * 8)]);
-    const __m256 dmin8 = _mm256_loadu_ps(&pb.dmin[static_cast<size_t>(sb * 8)]);
-    __m512 dpair[4];
-    for (int p = 0; p < 4; ++p)
-      dpair[p] = _mm512_permutexvar_ps(
-          _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p,
-                           2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p),
-          _mm512_castps256_ps512(d8));
-    const uint8_t* lv = &pb.levels[static_cast<size_t>(sb * 2048)];
-    const int16_t* sc = &pb.sc[static_cast<size_t>(sb * 1024)];
-    const float* mn = &pb.mins[static_cast<size_t>(sb * 64)];
-    for (int t = 0; t < NT; ++t) {
-      const uint8_t* qa = a + t * a_stride + sb * 292 + 4;
-      const float dat = prep[t * prep_stride + sb];
-      for (int p = 0; p < 4; ++p) {
-        __m512i isum = _mm512_setzero_si512();
-        for (int j = 0; j < 8; ++j) {
-          const __m512i av = _mm512_broadcast_i64x4(load32(qa + 32 * j));
-          const __m512i p16 = _mm512_maddubs_epi16(_mm512_loadu_si512(lv + j * 256 + p * 64), av);
-          isum = _mm512_add_epi32(isum, _mm512_madd_epi16(p16, _mm512_loadu_si512(sc + j * 128 + p * 32)));
-        }
-        acc[p][t] = _mm512_fmadd_ps(_mm512_mul_ps(dpair[p], _mm512_set1_ps(dat)), _mm512_cvtepi32_ps(isum), acc[p][t]);
-      }
-      const float* bs = prep + t * prep_stride + nsb + sb * 8;
-      __m256 msum = _mm256_setzero_ps();
-      for (int j = 0; j < 8; ++j) msum = _mm256_fmadd_ps(_mm256_loadu_ps(mn + j * 8), _mm256_set1_ps(bs[j]), msum);
-      accm[t] = _mm256_fmadd_ps(_mm256_mul_ps(dmin8, _mm256_set1_ps(dat)), msum, accm[t]);
-    }
-  }
-  for (int t = 0; t < NT; ++t) {
-    float m8[8];
-    _mm256_storeu_ps(m8, accm[t]);
-    for (int64_t r = 0; r < n_rows; ++r) {
-      const __m512 v = acc[r / 2][t];
-      const __m256 half = r % 2 ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v);
-      y[t * y_stride + r] = hsum(half) - m8[r];
-    }
-  }
-}
-
-void gemm_prepare_q4k(const void* va, size_t a_stride, int64_t n_tok, int64_t n, float* prep) {
-  const int64_t nsb = n / 256, per_tok = nsb * 9;
-  for (int64_t t = 0; t < n_tok; ++t)
-    for (int64_t sb = 0; sb < nsb; ++sb) {
-      const uint8_t* ab = static_cast<const uint8_t*>(va) + t * a_stride + sb * 292;
-      std::memcpy(&prep[t * per_tok + sb], ab, 4);
-      int16_t bs[16];
-      std::memcpy(bs, ab + 260, 32);
-      for (int j = 0; j < 8; ++j) prep[t * per_tok + nsb + sb * 8 + j] = static_cast<float>(bs[2 * j] + bs[2 * j + 1]);
-    }
-}
-
-void gemm_panel_q4k(const void* vw, size_t w_stride, int64_t n_rows, const void* va, size_t a_stride, const float* prep,
-                    int64_t n_tok, int64_t n, float* y, size_t y_stride) {
-  const int64_t nsb = n / 256, per_tok = nsb * 9;
-  thread_local PanelBufK pb;
-  pb.levels.assign(static_cast<size_t>(nsb * 2048), 0);
-  pb.sc.assign(static_cast<size_t>(nsb * 1024), 0);
-  pb.mins.assign(static_cast<size_t>(nsb * 64), 0.0f);
-  pb.d.assign(static_cast<size_t>(nsb * 8), 0.0f);
-  pb.dmin.assign(static_cast<size_t>(nsb * 8), 0.0f);
-  for (int64_t r = 0; r < n_rows; ++r)
-    for (int64_t sb = 0; sb < nsb; ++sb) {
-      const uint8_t* w = static_cast<const uint8_t*>(vw) + r * w_stride + sb * 144;
-      pb.d[static_cast<size_t>(sb * 8 + r)] = h2f(w);
-      pb.dmin[static_cast<size_t>(sb * 8 + r)] = h2f(w + 2);
-      const uint8_t* s = w + 4;
-      for (int j = 0; j < 8; ++j) {
-        const int sc = j < 4 ? s[j] & 63 : (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-        const int mn = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-        pb.mins[static_cast<size_t>(sb * 64 + j * 8 + r)] = static_cast<float>(mn);
-        int16_t* scp = &pb.sc[static_cast<size_t>(sb * 1024 + j * 128 + (r / 2) * 32 + (r % 2) * 16)];
-        for (int i = 0; i < 16; ++i) scp[i] = static_cast<int16_t>(sc);
-      }
-      // Sub-block 2c is the low nibbles of bytes 32c..32c+31, 2c+1 their high nibbles.
-      const __m256i low4 = _mm256_set1_epi8(0x0F);
-      for (int c = 0; c < 4; ++c) {
-        const __m256i q = load32(w + 16 + 32 * c);
-        uint8_t* lv = &pb.levels[static_cast<size_t>(sb * 2048 + (2 * c) * 256 + (r / 2) * 64 + (r % 2) * 32)];
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(lv), _mm256_and_si256(q, low4));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(lv + 256), _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
-      }
-    }
-  const auto* a = static_cast<const uint8_t*>(va);
-  int64_t t = 0;
-  for (; t + 4 <= n_tok; t += 4)
-    panel_tile_q4k<4>(pb, nsb, n_rows, a + t * a_stride, a_stride, prep + t * per_tok, per_tok, y + t * y_stride, y_stride);
-  for (; t < n_tok; ++t)
-    panel_tile_q4k<1>(pb, nsb, n_rows, a + t * a_stride, a_stride, prep + t * per_tok, per_tok, y + t * y_stride, y_stride);
-}
-
 // --- Prefill GEMM on repacked groups, two groups (16 rows) per 512-bit vector -----------------------
 // Lanes 0..7 carry group g's rows, 8..15 group g+1's; every lane does exactly what the 256-bit
 // kernel's lane does (same integer sums, same FMA per block), so the results are the same bits.
@@ -342,16 +229,7 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
                  int64_t n, float* y, size_t y_stride) {
   const int64_t nb = n / 32;
   const auto* a = static_cast<const uint8_t*>(va);
-  thread_local std::vector<float> da_buf;
-  thread_local std::vector<int32_t> bias_buf;
-  da_buf.resize(static_cast<size_t>(nb * n_tok));
-  bias_buf.resize(static_cast<size_t>(nb * n_tok));
-  for (int64_t t = 0; t < n_tok; ++t)
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* ab = a + t * a_stride + b * 34;
-      da_buf[static_cast<size_t>(t * nb + b)] = h2f(ab);
-      if constexpr (kKind == 0) bias_buf[static_cast<size_t>(t * nb + b)] = -8 * hsum_i32(dot_u8_s8_i32(_mm256_set1_epi8(1), load32(ab + 2)));
-    }
+  const Q8_0Tables tab = q8_0_tables(a, a_stride, n_tok, nb, kKind == 0);
   // Q8_0: the activation levels as unsigned a + 128, 32 bytes per block.
   thread_local std::vector<uint8_t> flipped;
   const uint8_t* act = a;
@@ -371,15 +249,15 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
     int64_t t = 0;
     for (; t + 8 <= n_tok; t += 8)
       x8_pair_tile<kKind, 8>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
-                             &da_buf[static_cast<size_t>(t * nb)], &bias_buf[static_cast<size_t>(t * nb)], nb,
+                             tab.da + t * nb, tab.bias + t * nb, nb,
                              y + t * y_stride + 8 * g, y_stride);
     for (; t + 4 <= n_tok; t += 4)
       x8_pair_tile<kKind, 4>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
-                             &da_buf[static_cast<size_t>(t * nb)], &bias_buf[static_cast<size_t>(t * nb)], nb,
+                             tab.da + t * nb, tab.bias + t * nb, nb,
                              y + t * y_stride + 8 * g, y_stride);
     for (; t < n_tok; ++t)
       x8_pair_tile<kKind, 1>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
-                             &da_buf[static_cast<size_t>(t * nb)], &bias_buf[static_cast<size_t>(t * nb)], nb,
+                             tab.da + t * nb, tab.bias + t * nb, nb,
                              y + t * y_stride + 8 * g, y_stride);
   }
   if (g < n_groups) {  // an odd last group: the 256-bit kernel
@@ -441,28 +319,18 @@ void gemm_q4_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, cons
                       int64_t n_tok, int64_t n, float* y, size_t y_stride) {
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
-  thread_local std::vector<float> da_buf, bsp_buf;
-  da_buf.resize(static_cast<size_t>(nsb * n_tok));
-  bsp_buf.resize(static_cast<size_t>(nsb * n_tok * 8));
-  for (int64_t t = 0; t < n_tok; ++t)
-    for (int64_t b = 0; b < nsb; ++b) {
-      const uint8_t* ab = a + t * a_stride + b * 292;
-      std::memcpy(&da_buf[static_cast<size_t>(t * nsb + b)], ab, 4);
-      int16_t bs[16];
-      std::memcpy(bs, ab + 260, 32);
-      for (int j = 0; j < 8; ++j) bsp_buf[static_cast<size_t>((t * nsb + b) * 8 + j)] = static_cast<float>(bs[2 * j] + bs[2 * j + 1]);
-    }
+  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb);
   const auto* w = static_cast<const uint8_t*>(vw);
   int64_t g = 0;
   for (; g + 2 <= n_groups; g += 2) {
     int64_t t = 0;
     for (; t + 4 <= n_tok; t += 4)
       q4k_pair_tile<4>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
-                       &da_buf[static_cast<size_t>(t * nsb)], &bsp_buf[static_cast<size_t>(t * nsb * 8)], nsb,
+                       tab.da + t * nsb, tab.bsp + t * nsb * 8, nsb,
                        y + t * y_stride + 8 * g, y_stride);
     for (; t < n_tok; ++t)
       q4k_pair_tile<1>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
-                       &da_buf[static_cast<size_t>(t * nsb)], &bsp_buf[static_cast<size_t>(t * nsb * 8)], nsb,
+                       tab.da + t * nsb, tab.bsp + t * nsb * 8, nsb,
                        y + t * y_stride + 8 * g, y_stride);
   }
   if (g < n_groups) gemm_q4_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
@@ -523,7 +391,6 @@ void add_gemm_panels(Kernels& k) {
   set_panel<DType::Q4_0>(k, gemm_panel<DType::Q4_0>, gemm_prepare<DType::Q4_0>, 1);
   set_panel<DType::Q4_1>(k, gemm_panel<DType::Q4_1>, gemm_prepare<DType::Q4_1>, 2);
   set_panel<DType::Q8_0>(k, gemm_panel<DType::Q8_0>, gemm_prepare<DType::Q8_0>, 1);
-  set_panel<DType::Q4_K>(k, gemm_panel_q4k, gemm_prepare_q4k, 9);
 }
 
 }  // namespace
