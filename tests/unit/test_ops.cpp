@@ -202,45 +202,63 @@ TEST(Ops, RopeNormalLayoutRotatesAdjacentPairs) {
   EXPECT_EQ(x[3], 1);
 }
 
+// A KV cache of one layer, [d, n_kv, slots] in `type`, holding random values (kept as f32 in kf/vf).
+struct RandomCache {
+  std::vector<uint8_t> kbuf, vbuf;
+  std::vector<float> kf, vf;
+  TensorView k, v;
+  RandomCache(DType type, int64_t d, int64_t n_kv, int64_t slots, uint32_t seed)
+      : kbuf(row_bytes(type, d) * n_kv * slots), vbuf(kbuf.size()), kf(random_floats(d * n_kv * slots, seed)),
+        vf(random_floats(kf.size(), seed + 1)) {
+    k = TensorView::contiguous(kbuf.data(), type, {d, n_kv, slots});
+    v = TensorView::contiguous(vbuf.data(), type, {d, n_kv, slots});
+    std::vector<int32_t> all(static_cast<size_t>(slots));
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int32_t>(i);
+    ref::kv_store(TensorView::contiguous(kf.data(), DType::F32, {d, n_kv, slots}), k, all.data());
+    ref::kv_store(TensorView::contiguous(vf.data(), DType::F32, {d, n_kv, slots}), v, all.data());
+  }
+};
+
+// Runs `a` on the reference and on every backend under test (guarded outputs); returns the
+// reference's output.
+std::vector<float> expect_attention_matches_reference(AttentionArgs a, double max_nmse) {
+  const int64_t n = a.q.nelements();
+  Guarded e(static_cast<size_t>(n));
+  a.out = TensorView::contiguous(e.data(), DType::F32, {a.q.ne[0], a.q.ne[1], a.q.ne[2]});
+  ref::attention(a);
+  for (auto& be : backends_under_test()) {
+    Guarded g(static_cast<size_t>(n));
+    a.out = TensorView::contiguous(g.data(), DType::F32, {a.q.ne[0], a.q.ne[1], a.q.ne[2]});
+    be->attention(a);
+    EXPECT_TRUE(g.guards_intact()) << be->name();
+    EXPECT_LT(nmse(g.data(), e.data(), g.n), max_nmse) << be->name();
+  }
+  return {e.data(), e.data() + n};
+}
+
 // Attention through block tables (blocks deliberately out of order), GQA, several sequences.
 TEST(Ops, PagedAttentionMatchesReference) {
   for (DType kv_type : {DType::F32, DType::F16}) {
     for (auto [n_head, n_kv] : {std::pair{4, 4}, {6, 2}, {4, 1}}) {
       const int64_t d = 64, block = 4, n_blocks = 12;
-      std::vector<uint8_t> kbuf(row_bytes(kv_type, d) * n_kv * block * n_blocks), vbuf(kbuf.size());
-      const auto k = TensorView::contiguous(kbuf.data(), kv_type, {d, n_kv, block * n_blocks});
-      const auto v = TensorView::contiguous(vbuf.data(), kv_type, {d, n_kv, block * n_blocks});
-      auto kf = random_floats(d * n_kv * block * n_blocks, 21), vf = random_floats(kf.size(), 22);
-      std::vector<int32_t> all(block * n_blocks);
-      for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int32_t>(i);
-      ref::kv_store(TensorView::contiguous(kf.data(), DType::F32, {d, n_kv, block * n_blocks}), k, all.data());
-      ref::kv_store(TensorView::contiguous(vf.data(), DType::F32, {d, n_kv, block * n_blocks}), v, all.data());
+      const RandomCache cache(kv_type, d, n_kv, block * n_blocks, 21);
       const int32_t table0[] = {7, 2, 9}, table1[] = {0, 11, 5, 3};
       const KvSeq seqs[] = {{table0, 3}, {table1, 4}};
       const int32_t tok_seq[] = {0, 1, 1, 0, 1}, tok_pos[] = {0, 15, 3, 10, 8};
       const int64_t T = 5;
       auto q = random_floats(d * n_head * T, 23);
-      AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = k, .v = v,
-                      .seqs = seqs, .token_seq = tok_seq, .token_pos = tok_pos, .block_size = block,
-                      .scale = 0.125f};
-      Guarded e(d * n_head * T);
-      a.out = TensorView::contiguous(e.data(), DType::F32, {d, n_head, T});
-      ref::attention(a);
-      for (auto& be : backends_under_test()) {
-        Guarded g(d * n_head * T);
-        a.out = TensorView::contiguous(g.data(), DType::F32, {d, n_head, T});
-        be->attention(a);
-        EXPECT_TRUE(g.guards_intact());
-        // Scores agree exactly (see cpu::ScoresFn); the softmax is f32 against the reference's double.
-        EXPECT_LT(nmse(g.data(), e.data(), g.n), 1e-12) << be->name();
-      }
+      const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
+                            .v = cache.v, .seqs = seqs, .token_seq = tok_seq, .token_pos = tok_pos,
+                            .block_size = block, .scale = 0.125f};
+      // Scores agree exactly (see cpu::ScoresFn); the softmax is f32 against the reference's double.
+      const std::vector<float> e = expect_attention_matches_reference(a, 1e-12);
       // Token 0 sits at position 0: its output is exactly V at its only slot (7 * block), per kv head.
       for (int64_t h = 0; h < n_head; ++h) {
         const int64_t kvh = h / (n_head / n_kv);
-        const float* vr = vf.data() + (7 * block * n_kv + kvh) * d;
+        const float* vr = cache.vf.data() + (7 * block * n_kv + kvh) * d;
         for (int64_t i = 0; i < d; ++i) {
           const float vv = kv_type == DType::F16 ? fp16_to_f32(f32_to_fp16(vr[i])) : vr[i];
-          EXPECT_NEAR(e.data()[h * d + i], vv, 1e-6);
+          EXPECT_NEAR(e[static_cast<size_t>(h * d + i)], vv, 1e-6);
         }
       }
     }
@@ -253,14 +271,7 @@ TEST(Ops, FlashAttentionTilesAndSplitContexts) {
   for (DType kv_type : {DType::F32, DType::F16}) {
     const int64_t d = 64, n_head = 6, n_kv = 2, block = 16, n_blocks = 80;
     const int64_t slots = block * n_blocks;
-    std::vector<uint8_t> kbuf(row_bytes(kv_type, d) * n_kv * slots), vbuf(kbuf.size());
-    const auto k = TensorView::contiguous(kbuf.data(), kv_type, {d, n_kv, slots});
-    const auto v = TensorView::contiguous(vbuf.data(), kv_type, {d, n_kv, slots});
-    auto kf = random_floats(d * n_kv * slots, 31), vf = random_floats(kf.size(), 32);
-    std::vector<int32_t> all(slots);
-    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int32_t>(i);
-    ref::kv_store(TensorView::contiguous(kf.data(), DType::F32, {d, n_kv, slots}), k, all.data());
-    ref::kv_store(TensorView::contiguous(vf.data(), DType::F32, {d, n_kv, slots}), v, all.data());
+    const RandomCache cache(kv_type, d, n_kv, slots, 31);
     // Sequence 0: 70 blocks in a scrambled order; sequence 1: the other 10.
     std::vector<int32_t> table0, table1;
     for (int32_t b = 0; b < 70; ++b) table0.push_back((b * 37) % 70);
@@ -274,19 +285,10 @@ TEST(Ops, FlashAttentionTilesAndSplitContexts) {
     tok_seq.push_back(1), tok_pos.push_back(150);
     const int64_t T = static_cast<int64_t>(tok_seq.size());
     auto q = random_floats(d * n_head * T, 33, 2.0f);  // peaked softmaxes as well as flat ones
-    AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = k, .v = v,
-                    .seqs = seqs, .token_seq = tok_seq.data(), .token_pos = tok_pos.data(), .block_size = block,
-                    .scale = 0.125f};
-    Guarded e(d * n_head * T);
-    a.out = TensorView::contiguous(e.data(), DType::F32, {d, n_head, T});
-    ref::attention(a);
-    for (auto& be : backends_under_test()) {
-      Guarded g(d * n_head * T);
-      a.out = TensorView::contiguous(g.data(), DType::F32, {d, n_head, T});
-      be->attention(a);
-      EXPECT_TRUE(g.guards_intact()) << be->name();
-      EXPECT_LT(nmse(g.data(), e.data(), g.n), 1e-11) << be->name();  // peaked softmaxes: f32 exp vs double
-    }
+    const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
+                          .v = cache.v, .seqs = seqs, .token_seq = tok_seq.data(), .token_pos = tok_pos.data(),
+                          .block_size = block, .scale = 0.125f};
+    expect_attention_matches_reference(a, 1e-11);  // peaked softmaxes: f32 exp vs double
   }
 }
 
