@@ -17,7 +17,12 @@ struct EngineConfig {
   std::string model_path;
   int n_threads = 0;            // 0: one per hardware thread
   int n_ctx = 0;                // 0: the model's training context, capped at 4096
-  int max_batch_tokens = 512;   // prompt tokens per forward pass
+  int max_batch_tokens = 512;   // tokens per forward pass (prompt chunks and decodes together)
+  // KV cache budget in bytes, allocated once as a pool of 16-token blocks shared by all requests.
+  // 0: room for one full context (n_ctx tokens). It must hold at least one full context.
+  size_t kv_memory = 0;
+  int max_running = 256;        // sequences batched together at most
+  bool prefix_caching = true;   // requests sharing a prompt prefix share its KV blocks
   std::string backend = "cpu";  // "cpu" or "ref" (the scalar oracle; slow)
   // F32 activations into every matmul. Default off: activations are rounded to 8-bit blocks (or F16)
   // before quantised matmuls, as llama.cpp does, so greedy outputs match the peer's.
@@ -40,6 +45,15 @@ struct GenerateRequest {
   int max_tokens = 128;
   bool ignore_eos = false;
   std::vector<std::string> stop;  // generation ends before the first occurrence of any
+  // -1: no log-probabilities. 0..20: each generated token's log-probability (of the model's
+  // distribution, before sampling transforms) and this many most likely alternatives.
+  int top_logprobs = -1;
+  int priority = 0;  // lower runs first; equal priorities run in arrival order
+};
+
+struct TokenLogprob {
+  int32_t token;
+  float logprob;
 };
 
 enum class FinishReason { Length, Stop, Eos, Context, Cancelled };
@@ -50,6 +64,37 @@ std::string_view finish_reason_name(FinishReason r);
 struct StreamChunk {
   int32_t token;
   std::string_view text;
+};
+
+using RequestId = uint64_t;
+
+// What one step produced for one submitted request: a generated token with the text it completes,
+// or (finished) the end of the request with the text still held back, if any.
+struct RequestEvent {
+  RequestId id = 0;
+  bool has_token = false;
+  int32_t token = -1;
+  std::string_view text;
+  float logprob = 0;                 // when requested
+  std::span<const TokenLogprob> top; // when requested, most likely first
+  bool finished = false;
+  FinishReason finish = FinishReason::Length;
+  int32_t prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
+  int32_t generated_tokens = 0;
+};
+// Called on the thread running step(); returning false cancels the request.
+using EventSink = std::function<bool(const RequestEvent&)>;
+
+// A snapshot of the engine's state, for /metrics.
+struct EngineMetrics {
+  int64_t running = 0, waiting = 0;
+  int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0, kv_block_size = 0;
+  int64_t kv_tokens_held = 0;  // tokens whose keys and values the running sequences hold
+  int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
+  int64_t preemptions = 0, steps = 0;
+  int64_t prompt_tokens = 0, generated_tokens = 0;  // totals, computed prompt tokens (hits excluded)
+  int64_t requests_finished = 0;
 };
 
 struct GenerateResult {
@@ -91,9 +136,23 @@ class Engine {
   std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
   bool has_chat_template() const;
 
-  // Generates from scratch for request.prompt; `on_chunk` returning false cancels.
+  // Generates for request.prompt, running steps on the calling thread until it is done (other
+  // submitted requests progress too); `on_chunk` returning false cancels.
   GenerateResult generate(const GenerateRequest& request,
                           const std::function<bool(const StreamChunk&)>& on_chunk = {});
+
+  // Serving. submit() and cancel() may be called from any thread; step() from one thread at a time.
+  // submit() validates the request (throws tern::Error naming the field at fault) and queues it;
+  // its events arrive through `sink` from the thread calling step().
+  RequestId submit(GenerateRequest request, EventSink sink);
+  void cancel(RequestId id);
+  // One scheduler iteration: admits queued requests, runs one forward pass over every scheduled
+  // sequence, samples, and delivers events. Returns false when there was nothing to run.
+  bool step();
+  // Blocks until a request or cancellation is queued, or `seconds` pass.
+  void wait_for_work(double seconds);
+  EngineMetrics metrics() const;
+  // The single-sequence helpers below need an engine with no submitted requests.
   // Forward passes timed as llama-bench times them, for `tern bench`: `prompt` from position 0 in
   // batches of max_batch_tokens (logits of the last token only), then, on a cleared context,
   // `n_gen` single-token passes from position 0 feeding back the argmax (no sampler).

@@ -1,5 +1,7 @@
 #include "models/kv_storage.h"
 
+#include <cstring>
+
 #include "core/error.h"
 
 namespace tern {
@@ -18,6 +20,18 @@ TensorView KvStorage::view(int layer, int which) const {
   return TensorView::contiguous(p, config_.dtype,
                                 {config_.head_dim, config_.n_kv_head,
                                  static_cast<int64_t>(config_.block_size) * config_.n_blocks});
+}
+
+void KvStorage::copy_block(int32_t src, int32_t dst, int32_t n_slots) {
+  const auto& c = config_;
+  TERN_CHECK(src >= 0 && src < c.n_blocks && dst >= 0 && dst < c.n_blocks && n_slots >= 0 && n_slots <= c.block_size,
+             "KV cache: copy of {} slots from block {} to {} out of range", n_slots, src, dst);
+  const size_t slot_bytes = row_bytes(c.dtype, c.head_dim) * c.n_kv_head;
+  const size_t block_bytes = slot_bytes * c.block_size;
+  for (int l = 0; l < c.n_layer * 2; ++l) {
+    uint8_t* base = data_.data() + static_cast<size_t>(l) * tensor_bytes_;
+    std::memcpy(base + dst * block_bytes, base + src * block_bytes, slot_bytes * n_slots);
+  }
 }
 
 }  // namespace tern

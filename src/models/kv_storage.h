@@ -25,6 +25,8 @@ class KvStorage {
   TensorView k(int layer) const { return view(layer, 0); }
   TensorView v(int layer) const { return view(layer, 1); }
   size_t bytes() const { return data_.size(); }
+  // Copies slots [0, n_slots) of block `src` to block `dst` in every layer's K and V (copy-on-write).
+  void copy_block(int32_t src, int32_t dst, int32_t n_slots);
 
  private:
   TensorView view(int layer, int which) const;

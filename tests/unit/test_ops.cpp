@@ -292,6 +292,59 @@ TEST(Ops, FlashAttentionTilesAndSplitContexts) {
   }
 }
 
+// Batch invariance of attention: a token's output has the same bits whether it runs in a prefill
+// tile with its neighbours, alone (decode, its long context split into work items), or cut into
+// other chunks next to another sequence's tokens.
+TEST(Ops, AttentionIsBatchInvariant) {
+  for (DType kv_type : {DType::F32, DType::F16}) {
+    const int64_t d = 64, n_head = 4, n_kv = 2, block = 16, n_blocks = 64;
+    const RandomCache cache(kv_type, d, n_kv, block * n_blocks, 41);
+    std::vector<int32_t> table0, table1;
+    for (int32_t b = 0; b < 48; ++b) table0.push_back((b * 29) % 48);
+    for (int32_t b = 48; b < 64; ++b) table1.push_back(b);
+    const KvSeq seqs[] = {{table0.data(), 48}, {table1.data(), 16}};
+    // Sequence 0's tokens at positions 500..539 (crossing the 512 segment boundary).
+    const int32_t first = 500, n = 40;
+    auto q = random_floats(d * n_head * n, 43, 2.0f);
+    auto run = [&](const std::vector<int32_t>& idx, const std::vector<int32_t>& tok_seq,
+                   const std::vector<int32_t>& tok_pos, const std::vector<float>& qs, Backend& be) {
+      const auto T = static_cast<int64_t>(tok_seq.size());
+      std::vector<float> out(static_cast<size_t>(d * n_head * T));
+      be.attention({.q = TensorView::contiguous(const_cast<float*>(qs.data()), DType::F32, {d, n_head, T}),
+                    .k = cache.k, .v = cache.v,
+                    .out = TensorView::contiguous(out.data(), DType::F32, {d, n_head, T}), .seqs = seqs,
+                    .token_seq = tok_seq.data(), .token_pos = tok_pos.data(), .block_size = block,
+                    .scale = 0.125f});
+      return out;
+    };
+    const size_t row = static_cast<size_t>(d * n_head);
+    for (auto& be : backends_under_test()) {
+      // All 40 as one prefill chunk.
+      std::vector<int32_t> all_seq(n, 0), all_pos(n), all_idx(n);
+      for (int32_t i = 0; i < n; ++i) all_pos[i] = first + i, all_idx[i] = i;
+      const auto whole = run(all_idx, all_seq, all_pos, q, *be);
+      // Each token alone, and chunks of 7 with a token of sequence 1 in front.
+      for (int32_t i = 0; i < n; ++i) {
+        const std::vector<float> qi(q.begin() + i * row, q.begin() + (i + 1) * row);
+        const auto alone = run({i}, {0}, {first + i}, qi, *be);
+        ASSERT_TRUE(std::equal(alone.begin(), alone.end(), whole.begin() + i * row)) << be->name() << " token " << i;
+      }
+      for (int32_t c0 = 0; c0 < n; c0 += 7) {
+        const int32_t c1 = std::min(n, c0 + 7);
+        std::vector<int32_t> ts = {1}, tp = {200};
+        std::vector<float> qs(random_floats(row, 45));
+        for (int32_t i = c0; i < c1; ++i) {
+          ts.push_back(0), tp.push_back(first + i);
+          qs.insert(qs.end(), q.begin() + i * row, q.begin() + (i + 1) * row);
+        }
+        const auto mixed = run({}, ts, tp, qs, *be);
+        ASSERT_TRUE(std::equal(mixed.begin() + row, mixed.end(), whole.begin() + c0 * row))
+            << be->name() << " chunk at " << c0;
+      }
+    }
+  }
+}
+
 TEST(Ops, GetRowsAndShapeErrors) {
   auto table = random_weight(DType::Q8_0, 64, 10, 5);
   const auto tv = TensorView::contiguous(table.data(), DType::Q8_0, {64, 10});

@@ -23,12 +23,14 @@ class FlashAttention {
   struct Tile {
     int64_t t0, t1;    // tokens [t0, t1), all of one sequence
     int64_t n_kv;      // positions the tile's last token attends to
-    int32_t n_splits;  // KV range split across work items
+    int64_t n_segs;    // segments of the context (see kSegment)
+    bool split;        // one work item per segment (a lone token with a long context)
+    int64_t partial0;  // split: index of its first merge partial in partial_
   };
   struct Item;
   std::vector<Tile> tiles_;
   std::vector<int64_t> first_item_;  // per tile: index of its first work item
-  std::vector<float> partial_;       // split results: per item and row, m, l, acc[d]
+  std::vector<float> partial_;       // split tiles: per kv head, segment and row, m, l, acc[d]
 };
 
 }  // namespace tern::cpu

@@ -1,0 +1,77 @@
+// The engine's internals, shared by engine.cpp (loading, the single-sequence helpers) and
+// engine_step.cpp (requests, the step loop).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "engine/stop_matcher.h"
+#include "formats/gguf/gguf.h"
+#include "kv/kv_cache.h"
+#include "models/model.h"
+#include "tern/engine.h"
+#include "tokenizer/detokenizer.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tern {
+
+// A submitted request: what it asked for and the state of its output stream.
+struct Request {
+  RequestId id;
+  GenerateRequest params;
+  EventSink sink;
+  Sequence seq;
+  Sampler sampler;
+  StopMatcher stops;
+  Detokenizer detok;
+  std::vector<TokenLogprob> top;  // scratch for the current token's alternatives
+
+  Request(RequestId i, GenerateRequest p, EventSink s, const Tokenizer& tok)
+      : id(i), params(std::move(p)), sink(std::move(s)), sampler(params.sampling), stops(params.stop), detok(tok) {}
+};
+
+struct Engine::Impl {
+  gguf::File file;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<KvStorage> kv_storage;
+  std::unique_ptr<kv::KvCache> kv;
+  std::unique_ptr<Scheduler> scheduler;
+  Tokenizer tokenizer;
+  std::string chat_template;
+  ModelSummary summary;
+  EngineConfig config;
+  std::vector<float> logits;  // [n_vocab, rows needing logits]
+  Batch batch;
+
+  // Requests: the inbox is filled by submit()/cancel() on any thread and drained by step().
+  mutable std::mutex inbox_mutex;
+  std::condition_variable inbox_cv;
+  std::deque<std::unique_ptr<Request>> inbox;
+  std::vector<RequestId> cancelled;
+  RequestId next_id = 1;
+  uint64_t next_arrival = 0;
+  std::unordered_map<RequestId, std::unique_ptr<Request>> active;  // owned by the step thread
+  EngineMetrics metrics;  // published under inbox_mutex after every step
+  int64_t prompt_tokens_computed = 0, generated_tokens = 0, requests_finished = 0;
+
+  Impl(gguf::File f, const EngineConfig& c) : file(std::move(f)), tokenizer(Tokenizer::from_gguf(file)), config(c) {}
+
+  void check_prompt(std::span<const int32_t> ids) const;
+  // Single-sequence helpers (time_passes, logits): a private sequence outside the scheduler.
+  void run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, bool all_logits, float* out);
+  void require_idle(const char* what) const;
+
+  // The step loop (engine_step.cpp).
+  void admit_inbox();
+  void finish(Request& r, FinishReason why, bool notify);
+  void deliver(Request& r, int32_t token, const float* row);
+  void publish_metrics();
+};
+
+}  // namespace tern

@@ -1,0 +1,225 @@
+// Requests and the step loop: submit() queues, step() admits, schedules one ragged batch of prefill
+// chunks and decodes (continuous batching), runs it, samples, and streams each request's tokens.
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+#include "engine/engine_impl.h"
+#include "engine/logprobs.h"
+
+namespace tern {
+
+RequestId Engine::submit(GenerateRequest req, EventSink sink) {
+  Impl& m = *impl_;
+  m.check_prompt(req.prompt);
+  TERN_CHECK(req.max_tokens >= 0, "max_tokens must be >= 0, got {}", req.max_tokens);
+  TERN_CHECK(req.top_logprobs >= -1 && req.top_logprobs <= 20, "top_logprobs must be in 0..20, got {}",
+             req.top_logprobs);
+  validate(req.sampling);
+  std::lock_guard lock(m.inbox_mutex);
+  const RequestId id = m.next_id++;
+  auto r = std::make_unique<Request>(id, std::move(req), std::move(sink), m.tokenizer);
+  r->seq.id = id;
+  r->seq.priority = r->params.priority;
+  r->seq.arrival = m.next_arrival++;
+  r->seq.tokens = r->params.prompt;
+  r->seq.n_prompt = r->seq.n_tokens();
+  m.inbox.push_back(std::move(r));
+  m.inbox_cv.notify_all();
+  return id;
+}
+
+void Engine::cancel(RequestId id) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.inbox_mutex);
+  m.cancelled.push_back(id);
+  m.inbox_cv.notify_all();
+}
+
+void Engine::wait_for_work(double seconds) {
+  Impl& m = *impl_;
+  std::unique_lock lock(m.inbox_mutex);
+  m.inbox_cv.wait_for(lock, std::chrono::duration<double>(seconds),
+                      [&] { return !m.inbox.empty() || !m.cancelled.empty(); });
+}
+
+EngineMetrics Engine::metrics() const {
+  std::lock_guard lock(impl_->inbox_mutex);
+  return impl_->metrics;
+}
+
+// Moves queued requests to the scheduler and applies cancellations.
+void Engine::Impl::admit_inbox() {
+  std::deque<std::unique_ptr<Request>> fresh;
+  std::vector<RequestId> gone;
+  {
+    std::lock_guard lock(inbox_mutex);
+    fresh.swap(inbox);
+    gone.swap(cancelled);
+  }
+  for (auto& r : fresh) {
+    Request* p = r.get();
+    active.emplace(p->id, std::move(r));
+    if (p->params.max_tokens == 0) {
+      finish(*p, FinishReason::Length, true);
+      continue;
+    }
+    scheduler->add(&p->seq);
+  }
+  for (RequestId id : gone)
+    if (const auto it = active.find(id); it != active.end()) finish(*it->second, FinishReason::Cancelled, true);
+}
+
+// Ends a request: its blocks go back to the pool, and its sink hears the end (with any text held back).
+void Engine::Impl::finish(Request& r, FinishReason why, bool notify) {
+  scheduler->remove(&r.seq);
+  if (notify && r.sink) {
+    std::string tail;
+    if (why != FinishReason::Stop && why != FinishReason::Cancelled) tail = r.stops.push(r.detok.flush()) + r.stops.flush();
+    RequestEvent e{.id = r.id,
+                   .text = tail,
+                   .finished = true,
+                   .finish = why,
+                   .prompt_tokens = r.seq.n_prompt,
+                   .cached_prompt_tokens = r.seq.n_cached_prompt,
+                   .generated_tokens = static_cast<int32_t>(r.detok.n_tokens())};
+    r.sink(e);
+  }
+  ++requests_finished;
+  active.erase(r.id);  // destroys r
+}
+
+// A token was sampled for `r` (already appended to its sequence): stream it and decide whether the
+// request is done. `row` is its logits row, for log-probabilities.
+void Engine::Impl::deliver(Request& r, int32_t token, const float* row) {
+  const GenerateRequest& p = r.params;
+  if (!p.ignore_eos && tokenizer.is_eog(token)) return finish(r, FinishReason::Eos, true);
+  ++generated_tokens;
+  RequestEvent e{.id = r.id, .has_token = true, .token = token};
+  if (p.top_logprobs >= 0) {
+    e.logprob = token_logprobs(std::span<const float>(row, static_cast<size_t>(summary.n_vocab)), token,
+                               p.top_logprobs, r.top);
+    e.top = r.top;
+  }
+  const std::string text = r.stops.push(r.detok.feed(token));
+  e.text = text;
+  e.prompt_tokens = r.seq.n_prompt;
+  e.cached_prompt_tokens = r.seq.n_cached_prompt;
+  e.generated_tokens = r.seq.n_generated();
+  if (r.sink && !r.sink(e)) return finish(r, FinishReason::Cancelled, true);
+  if (r.stops.stopped()) return finish(r, FinishReason::Stop, true);
+  if (r.seq.n_generated() >= p.max_tokens) return finish(r, FinishReason::Length, true);
+  // The new token needs a KV slot at position n_tokens - 1 for the next step.
+  if (r.seq.n_tokens() > summary.n_ctx) return finish(r, FinishReason::Context, true);
+}
+
+void Engine::Impl::publish_metrics() {
+  EngineMetrics x;
+  x.running = static_cast<int64_t>(scheduler->n_running());
+  x.waiting = static_cast<int64_t>(scheduler->n_waiting());
+  x.kv_blocks_total = kv->pool().n_blocks();
+  x.kv_blocks_used = kv->pool().n_used();
+  x.kv_blocks_cached = kv->pool().n_cached();
+  x.kv_block_size = kv->block_size();
+  for (const auto& [id, r] : active) x.kv_tokens_held += r->seq.kv.n_slots;
+  const auto& st = scheduler->stats();
+  x.prefix_query_tokens = st.prefix_query_tokens;
+  x.prefix_hit_tokens = st.prefix_hit_tokens;
+  x.preemptions = st.preemptions;
+  x.steps = st.steps;
+  x.prompt_tokens = prompt_tokens_computed;
+  x.generated_tokens = generated_tokens;
+  x.requests_finished = requests_finished;
+  std::lock_guard lock(inbox_mutex);
+  x.waiting += static_cast<int64_t>(inbox.size());
+  metrics = x;
+}
+
+bool Engine::step() {
+  Impl& m = *impl_;
+  m.admit_inbox();
+  const StepPlan plan = m.scheduler->schedule();
+  if (plan.empty()) {
+    m.publish_metrics();
+    return false;
+  }
+  for (const kv::BlockCopy& c : plan.copies) m.kv_storage->copy_block(c.src, c.dst, c.n_slots);
+
+  // One ragged batch: each scheduled chunk's tokens at their positions, with its block table.
+  Batch& b = m.batch;
+  b.clear();
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
+    const Sequence& s = *c.seq;
+    b.seqs.push_back({s.kv.blocks.data(), static_cast<int32_t>(s.kv.blocks.size())});
+    for (int32_t j = 0; j < c.n_tokens; ++j) {
+      const int32_t pos = s.n_computed + j;
+      b.tokens.push_back(s.tokens[static_cast<size_t>(pos)]);
+      b.positions.push_back(pos);
+      b.token_seq.push_back(static_cast<int32_t>(i));
+    }
+    if (c.sample) b.logit_rows.push_back(static_cast<int32_t>(b.tokens.size()) - 1);
+    if (s.n_computed < s.n_prompt) m.prompt_tokens_computed += std::min(c.n_tokens, s.n_prompt - s.n_computed);
+  }
+  const size_t V = static_cast<size_t>(m.summary.n_vocab);
+  if (m.logits.size() < V * b.logit_rows.size()) m.logits.resize(V * b.logit_rows.size());
+  m.model->forward(b, *m.kv_storage, m.logits.data());
+
+  // Sample each sequence that reached its end, from its own logits row.
+  std::vector<int32_t> sampled(plan.chunks.size(), -1);
+  std::vector<const float*> rows(plan.chunks.size(), nullptr);
+  size_t r = 0;
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
+    if (!c.sample) continue;
+    float* row = m.logits.data() + V * r++;
+    rows[i] = row;
+    Request& req = *m.active.at(c.seq->id);
+    if (req.params.top_logprobs >= 0) {
+      // Log-probabilities come from the unmodified logits: sample from a copy (penalties edit in place).
+      thread_local std::vector<float> copy;
+      copy.assign(row, row + V);
+      sampled[i] = req.sampler.sample(copy, c.seq->tokens);
+    } else {
+      sampled[i] = req.sampler.sample(std::span<float>(row, V), c.seq->tokens);
+    }
+  }
+  m.scheduler->update(plan, sampled);
+  for (size_t i = 0; i < plan.chunks.size(); ++i)
+    if (plan.chunks[i].sample) m.deliver(*m.active.at(plan.chunks[i].seq->id), sampled[i], rows[i]);
+  m.publish_metrics();
+  return true;
+}
+
+GenerateResult Engine::generate(const GenerateRequest& request, const std::function<bool(const StreamChunk&)>& on_chunk) {
+  using clock = std::chrono::steady_clock;
+  GenerateResult res;
+  bool done = false;
+  const auto t0 = clock::now();
+  auto t1 = t0;
+  bool first = true;
+  submit(request, [&](const RequestEvent& e) {
+    if (first && (e.has_token || e.finished)) {
+      t1 = clock::now();  // the prompt's forward pass ends where the first token (or the end) arrives
+      first = false;
+    }
+    if (e.has_token) res.tokens.push_back(e.token);
+    res.text += e.text;
+    bool keep = true;
+    if (on_chunk && (e.has_token || !e.text.empty()))
+      keep = on_chunk(StreamChunk{e.has_token ? e.token : (res.tokens.empty() ? -1 : res.tokens.back()), e.text});
+    if (e.finished) {
+      res.finish = e.finish;
+      done = true;
+    }
+    return keep;
+  });
+  while (!done) {
+    if (!step()) wait_for_work(0.01);
+  }
+  res.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
+  res.generate_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+  return res;
+}
+
+}  // namespace tern

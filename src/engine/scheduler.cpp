@@ -1,0 +1,122 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace tern {
+namespace {
+
+void insert_ordered(std::vector<Sequence*>& q, Sequence* s) {
+  q.insert(std::upper_bound(q.begin(), q.end(), s, [](const Sequence* a, const Sequence* b) { return a->before(*b); }), s);
+}
+
+bool erase_from(std::vector<Sequence*>& q, Sequence* s) {
+  const auto it = std::find(q.begin(), q.end(), s);
+  if (it == q.end()) return false;
+  q.erase(it);
+  return true;
+}
+
+}  // namespace
+
+Scheduler::Scheduler(const SchedulerConfig& config, kv::KvCache& kv) : config_(config), kv_(kv) {
+  TERN_CHECK(config.max_batch_tokens > 0, "scheduler: max_batch_tokens {}", config.max_batch_tokens);
+  TERN_CHECK(config.max_running > 0, "scheduler: max_running {}", config.max_running);
+}
+
+void Scheduler::add(Sequence* s) {
+  TERN_CHECK(s->n_tokens() > 0 && s->n_computed == 0 && s->kv.blocks.empty(), "scheduler: sequence {} added twice",
+             s->id);
+  enqueue_waiting(s);
+}
+
+void Scheduler::enqueue_waiting(Sequence* s) {
+  s->state = SeqState::Waiting;
+  insert_ordered(waiting_, s);
+}
+
+void Scheduler::remove(Sequence* s) {
+  if (!erase_from(running_, s)) erase_from(waiting_, s);
+  kv_.free(s->kv);
+  s->state = SeqState::Finished;
+}
+
+void Scheduler::preempt(Sequence* s) {
+  erase_from(running_, s);
+  kv_.free(s->kv);
+  s->n_computed = 0;
+  ++s->n_preempted;
+  ++stats_.preemptions;
+  enqueue_waiting(s);
+}
+
+StepPlan Scheduler::schedule() {
+  StepPlan plan;
+  int32_t budget = config_.max_batch_tokens;
+  bool preempted = false;
+
+  // Running sequences, highest priority first: a decode token each, or their prompt's next chunk.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence* s = running_[i];
+    const int32_t n = std::min(s->n_tokens() - s->n_computed, budget);
+    bool ok = kv_.grow(s->kv, s->n_computed + n, plan.copies);
+    while (!ok) {
+      // Out of blocks: recompute the lowest-priority sequence later (possibly this one).
+      Sequence* victim = running_.back();
+      preempt(victim);
+      preempted = true;
+      if (victim == s) break;
+      ok = kv_.grow(s->kv, s->n_computed + n, plan.copies);
+    }
+    if (!ok) break;  // `s` was the last running sequence and is waiting again
+    plan.chunks.push_back({s, n, s->n_computed + n == s->n_tokens()});
+    budget -= n;
+    ++i;
+  }
+
+  // Waiting sequences in priority order, as much of each prompt as the budget leaves. None is
+  // admitted in a step that had to preempt: the cache is full.
+  while (!preempted && budget > 0 && !waiting_.empty() &&
+         static_cast<int32_t>(running_.size()) < config_.max_running) {
+    Sequence* s = waiting_.front();
+    if (s->n_computed == 0 && s->kv.blocks.empty() && config_.prefix_caching) {
+      s->n_computed = kv_.match_prefix(s->kv, s->tokens);
+      if (s->n_preempted == 0) s->n_cached_prompt = s->n_computed;
+    }
+    const int32_t n = std::min(s->n_tokens() - s->n_computed, budget);
+    const int32_t reserve = running_.empty() ? 0 : config_.watermark_blocks;
+    if (kv_.blocks_needed(s->kv, s->n_computed + n) + reserve > kv_.pool().n_free() ||
+        !kv_.grow(s->kv, s->n_computed + n, plan.copies)) {
+      kv_.free(s->kv);  // give back a prefix hit; it stays cached for the next try
+      s->n_computed = 0;
+      break;
+    }
+    waiting_.erase(waiting_.begin());
+    if (s->n_preempted == 0) {
+      stats_.prefix_query_tokens += s->n_prompt;
+      stats_.prefix_hit_tokens += s->n_cached_prompt;
+    }
+    s->state = SeqState::Running;
+    insert_ordered(running_, s);
+    plan.chunks.push_back({s, n, s->n_computed + n == s->n_tokens()});
+    budget -= n;
+  }
+  plan.n_tokens = config_.max_batch_tokens - budget;
+  return plan;
+}
+
+void Scheduler::update(const StepPlan& plan, std::span<const int32_t> sampled) {
+  TERN_CHECK(sampled.size() == plan.chunks.size(), "scheduler: {} sampled tokens for {} chunks", sampled.size(),
+             plan.chunks.size());
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
+    Sequence* s = c.seq;
+    s->n_computed += c.n_tokens;
+    if (config_.prefix_caching) kv_.publish(s->kv, s->tokens, s->n_computed);
+    if (c.sample) s->tokens.push_back(sampled[i]);
+  }
+  ++stats_.steps;
+}
+
+}  // namespace tern
