@@ -21,6 +21,9 @@ struct EngineConfig {
   // KV cache budget in bytes, allocated once as a pool of 16-token blocks shared by all requests.
   // 0: room for one full context (n_ctx tokens). It must hold at least one full context.
   size_t kv_memory = 0;
+  // With kv_memory 0 and this > 0: this fraction of the memory available now (MemAvailable), at
+  // least one context and at most max_running contexts.
+  double kv_memory_fraction = 0;
   int max_running = 256;        // sequences batched together at most
   bool prefix_caching = true;   // requests sharing a prompt prefix share its KV blocks
   std::string backend = "cpu";  // "cpu" or "ref" (the scalar oracle; slow)

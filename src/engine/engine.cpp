@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 
 #include "backends/cpu/cpu_backend.h"
 #include "core/error.h"
@@ -28,6 +29,21 @@ std::string_view finish_reason_name(FinishReason r) {
   }
   return "?";
 }
+
+namespace {
+
+// MemAvailable from /proc/meminfo, in bytes (0 if unknown).
+size_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  size_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+}  // namespace
 
 void Engine::Impl::check_prompt(std::span<const int32_t> ids) const {
   TERN_CHECK(!ids.empty(), "the prompt is empty");
@@ -101,7 +117,12 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
   const int ctx_blocks = static_cast<int>((n_ctx + block_size - 1) / block_size);
   const size_t block_bytes = static_cast<size_t>(2) * mi.n_layer * mi.n_kv_head * mi.head_dim * sizeof(uint16_t) * block_size;
   int64_t n_blocks = ctx_blocks;
-  if (config.kv_memory > 0) {
+  if (config.kv_memory == 0 && config.kv_memory_fraction > 0) {
+    TERN_CHECK(config.kv_memory_fraction <= 1, "the KV memory fraction must be in (0, 1], got {}", config.kv_memory_fraction);
+    const auto budget = static_cast<int64_t>(config.kv_memory_fraction * static_cast<double>(available_memory()));
+    n_blocks = std::clamp<int64_t>(budget / static_cast<int64_t>(block_bytes), ctx_blocks,
+                                   static_cast<int64_t>(ctx_blocks) * std::max(config.max_running, 1));
+  } else if (config.kv_memory > 0) {
     n_blocks = static_cast<int64_t>(config.kv_memory / block_bytes);
     TERN_CHECK(n_blocks >= ctx_blocks, "--kv-memory {} MiB holds {} tokens, less than one context of {} ({} MiB)",
                config.kv_memory >> 20, n_blocks * block_size, n_ctx, (ctx_blocks * block_bytes + (1 << 20) - 1) >> 20);

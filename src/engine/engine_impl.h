@@ -30,6 +30,7 @@ struct Request {
   StopMatcher stops;
   Detokenizer detok;
   std::vector<TokenLogprob> top;  // scratch for the current token's alternatives
+  int32_t n_emitted = 0;          // tokens delivered to the sink (an end-of-generation token is not)
 
   Request(RequestId i, GenerateRequest p, EventSink s, const Tokenizer& tok)
       : id(i), params(std::move(p)), sink(std::move(s)), sampler(params.sampling), stops(params.stop), detok(tok) {}

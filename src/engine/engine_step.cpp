@@ -82,7 +82,7 @@ void Engine::Impl::finish(Request& r, FinishReason why, bool notify) {
                    .finish = why,
                    .prompt_tokens = r.seq.n_prompt,
                    .cached_prompt_tokens = r.seq.n_cached_prompt,
-                   .generated_tokens = static_cast<int32_t>(r.detok.n_tokens())};
+                   .generated_tokens = r.n_emitted};
     r.sink(e);
   }
   ++requests_finished;
@@ -95,6 +95,7 @@ void Engine::Impl::deliver(Request& r, int32_t token, const float* row) {
   const GenerateRequest& p = r.params;
   if (!p.ignore_eos && tokenizer.is_eog(token)) return finish(r, FinishReason::Eos, true);
   ++generated_tokens;
+  ++r.n_emitted;
   RequestEvent e{.id = r.id, .has_token = true, .token = token};
   if (p.top_logprobs >= 0) {
     e.logprob = token_logprobs(std::span<const float>(row, static_cast<size_t>(summary.n_vocab)), token,
@@ -105,7 +106,7 @@ void Engine::Impl::deliver(Request& r, int32_t token, const float* row) {
   e.text = text;
   e.prompt_tokens = r.seq.n_prompt;
   e.cached_prompt_tokens = r.seq.n_cached_prompt;
-  e.generated_tokens = r.seq.n_generated();
+  e.generated_tokens = r.n_emitted;
   if (r.sink && !r.sink(e)) return finish(r, FinishReason::Cancelled, true);
   if (r.stops.stopped()) return finish(r, FinishReason::Stop, true);
   if (r.seq.n_generated() >= p.max_tokens) return finish(r, FinishReason::Length, true);

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "core/tensor.h"
 
@@ -21,10 +20,13 @@ struct KvStorageConfig {
 class KvStorage {
  public:
   explicit KvStorage(const KvStorageConfig& c);
+  ~KvStorage();
+  KvStorage(const KvStorage&) = delete;
+  KvStorage& operator=(const KvStorage&) = delete;
   const KvStorageConfig& config() const { return config_; }
   TensorView k(int layer) const { return view(layer, 0); }
   TensorView v(int layer) const { return view(layer, 1); }
-  size_t bytes() const { return data_.size(); }
+  size_t bytes() const { return bytes_; }
   // Copies slots [0, n_slots) of block `src` to block `dst` in every layer's K and V (copy-on-write).
   void copy_block(int32_t src, int32_t dst, int32_t n_slots);
 
@@ -32,7 +34,10 @@ class KvStorage {
   TensorView view(int layer, int which) const;
   KvStorageConfig config_;
   size_t tensor_bytes_ = 0;
-  mutable std::vector<uint8_t> data_;
+  // Anonymous mapping: zero pages, committed when first written, so a large budget costs memory
+  // only as far as it is used.
+  uint8_t* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 }  // namespace tern

@@ -36,5 +36,6 @@ void register_chat(CLI::App& app);
 void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace tern::cli

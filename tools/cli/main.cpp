@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   tern::cli::register_info(app);
   tern::cli::register_bench(app);
   tern::cli::register_quantize(app);
+  tern::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
