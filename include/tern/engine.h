@@ -93,7 +93,8 @@ using EventSink = std::function<bool(const RequestEvent&)>;
 struct EngineMetrics {
   int64_t running = 0, waiting = 0;
   int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0, kv_block_size = 0;
-  int64_t kv_tokens_held = 0;  // tokens whose keys and values the running sequences hold
+  int64_t kv_tokens_held = 0;     // token slots written in the referenced blocks (a shared block counts once)
+  int64_t kv_tokens_logical = 0;  // tokens the sequences hold, each counting its shared prefix
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
   int64_t preemptions = 0, steps = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;  // totals, computed prompt tokens (hits excluded)

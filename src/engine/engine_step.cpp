@@ -122,7 +122,21 @@ void Engine::Impl::publish_metrics() {
   x.kv_blocks_used = kv->pool().n_used();
   x.kv_blocks_cached = kv->pool().n_cached();
   x.kv_block_size = kv->block_size();
-  for (const auto& [id, r] : active) x.kv_tokens_held += r->seq.kv.n_slots;
+  // Tokens held: each referenced block counted once (a shared prefix block is stored once), filled
+  // as far as its fullest owner has written it.
+  std::vector<int32_t>& fill = kv_fill_scratch;
+  fill.assign(static_cast<size_t>(kv->pool().n_blocks()), 0);
+  const int32_t bs = kv->block_size();
+  for (const auto& [id, r] : active) {
+    const kv::SeqBlocks& sb = r->seq.kv;
+    x.kv_tokens_logical += sb.n_slots;
+    for (size_t i = 0; i < sb.blocks.size(); ++i) {
+      const int32_t n = std::min(bs, sb.n_slots - static_cast<int32_t>(i) * bs);
+      int32_t& f = fill[static_cast<size_t>(sb.blocks[i])];
+      f = std::max(f, n);
+    }
+  }
+  for (int32_t f : fill) x.kv_tokens_held += f;
   const auto& st = scheduler->stats();
   x.prefix_query_tokens = st.prefix_query_tokens;
   x.prefix_hit_tokens = st.prefix_hit_tokens;

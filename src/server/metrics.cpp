@@ -62,7 +62,10 @@ std::string ServerMetrics::render(const EngineMetrics& e, int64_t in_flight) con
   gauge("tern_kv_blocks_cached", "KV cache blocks holding a prefix-cache entry (used or free).",
         static_cast<double>(e.kv_blocks_cached));
   gauge("tern_kv_block_size", "Token slots per KV cache block.", static_cast<double>(e.kv_block_size));
-  gauge("tern_kv_tokens_held", "Tokens whose keys and values the sequences hold.", static_cast<double>(e.kv_tokens_held));
+  gauge("tern_kv_tokens_held", "Token slots written in the referenced KV blocks (a shared block counts once).",
+        static_cast<double>(e.kv_tokens_held));
+  gauge("tern_kv_tokens_logical", "Tokens the sequences hold, each counting its shared prefix (above held: sharing).",
+        static_cast<double>(e.kv_tokens_logical));
   gauge("tern_kv_slots_allocated", "Token slots in the blocks the sequences hold (paging waste = this minus tokens held).",
         static_cast<double>(e.kv_blocks_used * e.kv_block_size));
   counter("tern_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.",

@@ -52,6 +52,7 @@ void info(const std::string& path, bool all_tensors, int ctx) {
   const double kv = 2.0 * n_layer * n_kv * head_dim * n_ctx * 2;
   fmt::print("\nmemory estimate at context {}: weights {} + KV cache (f16) {} = {}\n", n_ctx, human(static_cast<double>(total)),
              human(kv), human(static_cast<double>(total) + kv));
+  fmt::print("KV cache per token (f16): {} bytes\n", 2 * 2 * n_layer * n_kv * head_dim);
 }
 
 }  // namespace
