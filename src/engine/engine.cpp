@@ -113,7 +113,8 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
              config.model_path, impl->tokenizer.n_vocab(), mi.n_vocab);
   const int64_t n_ctx = config.n_ctx > 0 ? config.n_ctx : std::min<int64_t>(mi.n_ctx_train, 4096);
   TERN_CHECK(n_ctx <= (int64_t{1} << 20), "context size {} is too large", n_ctx);
-  const int block_size = 16;
+  const int block_size = config.kv_block_size;
+  TERN_CHECK(block_size >= 1 && block_size <= 256, "the KV block size must be in 1..256, got {}", block_size);
   const int ctx_blocks = static_cast<int>((n_ctx + block_size - 1) / block_size);
   const size_t block_bytes = static_cast<size_t>(2) * mi.n_layer * mi.n_kv_head * mi.head_dim * sizeof(uint16_t) * block_size;
   int64_t n_blocks = ctx_blocks;

@@ -21,6 +21,7 @@ struct ServeOptions {
   std::string model_id;
   std::string kv_memory;
   int max_running = 64;
+  int kv_block_size = 8;
   int max_queue = 64;
   std::string max_body = "8M";
   double drain_timeout = 30;
@@ -58,6 +59,7 @@ void serve(const ServeOptions& o) {
   EngineConfig ec = o.model.engine_config();
   ec.max_running = o.max_running;
   ec.prefix_caching = !o.no_prefix_cache;
+  ec.kv_block_size = o.kv_block_size;
   if (!o.kv_memory.empty()) ec.kv_memory = parse_size(o.kv_memory, "--kv-memory");
   else ec.kv_memory_fraction = 0.1;
   auto engine = Engine::load(ec);
@@ -102,6 +104,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' on /v1/* (health and metrics stay open)");
   cmd->add_option("--model-id", o->model_id, "the model's id in the API (default: the file name without .gguf)");
   cmd->add_option("--kv-memory", o->kv_memory, "KV cache size, e.g. 2G (default: 10% of available memory)");
+  cmd->add_option("--kv-block-size", o->kv_block_size, "token slots per KV cache block")->check(CLI::Range(1, 256));
   cmd->add_option("--max-running", o->max_running, "sequences decoded together at most")->check(CLI::Range(1, 4096));
   cmd->add_option("--max-queue", o->max_queue, "requests waiting beyond the running ones before 429")
       ->check(CLI::Range(0, 1 << 20));
