@@ -130,9 +130,10 @@ def test_batch_invariance_among_31_others(server):
 
 def test_cancelled_stream_frees_its_blocks(server):
     server.wait_for_metric("tern_kv_blocks_used", 0)
+    generated_before = server.metrics()["tern_generation_tokens_total"]
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.request("POST", "/v1/completions", body=json.dumps(
-        {"prompt": "Count to one thousand:", "max_tokens": 1500, "ignore_eos": True, "stream": True}),
+        {"prompt": "Count to one thousand:", "max_tokens": 2000, "ignore_eos": True, "stream": True}),
         headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
     assert resp.status == 200
@@ -141,10 +142,12 @@ def test_cancelled_stream_frees_its_blocks(server):
     assert server.metrics()["tern_kv_blocks_used"] > 0
     conn.sock.close()
     conn.close()
-    t0 = time.time()
-    m = server.wait_for_metric("tern_kv_blocks_used", 0, timeout=1.0)
-    assert m["tern_kv_blocks_used"] == 0, f"blocks still held {time.time() - t0:.2f}s after the disconnect"
+    # The blocks come back within a fraction of a second (a few seconds allowed for a loaded machine);
+    # the request was cancelled, not run to its 2000 tokens.
+    m = server.wait_for_metric("tern_kv_blocks_used", 0, timeout=5.0)
+    assert m["tern_kv_blocks_used"] == 0
     assert m["tern_requests_running"] == 0
+    assert m["tern_generation_tokens_total"] - generated_before < 1000
 
 
 BAD_REQUESTS = [
