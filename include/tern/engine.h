@@ -156,6 +156,9 @@ class Engine {
   // One scheduler iteration: admits queued requests, runs one forward pass over every scheduled
   // sequence, samples, and delivers events. Returns false when there was nothing to run.
   bool step();
+  // Ends every request, queued or running, as cancelled (their sinks hear the end): what a server
+  // does when a step failed and the batch's state can no longer be trusted.
+  void abort_all();
   // Blocks until a request or cancellation is queued, or `seconds` pass.
   void wait_for_work(double seconds);
   EngineMetrics metrics() const;

@@ -43,6 +43,15 @@ void Engine::wait_for_work(double seconds) {
                       [&] { return !m.inbox.empty() || !m.cancelled.empty(); });
 }
 
+void Engine::abort_all() {
+  Impl& m = *impl_;
+  m.admit_inbox();
+  std::vector<RequestId> ids;
+  for (const auto& [id, r] : m.active) ids.push_back(id);
+  for (RequestId id : ids) m.finish(*m.active.at(id), FinishReason::Cancelled, true);
+  m.publish_metrics();
+}
+
 EngineMetrics Engine::metrics() const {
   std::lock_guard lock(impl_->inbox_mutex);
   return impl_->metrics;

@@ -93,7 +93,13 @@ struct Server::Impl {
       try {
         if (!engine.step()) engine.wait_for_work(0.05);
       } catch (const std::exception& e) {
-        log(LogLevel::Error, "engine step failed: {}", e.what());
+        // The batch's state is not to be trusted: end every request rather than leave clients waiting.
+        log(LogLevel::Error, "engine step failed, cancelling every request: {}", e.what());
+        try {
+          engine.abort_all();
+        } catch (const std::exception& e2) {
+          log(LogLevel::Error, "cancelling after a failed step failed too: {}", e2.what());
+        }
       }
     }
   }

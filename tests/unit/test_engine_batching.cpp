@@ -156,3 +156,35 @@ TEST_F(EngineBatching, PreemptionByRecomputeGivesTheSameTokens) {
 
 }  // namespace
 }  // namespace tern
+
+namespace tern {
+namespace {
+
+// abort_all ends queued and running requests alike, every sink hears it, and no block stays held.
+TEST_F(EngineBatching, AbortAllEndsEveryRequest) {
+  auto e = Engine::load(config());
+  int finished = 0;
+  for (int i = 0; i < 4; ++i)
+    e->submit(reqs_[static_cast<size_t>(i)], [&](const RequestEvent& ev) {
+      if (ev.finished) {
+        EXPECT_EQ(ev.finish, FinishReason::Cancelled);
+        ++finished;
+      }
+      return true;
+    });
+  e->step();
+  e->step();
+  e->submit(reqs_[4], [&](const RequestEvent& ev) {
+    finished += ev.finished;
+    return true;
+  });
+  e->abort_all();
+  EXPECT_EQ(finished, 5);
+  const EngineMetrics m = e->metrics();
+  EXPECT_EQ(m.kv_blocks_used, 0);
+  EXPECT_EQ(m.running + m.waiting, 0);
+  EXPECT_FALSE(e->step());
+}
+
+}  // namespace
+}  // namespace tern
