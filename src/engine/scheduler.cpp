@@ -51,6 +51,23 @@ void Scheduler::preempt(Sequence* s) {
   enqueue_waiting(s);
 }
 
+// True when a running sequence is still computing full blocks of a prompt that `s` starts with:
+// admitted now, `s` would compute the same keys and values again; a few steps later it finds them in
+// the prefix cache.
+bool Scheduler::awaits_shared_prefill(const Sequence& s) const {
+  if (!config_.prefix_caching || s.n_computed > 0) return false;
+  const int32_t bs = kv_.block_size();
+  for (const Sequence* r : running_) {
+    if (r->n_computed >= r->n_prompt) continue;  // not prefilling
+    const int32_t limit = std::min(r->n_prompt, s.n_tokens() - 1);
+    int32_t common = 0;
+    while (common < limit && r->tokens[static_cast<size_t>(common)] == s.tokens[static_cast<size_t>(common)]) ++common;
+    const int32_t shared_blocks_end = common / bs * bs;
+    if (shared_blocks_end > 0 && r->n_computed < shared_blocks_end) return true;
+  }
+  return false;
+}
+
 StepPlan Scheduler::schedule() {
   StepPlan plan;
   int32_t budget = config_.max_batch_tokens;
@@ -77,9 +94,13 @@ StepPlan Scheduler::schedule() {
 
   // Waiting sequences in priority order, as much of each prompt as the budget leaves. None is
   // admitted in a step that had to preempt: the cache is full.
-  while (!preempted && budget > 0 && !waiting_.empty() &&
-         static_cast<int32_t>(running_.size()) < config_.max_running) {
-    Sequence* s = waiting_.front();
+  for (size_t wi = 0; !preempted && budget > 0 && wi < waiting_.size() &&
+                      static_cast<int32_t>(running_.size()) < config_.max_running;) {
+    Sequence* s = waiting_[wi];
+    if (awaits_shared_prefill(*s)) {
+      ++wi;  // later; the ones behind it may go now
+      continue;
+    }
     if (s->n_computed == 0 && s->kv.blocks.empty() && config_.prefix_caching) {
       s->n_computed = kv_.match_prefix(s->kv, s->tokens);
       if (s->n_preempted == 0) s->n_cached_prompt = s->n_computed;
@@ -92,7 +113,7 @@ StepPlan Scheduler::schedule() {
       s->n_computed = 0;
       break;
     }
-    waiting_.erase(waiting_.begin());
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(wi));
     if (s->n_preempted == 0) {
       stats_.prefix_query_tokens += s->n_prompt;
       stats_.prefix_hit_tokens += s->n_cached_prompt;

@@ -4,9 +4,12 @@
 // schedule(): running sequences first, in priority order (decodes, and the next chunk of a prompt
 // whose prefill was chunked), then waiting ones (new requests, preempted ones) for as much of their
 // prompt as the budget leaves (chunked prefill). A new sequence first shares whatever prefix of its
-// tokens the prefix cache holds. When the cache has no block for a running sequence, the
-// lowest-priority running sequence is preempted by recompute: its blocks are released (its full
-// blocks stay cached, so recompute is often a prefix hit) and it waits again at its priority.
+// tokens the prefix cache holds; one whose prompt starts like a prompt still being prefilled waits
+// until those blocks are computed and published instead of computing them a second time (requests
+// with a common system prompt arriving together, `n` choices of one prompt). When the cache has no
+// block for a running sequence, the lowest-priority running sequence is preempted by recompute: its
+// blocks are released (its full blocks stay cached, so recompute is often a prefix hit) and it waits
+// again at its priority.
 // update(): after the forward pass, advances each scheduled sequence, appends the sampled tokens
 // and publishes newly full blocks to the prefix cache.
 #pragma once
@@ -70,6 +73,7 @@ class Scheduler {
  private:
   void enqueue_waiting(Sequence* s);
   void preempt(Sequence* s);
+  bool awaits_shared_prefill(const Sequence& s) const;
 
   SchedulerConfig config_;
   kv::KvCache& kv_;

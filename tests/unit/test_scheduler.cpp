@@ -108,6 +108,30 @@ TEST(Scheduler, SharedPromptIsAPrefixHit) {
   EXPECT_EQ(h.sched.stats().prefix_query_tokens, 42);
 }
 
+// Requests with a common prompt arriving together: the first computes it, the others wait for its
+// blocks and find them cached; a request behind them with another prompt is not held up.
+TEST(Scheduler, CommonPromptIsComputedOnce) {
+  Harness h(64, 4, {.max_batch_tokens = 12});
+  const auto prompt = tokens(30, 5);
+  Sequence* a = h.add(prompt, 2);
+  Sequence* b = h.add(prompt, 2);
+  Sequence* other = h.add(tokens(6, 9), 2);
+  StepPlan p = h.step();
+  ASSERT_EQ(p.chunks.size(), 1u);  // a's first 12 tokens fill the budget; b waits
+  EXPECT_EQ(p.chunks[0].seq, a);
+  p = h.step();
+  ASSERT_EQ(p.chunks.size(), 1u);
+  EXPECT_EQ(b->state, SeqState::Waiting);
+  p = h.step();  // a's last 6 tokens; b still waits for a's blocks, `other` takes the rest of the budget
+  ASSERT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(p.chunks[1].seq, other);
+  p = h.step();  // a decodes; b is admitted with every full block of the prompt cached
+  EXPECT_EQ(b->n_cached_prompt, 28);
+  h.run_to_end();
+  EXPECT_EQ(b->n_generated(), 2);
+  EXPECT_EQ(h.sched.stats().prefix_hit_tokens, 28);
+}
+
 TEST(Scheduler, PriorityOrdersTheWaitingQueue) {
   Harness h(64, 4, {.max_batch_tokens = 8, .max_running = 1});
   Sequence* low = h.add(tokens(4, 1), 1, /*priority=*/5);
