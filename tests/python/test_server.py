@@ -323,6 +323,8 @@ def test_queue_full_answers_429(default_model):
             conns.append(conn)
         resp = conns[0].getresponse()
         resp.fp.readline()
+        # Both hold their admission slots before the third arrives.
+        assert s.wait_for_metric("tern_http_requests_in_flight", 2, timeout=30)["tern_http_requests_in_flight"] == 2
         status, r = s.post("/v1/completions", {"prompt": "one more", "max_tokens": 2})
         assert status == 429
         assert r["error"]["type"] == "rate_limit_error"
