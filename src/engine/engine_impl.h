@@ -60,7 +60,9 @@ struct Engine::Impl {
   std::unordered_map<RequestId, std::unique_ptr<Request>> active;  // owned by the step thread
   EngineMetrics metrics;  // published under inbox_mutex after every step
   int64_t prompt_tokens_computed = 0, generated_tokens = 0, requests_finished = 0;
-  std::vector<int32_t> kv_fill_scratch;  // publish_metrics: tokens per block
+  std::vector<int32_t> kv_fill;  // publish_metrics: tokens written per block (all zero between calls)
+  std::vector<int32_t> sampled;            // step(): token sampled per chunk
+  std::vector<const float*> sampled_rows;  // step(): its logits row
 
   Impl(gguf::File f, const EngineConfig& c) : file(std::move(f)), tokenizer(Tokenizer::from_gguf(file)), config(c) {}
 

@@ -133,19 +133,20 @@ void Engine::Impl::publish_metrics() {
   x.kv_block_size = kv->block_size();
   // Tokens held: each referenced block counted once (a shared prefix block is stored once), filled
   // as far as its fullest owner has written it.
-  std::vector<int32_t>& fill = kv_fill_scratch;
-  fill.assign(static_cast<size_t>(kv->pool().n_blocks()), 0);
+  // Work is proportional to the blocks held, not to the pool: `kv_fill` is all zero between calls.
+  kv_fill.resize(static_cast<size_t>(kv->pool().n_blocks()), 0);
   const int32_t bs = kv->block_size();
   for (const auto& [id, r] : active) {
     const kv::SeqBlocks& sb = r->seq.kv;
     x.kv_tokens_logical += sb.n_slots;
     for (size_t i = 0; i < sb.blocks.size(); ++i) {
       const int32_t n = std::min(bs, sb.n_slots - static_cast<int32_t>(i) * bs);
-      int32_t& f = fill[static_cast<size_t>(sb.blocks[i])];
-      f = std::max(f, n);
+      int32_t& f = kv_fill[static_cast<size_t>(sb.blocks[i])];
+      if (n > f) x.kv_tokens_held += n - f, f = n;
     }
   }
-  for (int32_t f : fill) x.kv_tokens_held += f;
+  for (const auto& [id, r] : active)
+    for (int32_t b : r->seq.kv.blocks) kv_fill[static_cast<size_t>(b)] = 0;
   const auto& st = scheduler->stats();
   x.prefix_query_tokens = st.prefix_query_tokens;
   x.prefix_hit_tokens = st.prefix_hit_tokens;
@@ -162,7 +163,7 @@ void Engine::Impl::publish_metrics() {
 bool Engine::step() {
   Impl& m = *impl_;
   m.admit_inbox();
-  const StepPlan plan = m.scheduler->schedule();
+  const StepPlan& plan = m.scheduler->schedule();
   if (plan.empty()) {
     m.publish_metrics();
     return false;
@@ -190,8 +191,10 @@ bool Engine::step() {
   m.model->forward(b, *m.kv_storage, m.logits.data());
 
   // Sample each sequence that reached its end, from its own logits row.
-  std::vector<int32_t> sampled(plan.chunks.size(), -1);
-  std::vector<const float*> rows(plan.chunks.size(), nullptr);
+  std::vector<int32_t>& sampled = m.sampled;
+  std::vector<const float*>& rows = m.sampled_rows;
+  sampled.assign(plan.chunks.size(), -1);
+  rows.assign(plan.chunks.size(), nullptr);
   size_t r = 0;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];

@@ -68,8 +68,10 @@ bool Scheduler::awaits_shared_prefill(const Sequence& s) const {
   return false;
 }
 
-StepPlan Scheduler::schedule() {
-  StepPlan plan;
+const StepPlan& Scheduler::schedule() {
+  StepPlan& plan = plan_;
+  plan.chunks.clear();
+  plan.copies.clear();
   int32_t budget = config_.max_batch_tokens;
   bool preempted = false;
 

@@ -61,7 +61,9 @@ class Scheduler {
   void add(Sequence* s);
   // Drops a sequence wherever it is (finished or cancelled) and returns its blocks.
   void remove(Sequence* s);
-  StepPlan schedule();
+  // The plan lives in the scheduler and is rebuilt in place each step (no allocation once warm);
+  // it stays valid until the next schedule().
+  const StepPlan& schedule();
   // `sampled[i]` is the token sampled for plan.chunks[i] (ignored where it does not sample).
   void update(const StepPlan& plan, std::span<const int32_t> sampled);
 
@@ -79,6 +81,7 @@ class Scheduler {
   kv::KvCache& kv_;
   std::vector<Sequence*> waiting_;  // in priority order
   std::vector<Sequence*> running_;  // in priority order
+  StepPlan plan_;
   SchedulerStats stats_;
 };
 
