@@ -67,14 +67,8 @@ void Engine::Impl::run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, i
   TERN_CHECK(kv->grow(s, pos0 + static_cast<int32_t>(ids.size()), copies), "the KV cache is too small for {} tokens",
              pos0 + ids.size());
   batch.clear();
-  batch.seqs.push_back({s.blocks.data(), static_cast<int32_t>(s.blocks.size())});
-  for (size_t i = 0; i < ids.size(); ++i) {
-    batch.tokens.push_back(ids[i]);
-    batch.positions.push_back(pos0 + static_cast<int32_t>(i));
-    batch.token_seq.push_back(0);
-    if (all_logits) batch.logit_rows.push_back(static_cast<int32_t>(i));
-  }
-  if (!all_logits) batch.logit_rows.push_back(static_cast<int32_t>(ids.size()) - 1);
+  batch.add({s.blocks.data(), static_cast<int32_t>(s.blocks.size())}, ids, pos0);
+  for (size_t i = all_logits ? 0 : ids.size() - 1; i < ids.size(); ++i) batch.logit_rows.push_back(static_cast<int32_t>(i));
   model->forward(batch, *kv_storage, out);
 }
 

@@ -176,13 +176,8 @@ bool Engine::step() {
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const Sequence& s = *c.seq;
-    b.seqs.push_back({s.kv.blocks.data(), static_cast<int32_t>(s.kv.blocks.size())});
-    for (int32_t j = 0; j < c.n_tokens; ++j) {
-      const int32_t pos = s.n_computed + j;
-      b.tokens.push_back(s.tokens[static_cast<size_t>(pos)]);
-      b.positions.push_back(pos);
-      b.token_seq.push_back(static_cast<int32_t>(i));
-    }
+    b.add({s.kv.blocks.data(), static_cast<int32_t>(s.kv.blocks.size())},
+          std::span(s.tokens).subspan(static_cast<size_t>(s.n_computed), static_cast<size_t>(c.n_tokens)), s.n_computed);
     if (c.sample) b.logit_rows.push_back(static_cast<int32_t>(b.tokens.size()) - 1);
     if (s.n_computed < s.n_prompt) m.prompt_tokens_computed += std::min(c.n_tokens, s.n_prompt - s.n_computed);
   }

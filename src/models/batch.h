@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "ops/ops.h"
@@ -18,6 +19,17 @@ struct Batch {
   std::vector<int32_t> logit_rows;   // token indices whose logits are returned, in this order
 
   int64_t size() const { return static_cast<int64_t>(tokens.size()); }
+  // Appends a sequence's consecutive tokens at positions pos0, pos0 + 1, ...; returns its index.
+  int32_t add(const KvSeq& seq, std::span<const int32_t> ids, int32_t pos0) {
+    const auto s = static_cast<int32_t>(seqs.size());
+    seqs.push_back(seq);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      tokens.push_back(ids[i]);
+      positions.push_back(pos0 + static_cast<int32_t>(i));
+      token_seq.push_back(s);
+    }
+    return s;
+  }
   void clear() {
     tokens.clear();
     positions.clear();

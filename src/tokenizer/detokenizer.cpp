@@ -58,7 +58,6 @@ std::string take_complete_utf8(std::string& bytes) {
 
 std::string Detokenizer::feed(int32_t id) {
   std::string piece = tok_->token_to_piece(id, render_special_);
-  ++n_tokens_;
   if (piece.empty()) return {};
   if (!seen_text_ && tok_->strips_leading_space() && !tok_->is_special(id) && piece[0] == ' ')
     piece.erase(0, 1);
@@ -72,7 +71,6 @@ std::string Detokenizer::flush() {
   if (!pending_.empty()) out += kReplacement;  // a character that never completed
   pending_.clear();
   seen_text_ = false;
-  n_tokens_ = 0;
   return out;
 }
 

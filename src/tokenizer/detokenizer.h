@@ -22,13 +22,11 @@ class Detokenizer {
   // End of stream: returns what is still held back (an incomplete tail becomes U+FFFD) and resets.
   std::string flush();
 
-  size_t n_tokens() const { return n_tokens_; }
 
  private:
   const Tokenizer* tok_;
   bool render_special_;
   bool seen_text_ = false;  // SPM strips one leading space from the first text piece only
-  size_t n_tokens_ = 0;
   std::string pending_;     // bytes of an incomplete trailing UTF-8 sequence
 };
 

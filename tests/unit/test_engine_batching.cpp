@@ -3,7 +3,8 @@
 // different steps, through chunked prefill, prefix-cache hits and preemption by recompute.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
+#include "model_files.h"
+
 #include <filesystem>
 #include <map>
 
@@ -12,11 +13,7 @@
 namespace tern {
 namespace {
 
-std::string model_path() {
-  const char* dir = std::getenv("TERN_MODELS");
-  const std::string d = dir && *dir ? dir : std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.cache/tern/models";
-  return d + "/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+std::string model_path() { return test_files::default_model_path(); }
 
 struct Output {
   std::vector<int32_t> tokens;
@@ -55,6 +52,16 @@ std::vector<GenerateRequest> make_requests(Engine& e) {
   return reqs;
 }
 
+// A sink that records a request's output into `o`.
+EventSink collect(Output& o) {
+  return [&o](const RequestEvent& ev) {
+    if (ev.has_token) o.tokens.push_back(ev.token), o.logprobs.push_back(ev.logprob);
+    o.text += ev.text;
+    if (ev.finished) o.finish = ev.finish;
+    return true;
+  };
+}
+
 EngineConfig config(size_t kv_memory = 0, bool prefix_caching = true) {
   return {.model_path = model_path(), .n_threads = 2, .n_ctx = 1024, .max_batch_tokens = 96, .kv_memory = kv_memory,
           .prefix_caching = prefix_caching};
@@ -65,12 +72,7 @@ std::vector<Output> run_alone(const std::vector<GenerateRequest>& reqs) {
   std::vector<Output> out(reqs.size());
   for (size_t i = 0; i < reqs.size(); ++i) {
     Output& o = out[i];
-    e->submit(reqs[i], [&](const RequestEvent& ev) {
-      if (ev.has_token) o.tokens.push_back(ev.token), o.logprobs.push_back(ev.logprob);
-      o.text += ev.text;
-      if (ev.finished) o.finish = ev.finish;
-      return true;
-    });
+    e->submit(reqs[i], collect(o));
     while (e->step()) {
     }
   }
@@ -92,12 +94,7 @@ std::pair<std::vector<Output>, EngineMetrics> run_together(const std::vector<Gen
     if (step % 2 == 0)
       for (size_t k = 0; (burst || k < 1 + static_cast<size_t>(step % 3)) && next < reqs.size(); ++k, ++next) {
         Output& o = out[next];
-        e->submit(reqs[next], [&o](const RequestEvent& ev) {
-          if (ev.has_token) o.tokens.push_back(ev.token), o.logprobs.push_back(ev.logprob);
-          o.text += ev.text;
-          if (ev.finished) o.finish = ev.finish;
-          return true;
-        });
+        e->submit(reqs[next], collect(o));
       }
     const bool ran = e->step();
     ++step;

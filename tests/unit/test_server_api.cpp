@@ -2,7 +2,8 @@
 // bad one is blamed on, and a fuzz loop over mutated bodies in which nothing but ApiError may escape.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
+#include "model_files.h"
+
 #include <filesystem>
 #include <random>
 
@@ -12,11 +13,7 @@
 namespace tern::server {
 namespace {
 
-std::string model_path() {
-  const char* dir = std::getenv("TERN_MODELS");
-  const std::string d = dir && *dir ? dir : std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.cache/tern/models";
-  return d + "/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+std::string model_path() { return test_files::default_model_path(); }
 
 class ServerApi : public ::testing::Test {
  protected:
