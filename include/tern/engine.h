@@ -13,6 +13,24 @@
 
 namespace tern {
 
+// Speculative decoding: a proposer drafts a sequence's next tokens and one forward pass of the model
+// verifies them all (exact rejection sampling, so outputs follow the model's distribution; greedy
+// outputs are identical token for token).
+struct SpeculativeConfig {
+  std::string method;       // "" (off), "ngram", "draft" or "layerskip"
+  std::string draft_model;  // "draft": a GGUF file with the model's vocabulary
+  int layers = 0;           // "layerskip": layers the draft runs (0: a third of the model's)
+  int ngram_min = 2, ngram_max = 4;  // "ngram": suffix lengths looked up, longest first
+  int k = 0;                // most tokens drafted per step; 0: 8 for ngram, 4 for the others
+  bool adaptive = true;     // each sequence's k follows its acceptance rate and the measured cost
+  // Speculate only while at most this many sequences run: in a bigger batch the forward pass is
+  // busy with arithmetic and drafts cost more than they save. 0: 4; -1: no limit.
+  int max_batch = 0;
+};
+// "ngram", "ngram:MIN-MAX", "layerskip", "layerskip:L" or "draft:FILE" (the CLI's --spec); throws
+// naming the fault.
+SpeculativeConfig parse_speculative(std::string_view spec);
+
 struct EngineConfig {
   std::string model_path;
   int n_threads = 0;            // 0: one per hardware thread
@@ -29,6 +47,7 @@ struct EngineConfig {
   double kv_memory_fraction = 0;
   int max_running = 256;        // sequences batched together at most
   bool prefix_caching = true;   // requests sharing a prompt prefix share its KV blocks
+  SpeculativeConfig speculative;
   std::string backend = "cpu";  // "cpu" or "ref" (the scalar oracle; slow)
   // F32 activations into every matmul. Default off: activations are rounded to 8-bit blocks (or F16)
   // before quantised matmuls, as llama.cpp does, so greedy outputs match the peer's.
@@ -102,6 +121,9 @@ struct EngineMetrics {
   int64_t preemptions = 0, steps = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;  // totals, computed prompt tokens (hits excluded)
   int64_t requests_finished = 0;
+  // Speculative decoding: verifying passes (one per sequence and step), tokens drafted, drafts
+  // accepted, and tokens those passes produced (accepted drafts plus one sampled token each).
+  int64_t spec_verify_passes = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0, spec_emitted_tokens = 0;
 };
 
 struct GenerateResult {
@@ -127,6 +149,9 @@ struct ModelSummary {
   size_t kv_bytes_per_token = 0;   // K and V of one position, all layers
   std::string backend;
   int n_threads = 0;
+  // Speculative decoding: what one drafted token costs, in decode steps (verifying it, measured at
+  // load, plus drafting it); 0 when off.
+  double spec_token_cost = 0;
 };
 
 class Engine {
@@ -175,6 +200,7 @@ class Engine {
   std::vector<float> logits(std::span<const int32_t> ids);
 
  private:
+  friend struct EngineTestAccess;  // tests that inspect the KV cache (tests/unit/test_spec.cpp)
   struct Impl;
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

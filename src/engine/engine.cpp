@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <charconv>
 #include <fstream>
 
 #include "backends/cpu/cpu_backend.h"
@@ -45,6 +46,45 @@ size_t available_memory() {
 
 }  // namespace
 
+namespace {
+// The most tokens drafted per step: --spec-k, else a default per method.
+int32_t spec_k_max(const SpeculativeConfig& sc) { return sc.k > 0 ? sc.k : (sc.method == "ngram" ? 8 : 4); }
+}  // namespace
+
+SpeculativeConfig parse_speculative(std::string_view spec) {
+  SpeculativeConfig c;
+  const size_t colon = spec.find(':');
+  const std::string_view method = spec.substr(0, colon);
+  const std::string_view arg = colon == std::string_view::npos ? std::string_view() : spec.substr(colon + 1);
+  // A positive integer filling all of `s`, or 0.
+  auto positive = [](std::string_view s) {
+    int v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc() && end == s.data() + s.size() && v > 0 ? v : 0;
+  };
+  if (method == "ngram") {
+    if (colon != std::string_view::npos) {
+      const size_t dash = arg.find('-');
+      c.ngram_min = positive(arg.substr(0, dash));
+      c.ngram_max = dash == std::string_view::npos ? 0 : positive(arg.substr(dash + 1));
+      TERN_CHECK(c.ngram_min > 0 && c.ngram_max >= c.ngram_min && c.ngram_max <= 64,
+                 "--spec ngram:MIN-MAX needs 1 <= MIN <= MAX <= 64, got '{}'", arg);
+    }
+  } else if (method == "layerskip") {
+    if (colon != std::string_view::npos) {
+      c.layers = positive(arg);
+      TERN_CHECK(c.layers > 0, "--spec layerskip:L needs a positive layer count, got '{}'", arg);
+    }
+  } else if (method == "draft") {
+    TERN_CHECK(!arg.empty(), "--spec draft:FILE needs the draft model's file");
+    c.draft_model = std::string(arg);
+  } else {
+    fail("unknown --spec '{}' (ngram, layerskip:L, draft:FILE)", spec);
+  }
+  c.method = std::string(method);
+  return c;
+}
+
 void Engine::Impl::check_prompt(std::span<const int32_t> ids) const {
   TERN_CHECK(!ids.empty(), "the prompt is empty");
   TERN_CHECK(static_cast<int64_t>(ids.size()) < summary.n_ctx,
@@ -70,6 +110,58 @@ void Engine::Impl::run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, i
   batch.add({s.blocks.data(), static_cast<int32_t>(s.blocks.size())}, ids, pos0);
   for (size_t i = all_logits ? 0 : ids.size() - 1; i < ids.size(); ++i) batch.logit_rows.push_back(static_cast<int32_t>(i));
   model->forward(batch, *kv_storage, out);
+}
+
+// Loads the proposer and measures what a drafted token costs the verifying pass on this machine: a
+// pass over 1 + k tokens (logits of all) against a one-token pass.
+void Engine::Impl::setup_speculation() {
+  const SpeculativeConfig& sc = config.speculative;
+  if (sc.method.empty()) return;
+  TERN_CHECK(sc.k >= 0 && sc.k <= 32, "speculative k must be in 0..32, got {}", sc.k);
+  TERN_CHECK(sc.max_batch >= -1, "speculative max_batch must be >= -1, got {}", sc.max_batch);
+  spec_k_max = tern::spec_k_max(sc);
+  spec_max_batch = sc.max_batch != 0 ? sc.max_batch : 4;
+  TERN_CHECK(spec_k_max + 1 <= config.max_batch_tokens, "speculative k {} needs a batch of at least {} tokens",
+             spec_k_max, spec_k_max + 1);
+  if (sc.method == "ngram") {
+    TERN_CHECK(sc.draft_model.empty() && sc.layers == 0, "--spec ngram takes no draft model or layer count");
+    proposer = spec::make_ngram_proposer({.max_ngram = sc.ngram_max, .min_ngram = sc.ngram_min});
+  } else if (sc.method == "layerskip") {
+    const int layers = sc.layers > 0 ? sc.layers : std::max(1, summary.n_layer / 3);
+    proposer = spec::make_layer_skip_proposer(*model, *kv_storage, layers, config.max_batch_tokens);
+  } else if (sc.method == "draft") {
+    const int32_t kv_tokens = kv->pool().n_blocks() * kv->block_size();
+    proposer = spec::make_draft_model_proposer({.path = sc.draft_model,
+                                                .n_vocab = summary.n_vocab,
+                                                .n_ctx = summary.n_ctx,
+                                                .kv_tokens = kv_tokens,
+                                                .kv_block_size = kv->block_size(),
+                                                .max_batch_tokens = config.max_batch_tokens,
+                                                .target_decode_bytes = summary.decode_weight_bytes},
+                                               *backend);
+  } else {
+    fail("unknown speculative method '{}' (ngram, layerskip, draft)", sc.method);
+  }
+  verifier = std::make_unique<spec::Verifier>(summary.n_vocab);
+  if (!sc.adaptive) return;
+  using clock = std::chrono::steady_clock;
+  const std::vector<int32_t> ids(static_cast<size_t>(spec_k_max + 1), 0);
+  logits.resize(static_cast<size_t>(summary.n_vocab) * ids.size());
+  auto best_of = [&](size_t n) {
+    double best = 1e30;
+    for (int rep = 0; rep < 4; ++rep) {
+      kv::SeqBlocks sb;
+      const auto t0 = clock::now();
+      run_private(sb, std::span(ids).first(n), 0, true, logits.data());
+      best = std::min(best, std::chrono::duration<double>(clock::now() - t0).count());
+      kv->free(sb);
+    }
+    return best;
+  };
+  const double one = best_of(1), many = best_of(ids.size());
+  const double verify_cost = std::max(0.0, (many - one) / (one * spec_k_max));
+  spec_cost = verify_cost + proposer->draft_cost();
+  summary.spec_token_cost = spec_cost;
 }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -135,7 +227,8 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
       SchedulerConfig{.max_batch_tokens = config.max_batch_tokens,
                       .max_running = config.max_running,
                       .prefix_caching = config.prefix_caching,
-                      .watermark_blocks = static_cast<int32_t>(n_blocks / 100)},
+                      .watermark_blocks = static_cast<int32_t>(n_blocks / 100),
+                      .lookahead_slots = config.speculative.method.empty() ? 0 : spec_k_max(config.speculative)},
       *impl->kv);
   impl->logits.resize(mi.n_vocab);
   impl->chat_template = std::string(impl->file.find_string("tokenizer.chat_template").value_or(""));
@@ -154,6 +247,7 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
   s.kv_bytes_per_token = block_bytes / block_size;
   s.backend = std::string(impl->backend->name());
   s.n_threads = config.n_threads > 0 ? config.n_threads : default_thread_count();
+  impl->setup_speculation();
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 

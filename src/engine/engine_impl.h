@@ -8,7 +8,10 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "engine/sampler.h"
+#include "sampling/sampler.h"
+#include "spec/draft_length.h"
+#include "spec/proposer.h"
+#include "spec/verifier.h"
 #include "engine/scheduler.h"
 #include "engine/stop_matcher.h"
 #include "formats/gguf/gguf.h"
@@ -31,9 +34,12 @@ struct Request {
   Detokenizer detok;
   std::vector<TokenLogprob> top;  // scratch for the current token's alternatives
   int32_t n_emitted = 0;          // tokens delivered to the sink (an end-of-generation token is not)
+  spec::DraftLength draft_length;  // speculative decoding: how many tokens to draft next
+  spec::Draft draft;               // this step's drafted tokens
 
-  Request(RequestId i, GenerateRequest p, EventSink s, const Tokenizer& tok)
-      : id(i), params(std::move(p)), sink(std::move(s)), sampler(params.sampling), stops(params.stop), detok(tok) {}
+  Request(RequestId i, GenerateRequest p, EventSink s, const Tokenizer& tok, spec::DraftLength dl)
+      : id(i), params(std::move(p)), sink(std::move(s)), sampler(params.sampling), stops(params.stop), detok(tok),
+        draft_length(dl) {}
 };
 
 struct Engine::Impl {
@@ -61,8 +67,23 @@ struct Engine::Impl {
   EngineMetrics metrics;  // published under inbox_mutex after every step
   int64_t prompt_tokens_computed = 0, generated_tokens = 0, requests_finished = 0;
   std::vector<int32_t> kv_fill;  // publish_metrics: tokens written per block (all zero between calls)
-  std::vector<int32_t> sampled;            // step(): token sampled per chunk
-  std::vector<const float*> sampled_rows;  // step(): its logits row
+  // Speculative decoding (none when config.speculative.method is empty).
+  std::unique_ptr<spec::Proposer> proposer;
+  std::unique_ptr<spec::Verifier> verifier;
+  int32_t spec_k_max = 0;
+  int32_t spec_max_batch = 0;  // speculate while at most this many sequences run (-1: always)
+  double spec_cost = 0;  // cost of one drafted token, in decode steps: verifying it plus drafting it
+  int64_t spec_verify_passes = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0, spec_emitted_tokens = 0;
+
+  // step() scratch, reused so that the loop does not allocate once warm.
+  StepOutput out;                      // tokens each chunk produced
+  std::vector<const float*> out_rows;  // the logits row each of them was sampled from
+  std::vector<spec::DraftRequest> draft_requests;
+  std::vector<int32_t> chunk_tokens;   // a speculative chunk: its decode token, then the drafts
+  std::vector<int32_t> history;        // the penalty window while verifying drafts
+  std::vector<float> row_copy;         // logits left unmodified for log-probabilities
+
+  void setup_speculation();
 
   Impl(gguf::File f, const EngineConfig& c) : file(std::move(f)), tokenizer(Tokenizer::from_gguf(file)), config(c) {}
 
@@ -75,6 +96,12 @@ struct Engine::Impl {
   void admit_inbox();
   void finish(Request& r, FinishReason why, bool notify);
   void deliver(Request& r, int32_t token, const float* row);
+  // Appends to `out` the tokens a speculative chunk produces: accepted drafts, then one sampled
+  // token; `rows` are the chunk's logits, one per token it ran.
+  void verify_drafts(Request& r, float* rows);
+  // The request's sampling distribution for a logits row (a copy of it when log-probabilities
+  // need the row unmodified).
+  std::span<const TokenProb> target_distribution(Request& r, float* row, std::span<const int32_t> history);
   void publish_metrics();
 };
 

@@ -18,7 +18,8 @@ RequestId Engine::submit(GenerateRequest req, EventSink sink) {
   validate(req.sampling);
   std::lock_guard lock(m.inbox_mutex);
   const RequestId id = m.next_id++;
-  auto r = std::make_unique<Request>(id, std::move(req), std::move(sink), m.tokenizer);
+  auto r = std::make_unique<Request>(id, std::move(req), std::move(sink), m.tokenizer,
+                                     spec::DraftLength(m.spec_k_max, m.spec_cost, m.config.speculative.adaptive));
   r->seq.id = id;
   r->seq.priority = r->params.priority;
   r->seq.arrival = m.next_arrival++;
@@ -82,6 +83,7 @@ void Engine::Impl::admit_inbox() {
 // Ends a request: its blocks go back to the pool, and its sink hears the end (with any text held back).
 void Engine::Impl::finish(Request& r, FinishReason why, bool notify) {
   scheduler->remove(&r.seq);
+  if (proposer) proposer->release(r.seq.id);
   if (notify && r.sink) {
     std::string tail;
     if (why != FinishReason::Stop && why != FinishReason::Cancelled) tail = r.stops.push(r.detok.flush()) + r.stops.flush();
@@ -118,9 +120,10 @@ void Engine::Impl::deliver(Request& r, int32_t token, const float* row) {
   e.generated_tokens = r.n_emitted;
   if (r.sink && !r.sink(e)) return finish(r, FinishReason::Cancelled, true);
   if (r.stops.stopped()) return finish(r, FinishReason::Stop, true);
-  if (r.seq.n_generated() >= p.max_tokens) return finish(r, FinishReason::Length, true);
-  // The new token needs a KV slot at position n_tokens - 1 for the next step.
-  if (r.seq.n_tokens() > summary.n_ctx) return finish(r, FinishReason::Context, true);
+  // Counted by delivered tokens: a speculative step appends several to the sequence at once.
+  if (r.n_emitted >= p.max_tokens) return finish(r, FinishReason::Length, true);
+  // The new token needs a KV slot at position n_prompt + n_emitted - 1 for the next step.
+  if (r.seq.n_prompt + r.n_emitted > summary.n_ctx) return finish(r, FinishReason::Context, true);
 }
 
 void Engine::Impl::publish_metrics() {
@@ -155,14 +158,69 @@ void Engine::Impl::publish_metrics() {
   x.prompt_tokens = prompt_tokens_computed;
   x.generated_tokens = generated_tokens;
   x.requests_finished = requests_finished;
+  x.spec_verify_passes = spec_verify_passes;
+  x.spec_draft_tokens = spec_draft_tokens;
+  x.spec_accepted_tokens = spec_accepted_tokens;
+  x.spec_emitted_tokens = spec_emitted_tokens;
   std::lock_guard lock(inbox_mutex);
   x.waiting += static_cast<int64_t>(inbox.size());
   metrics = x;
 }
 
+std::span<const TokenProb> Engine::Impl::target_distribution(Request& r, float* row, std::span<const int32_t> hist) {
+  const size_t V = static_cast<size_t>(summary.n_vocab);
+  if (r.params.top_logprobs < 0) return r.sampler.distribution(std::span<float>(row, V), hist);
+  // Log-probabilities come from the unmodified logits: sample from a copy (penalties edit in place).
+  row_copy.assign(row, row + V);
+  return r.sampler.distribution(row_copy, hist);
+}
+
+void Engine::Impl::verify_drafts(Request& r, float* rows) {
+  const size_t V = static_cast<size_t>(summary.n_vocab);
+  const spec::Draft& d = r.draft;
+  const size_t window = static_cast<size_t>(std::max(0, r.params.sampling.penalty_last_n));
+  const std::vector<int32_t>& toks = r.seq.tokens;
+  history.assign(toks.end() - static_cast<std::ptrdiff_t>(std::min(toks.size(), window)), toks.end());
+  int32_t accepted = 0;
+  for (size_t j = 0;; ++j) {
+    float* row = rows + V * j;
+    const std::span<const TokenProb> p = target_distribution(r, row, history);
+    out_rows.push_back(row);
+    if (j == d.tokens.size()) {  // every draft kept: one more token from the last row
+      out.tokens.push_back(r.sampler.draw(p));
+      break;
+    }
+    const int32_t x = d.tokens[j];
+    const std::span<const TokenProb> q = d.q.empty() ? std::span<const TokenProb>() : std::span<const TokenProb>(d.q[j]);
+    if (!verifier->accept(p, q, x, r.sampler)) {
+      out.tokens.push_back(verifier->resample(p, q, x, r.sampler));
+      break;
+    }
+    out.tokens.push_back(x);
+    history.push_back(x);
+    ++accepted;
+  }
+  const auto drafted = static_cast<int32_t>(d.tokens.size());
+  r.draft_length.observe(drafted, accepted);
+  ++spec_verify_passes;
+  spec_draft_tokens += drafted;
+  spec_accepted_tokens += accepted;
+  spec_emitted_tokens += accepted + 1;
+}
+
 bool Engine::step() {
   Impl& m = *impl_;
   m.admit_inbox();
+  // Speculative decoding: how many tokens each decoding sequence may draft this step.
+  const bool speculate = m.proposer && (m.spec_max_batch < 0 || m.scheduler->n_running() <= static_cast<size_t>(m.spec_max_batch));
+  for (auto& [id, r] : m.active) {
+    Sequence& s = r->seq;
+    s.spec_k = 0;
+    if (!speculate || s.state != SeqState::Running || s.n_tokens() - s.n_computed != 1) continue;
+    // Never past max_tokens (the sampled token after the drafts counts too) or the context.
+    const int32_t room = std::min(r->params.max_tokens - s.n_generated() - 1, m.summary.n_ctx - s.n_tokens());
+    s.spec_k = std::clamp(r->draft_length.next(), 0, std::max(room, 0));
+  }
   const StepPlan& plan = m.scheduler->schedule();
   if (plan.empty()) {
     m.publish_metrics();
@@ -170,45 +228,81 @@ bool Engine::step() {
   }
   for (const kv::BlockCopy& c : plan.copies) m.kv_storage->copy_block(c.src, c.dst, c.n_slots);
 
-  // One ragged batch: each scheduled chunk's tokens at their positions, with its block table.
+  // Drafts for the decodes that have slots for them.
+  m.draft_requests.clear();
+  for (const ScheduledChunk& c : plan.chunks) {
+    Request& req = *m.active.at(c.seq->id);
+    req.draft.clear();
+    if (c.n_draft == 0) continue;
+    const Sequence& s = *c.seq;
+    m.draft_requests.push_back({.seq_id = s.id,
+                                .tokens = s.tokens,
+                                .target_kv = {s.kv.blocks.data(), static_cast<int32_t>(s.kv.blocks.size())},
+                                .max_tokens = c.n_draft,
+                                .sampling = &req.params.sampling,
+                                .out = &req.draft});
+  }
+  if (!m.draft_requests.empty()) m.proposer->propose(m.draft_requests);
+
+  // One ragged batch: each scheduled chunk's tokens at their positions, with its block table; a
+  // speculative decode's token is followed by its drafts, and every one of them needs logits.
   Batch& b = m.batch;
   b.clear();
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const Sequence& s = *c.seq;
-    b.add({s.kv.blocks.data(), static_cast<int32_t>(s.kv.blocks.size())},
-          std::span(s.tokens).subspan(static_cast<size_t>(s.n_computed), static_cast<size_t>(c.n_tokens)), s.n_computed);
+    const KvSeq table{s.kv.blocks.data(), static_cast<int32_t>(s.kv.blocks.size())};
+    if (c.n_draft > 0) {
+      const spec::Draft& d = m.active.at(s.id)->draft;
+      TERN_CHECK(d.tokens.size() <= static_cast<size_t>(c.n_draft), "proposer {} drafted {} tokens for {} slots",
+                 m.proposer->name(), d.tokens.size(), c.n_draft);
+      m.chunk_tokens.assign(1, s.tokens.back());
+      m.chunk_tokens.insert(m.chunk_tokens.end(), d.tokens.begin(), d.tokens.end());
+      b.add(table, m.chunk_tokens, s.n_computed);
+      for (size_t j = 0; j < m.chunk_tokens.size(); ++j)
+        b.logit_rows.push_back(static_cast<int32_t>(b.tokens.size() - m.chunk_tokens.size() + j));
+      continue;
+    }
+    const int32_t n = c.n_tokens;
+    b.add(table, std::span(s.tokens).subspan(static_cast<size_t>(s.n_computed), static_cast<size_t>(n)), s.n_computed);
     if (c.sample) b.logit_rows.push_back(static_cast<int32_t>(b.tokens.size()) - 1);
-    if (s.n_computed < s.n_prompt) m.prompt_tokens_computed += std::min(c.n_tokens, s.n_prompt - s.n_computed);
+    if (s.n_computed < s.n_prompt) m.prompt_tokens_computed += std::min(n, s.n_prompt - s.n_computed);
   }
   const size_t V = static_cast<size_t>(m.summary.n_vocab);
   if (m.logits.size() < V * b.logit_rows.size()) m.logits.resize(V * b.logit_rows.size());
   m.model->forward(b, *m.kv_storage, m.logits.data());
 
-  // Sample each sequence that reached its end, from its own logits row.
-  std::vector<int32_t>& sampled = m.sampled;
-  std::vector<const float*>& rows = m.sampled_rows;
-  sampled.assign(plan.chunks.size(), -1);
-  rows.assign(plan.chunks.size(), nullptr);
+  // Each sequence that reached its end samples from its own logits row; a speculative one keeps
+  // the drafts the verifier accepts, then samples one more.
+  m.out.clear();
+  m.out_rows.clear();
   size_t r = 0;
+  for (const ScheduledChunk& c : plan.chunks) {
+    if (c.sample) {
+      Request& req = *m.active.at(c.seq->id);
+      float* rows = m.logits.data() + V * r;
+      if (c.n_draft > 0) {
+        m.verify_drafts(req, rows);
+        r += 1 + req.draft.tokens.size();
+      } else {
+        m.out.tokens.push_back(req.sampler.draw(m.target_distribution(req, rows, c.seq->tokens)));
+        m.out_rows.push_back(rows);
+        ++r;
+      }
+    }
+    m.out.end_chunk();
+  }
+  m.scheduler->update(plan, m.out);
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
-    const ScheduledChunk& c = plan.chunks[i];
-    if (!c.sample) continue;
-    float* row = m.logits.data() + V * r++;
-    rows[i] = row;
-    Request& req = *m.active.at(c.seq->id);
-    if (req.params.top_logprobs >= 0) {
-      // Log-probabilities come from the unmodified logits: sample from a copy (penalties edit in place).
-      thread_local std::vector<float> copy;
-      copy.assign(row, row + V);
-      sampled[i] = req.sampler.sample(copy, c.seq->tokens);
-    } else {
-      sampled[i] = req.sampler.sample(std::span<float>(row, V), c.seq->tokens);
+    const RequestId id = plan.chunks[i].seq->id;
+    const size_t first = static_cast<size_t>(m.out.offsets[i]);
+    const std::span<const int32_t> produced = m.out.chunk(i);
+    for (size_t j = 0; j < produced.size(); ++j) {
+      const auto it = m.active.find(id);
+      if (it == m.active.end()) break;  // finished by an earlier token of this step (EOS, stop, length)
+      m.deliver(*it->second, produced[j], m.out_rows[first + j]);
     }
   }
-  m.scheduler->update(plan, sampled);
-  for (size_t i = 0; i < plan.chunks.size(); ++i)
-    if (plan.chunks[i].sample) m.deliver(*m.active.at(plan.chunks[i].seq->id), sampled[i], rows[i]);
   m.publish_metrics();
   return true;
 }

@@ -75,11 +75,17 @@ const StepPlan& Scheduler::schedule() {
   int32_t budget = config_.max_batch_tokens;
   bool preempted = false;
 
-  // Running sequences, highest priority first: a decode token each, or their prompt's next chunk.
+  // Running sequences, highest priority first: a decode token each (with room for draft tokens
+  // when speculating), or their prompt's next chunk.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence* s = running_[i];
-    const int32_t n = std::min(s->n_tokens() - s->n_computed, budget);
-    bool ok = kv_.grow(s->kv, s->n_computed + n, plan.copies);
+    const int32_t pending = s->n_tokens() - s->n_computed;
+    const int32_t n = std::min(pending, budget);
+    // Drafts only from budget that every later running sequence's decode token leaves.
+    const auto later = static_cast<int32_t>(running_.size() - i - 1);
+    int32_t draft = pending == 1 ? std::clamp(budget - n - later, 0, s->spec_k) : 0;
+    if (draft > 0 && kv_.blocks_needed(s->kv, s->n_computed + n + draft) > kv_.pool().n_free()) draft = 0;
+    bool ok = kv_.grow(s->kv, s->n_computed + n + draft, plan.copies);
     while (!ok) {
       // Out of blocks: recompute the lowest-priority sequence later (possibly this one).
       Sequence* victim = running_.back();
@@ -89,8 +95,8 @@ const StepPlan& Scheduler::schedule() {
       ok = kv_.grow(s->kv, s->n_computed + n, plan.copies);
     }
     if (!ok) break;  // `s` was the last running sequence and is waiting again
-    plan.chunks.push_back({s, n, s->n_computed + n == s->n_tokens()});
-    budget -= n;
+    plan.chunks.push_back({s, n + draft, s->n_computed + n == s->n_tokens(), draft});
+    budget -= n + draft;
     ++i;
   }
 
@@ -108,7 +114,9 @@ const StepPlan& Scheduler::schedule() {
       if (s->n_preempted == 0) s->n_cached_prompt = s->n_computed;
     }
     const int32_t n = std::min(s->n_tokens() - s->n_computed, budget);
-    const int32_t reserve = running_.empty() ? 0 : config_.watermark_blocks;
+    const int32_t lookahead = config_.lookahead_slots > 0 ? kv_.blocks_for(config_.lookahead_slots) : 0;
+    const int32_t reserve =
+        running_.empty() ? 0 : config_.watermark_blocks + lookahead * (static_cast<int32_t>(running_.size()) + 1);
     if (kv_.blocks_needed(s->kv, s->n_computed + n) + reserve > kv_.pool().n_free() ||
         !kv_.grow(s->kv, s->n_computed + n, plan.copies)) {
       kv_.free(s->kv);  // give back a prefix hit; it stays cached for the next try
@@ -129,15 +137,24 @@ const StepPlan& Scheduler::schedule() {
   return plan;
 }
 
-void Scheduler::update(const StepPlan& plan, std::span<const int32_t> sampled) {
-  TERN_CHECK(sampled.size() == plan.chunks.size(), "scheduler: {} sampled tokens for {} chunks", sampled.size(),
+void Scheduler::update(const StepPlan& plan, const StepOutput& out) {
+  TERN_CHECK(out.n_chunks() == plan.chunks.size(), "scheduler: output for {} chunks, {} scheduled", out.n_chunks(),
              plan.chunks.size());
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     Sequence* s = c.seq;
-    s->n_computed += c.n_tokens;
+    const std::span<const int32_t> added = out.chunk(i);
+    TERN_CHECK(added.size() == (c.sample ? 1u : 0u) || (c.n_draft > 0 && added.size() >= 1 &&
+                                                       added.size() <= static_cast<size_t>(c.n_draft) + 1),
+               "scheduler: {} tokens for a chunk with {} draft slots", added.size(), c.n_draft);
+    // The chunk's own tokens, plus the accepted drafts (all but the last added token).
+    s->n_computed += c.n_tokens - c.n_draft;
+    if (c.n_draft > 0) {
+      s->n_computed += static_cast<int32_t>(added.size()) - 1;
+      kv_.truncate(s->kv, s->n_computed);  // slots of rejected (or never proposed) drafts
+    }
+    s->tokens.insert(s->tokens.end(), added.begin(), added.end());
     if (config_.prefix_caching) kv_.publish(s->kv, s->tokens, s->n_computed);
-    if (c.sample) s->tokens.push_back(sampled[i]);
   }
   ++stats_.steps;
 }

@@ -21,6 +21,9 @@ struct Sequence {
   int32_t n_computed = 0;       // leading tokens whose keys and values are in the cache
   int32_t n_cached_prompt = 0;  // prompt tokens found in the prefix cache at first admission
   int32_t n_preempted = 0;
+  // Speculative decoding: how many draft tokens to verify with this sequence's next decode token
+  // (set by the engine before each schedule(); the scheduler may give fewer).
+  int32_t spec_k = 0;
   kv::SeqBlocks kv;
   SeqState state = SeqState::Waiting;
 

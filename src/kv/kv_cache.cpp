@@ -63,6 +63,17 @@ void KvCache::publish(SeqBlocks& s, std::span<const int32_t> tokens, int32_t n_c
   }
 }
 
+void KvCache::truncate(SeqBlocks& s, int32_t n_slots) {
+  if (n_slots >= s.n_slots) return;
+  TERN_CHECK(n_slots >= s.n_published * block_size_ && n_slots >= 0,
+             "KV cache: truncating to {} slots would cut {} published blocks", n_slots, s.n_published);
+  while (static_cast<int32_t>(s.blocks.size()) > blocks_for(n_slots)) {
+    pool_.release(s.blocks.back());
+    s.blocks.pop_back();
+  }
+  s.n_slots = n_slots;
+}
+
 void KvCache::fork(const SeqBlocks& parent, SeqBlocks& child) {
   TERN_CHECK(child.blocks.empty(), "KV cache: fork into a sequence that already holds blocks");
   for (int32_t b : parent.blocks) pool_.retain(b);

@@ -58,6 +58,10 @@ class KvCache {
   // every block that is now full is published under its prefix hash.
   void publish(SeqBlocks& s, std::span<const int32_t> tokens, int32_t n_computed);
 
+  // Gives back the slots from `n_slots` on (speculative tokens that were rejected): blocks past the
+  // new end return to the pool. Published blocks are never cut.
+  void truncate(SeqBlocks& s, int32_t n_slots);
+
   // `child` (empty) shares every block of `parent`.
   void fork(const SeqBlocks& parent, SeqBlocks& child);
   // Returns the blocks to the pool, last block first, so that the blocks least likely to be shared

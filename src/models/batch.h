@@ -17,6 +17,9 @@ struct Batch {
   std::vector<int32_t> token_seq;    // [n_tokens] index into seqs
   std::vector<KvSeq> seqs;           // block tables (memory owned by the caller)
   std::vector<int32_t> logit_rows;   // token indices whose logits are returned, in this order
+  // Run only the first n_layers layers, then the final norm and output head: self-speculative
+  // drafting by layer skipping. 0: all layers.
+  int32_t n_layers = 0;
 
   int64_t size() const { return static_cast<int64_t>(tokens.size()); }
   // Appends a sequence's consecutive tokens at positions pos0, pos0 + 1, ...; returns its index.
@@ -36,6 +39,7 @@ struct Batch {
     token_seq.clear();
     seqs.clear();
     logit_rows.clear();
+    n_layers = 0;
   }
 };
 

@@ -119,8 +119,11 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
 
   backend_.get_rows(tok_embd_, batch.tokens.data(), T, x);
   emit("inp_embd", x);
+  TERN_CHECK(batch.n_layers >= 0 && batch.n_layers <= info_.n_layer, "batch asks for {} of {} layers", batch.n_layers,
+             info_.n_layer);
+  const int n_layers = batch.n_layers > 0 ? batch.n_layers : info_.n_layer;
   char name[64];
-  for (int l = 0; l < info_.n_layer; ++l) {
+  for (int l = 0; l < n_layers; ++l) {
     const Layer& L = layers_[l];
     auto named = [&](const char* what) {
       std::snprintf(name, sizeof name, "blk.%d.%s", l, what);

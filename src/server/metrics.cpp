@@ -54,6 +54,7 @@ std::string ServerMetrics::render(const EngineMetrics& e, int64_t in_flight) con
   auto counter = [&](const char* name, const char* help, double v) {
     out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, v);
   };
+  auto ratio = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
   gauge("tern_requests_running", "Sequences in the running batch.", static_cast<double>(e.running));
   gauge("tern_requests_waiting", "Sequences waiting for admission (new or preempted).", static_cast<double>(e.waiting));
   gauge("tern_http_requests_in_flight", "HTTP generation requests holding an admission slot.", static_cast<double>(in_flight));
@@ -72,12 +73,21 @@ std::string ServerMetrics::render(const EngineMetrics& e, int64_t in_flight) con
           static_cast<double>(e.prefix_query_tokens));
   counter("tern_prefix_cache_hits_total", "Prompt tokens found in the prefix cache.", static_cast<double>(e.prefix_hit_tokens));
   gauge("tern_prefix_cache_hit_rate", "Prefix-cache hits over queries, in tokens.",
-        e.prefix_query_tokens > 0 ? static_cast<double>(e.prefix_hit_tokens) / static_cast<double>(e.prefix_query_tokens) : 0.0);
+        ratio(e.prefix_hit_tokens, e.prefix_query_tokens));
   counter("tern_preemptions_total", "Sequences preempted (recomputed later) for lack of KV blocks.",
           static_cast<double>(e.preemptions));
   counter("tern_prompt_tokens_total", "Prompt tokens computed (prefix-cache hits excluded).", static_cast<double>(e.prompt_tokens));
   counter("tern_generation_tokens_total", "Tokens generated.", static_cast<double>(e.generated_tokens));
   counter("tern_engine_steps_total", "Forward passes of the step loop.", static_cast<double>(e.steps));
+  counter("tern_spec_verify_passes_total", "Speculative decoding: sequence decodes that verified drafts.",
+          static_cast<double>(e.spec_verify_passes));
+  counter("tern_spec_draft_tokens_total", "Speculative decoding: tokens drafted.", static_cast<double>(e.spec_draft_tokens));
+  counter("tern_spec_accepted_tokens_total", "Speculative decoding: drafted tokens the model accepted.",
+          static_cast<double>(e.spec_accepted_tokens));
+  gauge("tern_spec_acceptance_rate", "Speculative decoding: accepted over drafted tokens.",
+        ratio(e.spec_accepted_tokens, e.spec_draft_tokens));
+  gauge("tern_spec_tokens_per_pass", "Speculative decoding: tokens produced per verifying pass.",
+        ratio(e.spec_emitted_tokens, e.spec_verify_passes));
   std::lock_guard lock(mutex_);
   out += "# HELP tern_http_requests_total HTTP requests answered, by endpoint and status.\n"
          "# TYPE tern_http_requests_total counter\n";

@@ -33,6 +33,7 @@ class Shape:
     rope_theta: float = 10000.0
     arch: str = "llama"
     seed: int = 0
+    output_scale: float = 1.0
 
     def args(self) -> list[str]:
         return [
@@ -41,6 +42,7 @@ class Shape:
             "--head-dim", str(self.head_dim), "--ffn", str(self.ffn), "--ctx", str(self.ctx),
             "--tied" if self.tied else "--untied", "--dtype", self.dtype,
             "--rope-theta", repr(self.rope_theta), "--seed", str(self.seed),
+            "--output-scale", repr(self.output_scale),
         ]
 
 

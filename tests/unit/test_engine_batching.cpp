@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "model_files.h"
+#include "request_output.h"
 
 #include <filesystem>
 #include <map>
@@ -13,15 +14,10 @@
 namespace tern {
 namespace {
 
-std::string model_path() { return test_files::default_model_path(); }
+using test_files::collect;
+using test_files::Output;
 
-struct Output {
-  std::vector<int32_t> tokens;
-  std::vector<float> logprobs;
-  std::string text;
-  FinishReason finish = FinishReason::Length;
-  bool operator==(const Output&) const = default;
-};
+std::string model_path() { return test_files::default_model_path(); }
 
 // 32 requests: prompts of 1 to ~800 tokens (long enough for split decode attention), some
 // sharing a long prefix; greedy and seeded sampling.
@@ -50,16 +46,6 @@ std::vector<GenerateRequest> make_requests(Engine& e) {
     reqs.push_back(std::move(r));
   }
   return reqs;
-}
-
-// A sink that records a request's output into `o`.
-EventSink collect(Output& o) {
-  return [&o](const RequestEvent& ev) {
-    if (ev.has_token) o.tokens.push_back(ev.token), o.logprobs.push_back(ev.logprob);
-    o.text += ev.text;
-    if (ev.finished) o.finish = ev.finish;
-    return true;
-  };
 }
 
 EngineConfig config(size_t kv_memory = 0, bool prefix_caching = true) {

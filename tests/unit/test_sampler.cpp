@@ -4,7 +4,7 @@
 #include <map>
 
 #include "core/error.h"
-#include "engine/sampler.h"
+#include "sampling/sampler.h"
 #include "engine/stop_matcher.h"
 
 using namespace tern;

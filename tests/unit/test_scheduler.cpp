@@ -18,6 +18,7 @@ struct Harness {
   std::vector<std::unique_ptr<Sequence>> seqs;
   std::map<uint64_t, int32_t> max_new;  // tokens to generate per sequence
   uint64_t next_id = 0;
+  int32_t spec_k = 0;  // draft tokens asked for per decode; the fake verifier accepts a varying number
 
   Harness(int32_t n_blocks, int32_t block_size, SchedulerConfig c) : kv(n_blocks, block_size), sched(c, kv) {}
 
@@ -37,24 +38,38 @@ struct Harness {
   // One step: schedules, checks the plan, "samples" (the token is a function of the position, so a
   // recomputed sequence produces the same), finishes sequences that are done. Returns the plan.
   StepPlan step() {
+    for (auto& s : seqs)
+      if (s->state != SeqState::Finished) s->spec_k = std::max(0, std::min(spec_k, max_new[s->id] - s->n_generated() - 1));
     StepPlan plan = sched.schedule();
     int32_t total = 0;
-    std::vector<int32_t> sampled;
+    StepOutput out;
     for (const auto& c : plan.chunks) {
       EXPECT_GT(c.n_tokens, 0);
-      EXPECT_LE(c.seq->n_computed + c.n_tokens, c.seq->n_tokens());
+      EXPECT_LE(c.seq->n_computed + c.n_tokens - c.n_draft, c.seq->n_tokens());
       EXPECT_GE(c.seq->kv.n_slots, c.seq->n_computed + c.n_tokens);
+      EXPECT_LE(c.n_draft, c.seq->spec_k);
       total += c.n_tokens;
-      sampled.push_back(static_cast<int32_t>((c.seq->n_tokens() * 7 + c.seq->id) % 50));
+      if (c.sample) {
+        // Drafts that are "right" are the tokens the sequence would sample next; accept some of them.
+        const int32_t accepted = c.n_draft > 0 ? static_cast<int32_t>((c.seq->n_tokens() + c.seq->id) % (c.n_draft + 1)) : 0;
+        for (int32_t j = 0; j <= accepted; ++j) out.tokens.push_back(token_at(*c.seq, c.seq->n_tokens() + j));
+      }
+      out.end_chunk();
     }
     EXPECT_EQ(total, plan.n_tokens);
     EXPECT_LE(total, sched.config().max_batch_tokens);
-    sched.update(plan, sampled);
-    for (const auto& c : plan.chunks)
+    sched.update(plan, out);
+    for (const auto& c : plan.chunks) {
+      EXPECT_EQ(c.seq->kv.n_slots, c.seq->n_computed);  // rejected drafts' slots are given back
       if (c.sample && c.seq->n_generated() >= max_new[c.seq->id]) sched.remove(c.seq);
+    }
     kv.check_invariants();
     return plan;
   }
+
+  // The token a sequence "samples" at index i: a function of the position, so a recomputed or
+  // speculated sequence produces the same.
+  static int32_t token_at(const Sequence& s, int32_t i) { return static_cast<int32_t>((i * 7 + s.id) % 50); }
 
   void run_to_end(int max_steps = 10000) {
     for (int i = 0; i < max_steps && (sched.n_running() + sched.n_waiting()) > 0; ++i) step();
@@ -175,6 +190,33 @@ TEST(Scheduler, RandomArrivalsRespectBudgetAndFreeEverything) {
   for (auto& s : h.seqs) EXPECT_EQ(s->n_generated(), h.max_new[s->id]);
   EXPECT_EQ(h.kv.pool().n_free(), 40);
   EXPECT_GT(h.sched.stats().prefix_hit_tokens, 0);
+}
+
+// Speculative decodes reserve budget and slots for drafts, give back the slots of rejected ones,
+// never take a later sequence's decode token, and produce exactly what plain decoding produces.
+TEST(Scheduler, SpeculativeDecodesRollBackRejectedSlots) {
+  auto run = [](int32_t spec_k, int32_t n_blocks) {
+    Harness h(n_blocks, 4, {.max_batch_tokens = 12});
+    h.spec_k = spec_k;
+    for (int i = 0; i < 5; ++i) h.add(tokens(3 + 4 * i, i), 15);
+    int drafts = 0;
+    for (int i = 0; i < 1000 && (h.sched.n_running() + h.sched.n_waiting()) > 0; ++i) {
+      const StepPlan& p = h.step();
+      for (const auto& c : p.chunks) drafts += c.n_draft;
+    }
+    std::map<uint64_t, std::vector<int32_t>> out;
+    for (auto& s : h.seqs) out[s->id] = s->tokens;
+    EXPECT_EQ(h.kv.pool().n_free(), n_blocks);
+    return std::pair{out, drafts};
+  };
+  const auto [plain, d0] = run(0, 200);
+  const auto [spec, d1] = run(4, 200);
+  const auto [tight, d2] = run(4, 14);
+  EXPECT_EQ(d0, 0);
+  EXPECT_GT(d1, 0);
+  EXPECT_GT(d2, 0);
+  EXPECT_EQ(plain, spec);
+  EXPECT_EQ(plain, tight);
 }
 
 }  // namespace

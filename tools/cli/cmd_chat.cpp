@@ -51,6 +51,7 @@ void register_chat(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
   CLI::App* cmd = app.add_subcommand("chat", "interactive chat using the model's chat template");
   add_model_options(*cmd, o->model);
+  add_speculative_options(*cmd, o->model);
   add_sampling_options(*cmd, o->sampling);
   cmd->add_option("--system", o->system, "system message");
   cmd->add_option("-n,--n-predict", o->n_predict, "most tokens per answer")->check(CLI::Range(1, 1 << 20));

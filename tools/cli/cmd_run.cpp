@@ -62,6 +62,9 @@ void run(RunOptions& o) {
   });
   const double pp = result.prompt_seconds > 0 ? req.prompt.size() / result.prompt_seconds : 0;
   const double tg = result.generate_seconds > 0 ? result.tokens.size() / result.generate_seconds : 0;
+  const EngineMetrics m = engine->metrics();
+  const double acceptance = m.spec_draft_tokens > 0 ? double(m.spec_accepted_tokens) / m.spec_draft_tokens : 0;
+  const double per_pass = m.spec_verify_passes > 0 ? double(m.spec_emitted_tokens) / m.spec_verify_passes : 0;
   if (json) {
     nlohmann::json j = {{"model", engine->summary().path},
                         {"prompt_ids", req.prompt},
@@ -71,11 +74,24 @@ void run(RunOptions& o) {
                         {"seed", req.sampling.seed},
                         {"prompt_tokens_per_second", pp},
                         {"generated_tokens_per_second", tg}};
+    if (!o.model.spec.empty())
+      j["speculative"] = {{"method", o.model.spec},
+                          {"verify_passes", m.spec_verify_passes},
+                          {"draft_tokens", m.spec_draft_tokens},
+                          {"accepted_tokens", m.spec_accepted_tokens},
+                          {"acceptance_rate", acceptance},
+                          {"tokens_per_pass", per_pass},
+                          {"token_cost", engine->summary().spec_token_cost}};
     std::puts(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::puts("");
     std::fprintf(stderr, "tern: prompt %zu tokens (%.1f tok/s), generated %zu tokens (%.1f tok/s), stop: %s\n",
                  req.prompt.size(), pp, result.tokens.size(), tg, finish_reason_name(result.finish).data());
+    if (!o.model.spec.empty())
+      std::fprintf(stderr, "tern: speculative (%s): %lld drafted, %.0f%% accepted, %.2f tokens per verifying pass, "
+                   "a drafted token costs %.2f decode steps\n",
+                   o.model.spec.c_str(), static_cast<long long>(m.spec_draft_tokens), 100 * acceptance, per_pass,
+                   engine->summary().spec_token_cost);
   }
 }
 
@@ -85,6 +101,7 @@ void register_run(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand("run", "generate text from a prompt");
   add_model_options(*cmd, o->model);
+  add_speculative_options(*cmd, o->model);
   add_sampling_options(*cmd, o->sampling);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text");
   cmd->add_option("-f,--file", o->prompt_file, "read the prompt from a file");

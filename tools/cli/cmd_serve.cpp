@@ -99,6 +99,7 @@ void register_serve(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
   CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server");
   add_model_options(*cmd, o->model);
+  add_speculative_options(*cmd, o->model);
   cmd->add_option("--host", o->host, "address to listen on");
   cmd->add_option("--port", o->port, "port (0: any free port)")->check(CLI::Range(0, 65535));
   cmd->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' on /v1/* (health and metrics stay open)");

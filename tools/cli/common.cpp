@@ -13,11 +13,14 @@ std::string default_model_path() {
 }
 
 EngineConfig ModelOptions::engine_config() const {
-  return {.model_path = model.empty() ? default_model_path() : model,
-          .n_threads = threads,
-          .n_ctx = ctx,
-          .max_batch_tokens = batch,
-          .backend = backend};
+  EngineConfig c{.model_path = model.empty() ? default_model_path() : model,
+                 .n_threads = threads,
+                 .n_ctx = ctx,
+                 .max_batch_tokens = batch,
+                 .backend = backend};
+  if (!spec.empty()) c.speculative = parse_speculative(spec);
+  c.speculative.k = spec_k;
+  return c;
 }
 
 SamplingParams SamplingOptions::resolved() {
@@ -34,6 +37,15 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("-b,--batch-size", o.batch, "prompt tokens per forward pass")->check(CLI::Range(1, 65536));
   app.add_option("--backend", o.backend, "cpu or ref (the scalar reference; slow)")
       ->check(CLI::IsMember({"cpu", "ref"}));
+}
+
+void add_speculative_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("--spec", o.spec,
+                 "speculative decoding: ngram (prompt lookup), layerskip:L (the model's first L layers draft) or "
+                 "draft:FILE (a smaller model with the same vocabulary)");
+  app.add_option("--spec-k", o.spec_k, "most tokens drafted per step (default: 8 for ngram, 4 otherwise; adapts to "
+                                       "the acceptance rate)")
+      ->check(CLI::Range(1, 32));
 }
 
 void add_sampling_options(CLI::App& app, SamplingOptions& o) {

@@ -17,6 +17,8 @@ struct ModelOptions {
   int ctx = 0;
   int batch = 512;
   std::string backend = "cpu";
+  std::string spec;  // --spec: ngram, layerskip:L, draft:FILE
+  int spec_k = 0;
   EngineConfig engine_config() const;
 };
 
@@ -29,6 +31,7 @@ struct SamplingOptions {
 
 void add_model_options(CLI::App& app, ModelOptions& o);
 void add_sampling_options(CLI::App& app, SamplingOptions& o);
+void add_speculative_options(CLI::App& app, ModelOptions& o);
 
 // Subcommands: each registers itself and returns the callback to run after parsing.
 void register_run(CLI::App& app);

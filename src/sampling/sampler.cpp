@@ -1,4 +1,4 @@
-#include "engine/sampler.h"
+#include "sampling/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -71,12 +71,13 @@ void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> 
   }
 }
 
-int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+std::span<const TokenProb> Sampler::distribution(std::span<float> logits, std::span<const int32_t> history) {
   TERN_CHECK(!logits.empty(), "sample: no logits");
   apply_penalties(logits, history);
   const auto& p = params_;
   if (p.temperature <= 0) {  // greedy: the first maximum, so ties resolve the same way everywhere
-    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    dist_.assign(1, {static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()), 1.0});
+    return dist_;
   }
   cand_.resize(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) cand_[i] = {static_cast<int32_t>(i), logits[i]};
@@ -91,15 +92,15 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     std::sort(cand_.begin(), cand_.end(), by_logit);
   }
   // Softmax over the survivors (at temperature 1, as llama.cpp's top-p and min-p see them).
-  probs_.resize(n);
+  dist_.resize(n);
   const double mx = cand_[0].logit;
   double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp(cand_[i].logit - mx);
+  for (size_t i = 0; i < n; ++i) sum += dist_[i].p = std::exp(cand_[i].logit - mx);
   if (p.top_p < 1.0f) {
     double cum = 0;
     size_t keep = n;
     for (size_t i = 0; i < n; ++i) {
-      cum += probs_[i] / sum;
+      cum += dist_[i].p / sum;
       if (cum >= p.top_p) {
         keep = i + 1;
         break;
@@ -108,19 +109,30 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     n = keep;
   }
   if (p.min_p > 0.0f) {
-    size_t keep = 1;  // probs_[0] is the maximum; min-p keeps tokens with p >= min_p * p_max
-    while (keep < n && probs_[keep] >= p.min_p * probs_[0]) ++keep;
+    size_t keep = 1;  // dist_[0] is the maximum; min-p keeps tokens with p >= min_p * p_max
+    while (keep < n && dist_[keep].p >= p.min_p * dist_[0].p) ++keep;
     n = keep;
   }
-  // Temperature, then a draw from the renormalised distribution.
+  // Temperature, renormalised over the survivors.
+  dist_.resize(n);
   sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp((cand_[i].logit - mx) / p.temperature);
-  double r = rng_.uniform() * sum;
   for (size_t i = 0; i < n; ++i) {
-    r -= probs_[i];
-    if (r < 0) return cand_[i].id;
+    dist_[i].id = cand_[i].id;
+    sum += dist_[i].p = std::exp((cand_[i].logit - mx) / p.temperature);
   }
-  return cand_[n - 1].id;
+  for (TokenProb& t : dist_) t.p /= sum;
+  return dist_;
+}
+
+int32_t Sampler::draw(std::span<const TokenProb> dist) {
+  TERN_CHECK(!dist.empty(), "sample: empty distribution");
+  if (dist.size() == 1) return dist[0].id;
+  double r = rng_.uniform();
+  for (const TokenProb& t : dist) {
+    r -= t.p;
+    if (r < 0) return t.id;
+  }
+  return dist.back().id;  // rounding left r >= 0 after the last token
 }
 
 }  // namespace tern

@@ -1,0 +1,71 @@
+// Token sampling: penalties, then top-k, top-p, min-p, temperature and a seeded draw (llama.cpp's
+// order). Same seed and same logits give the same token on every platform.
+//
+// The distribution a token is drawn from is available on its own (distribution()), so that
+// speculative decoding can compare a draft's distribution with the target's and accept or resample
+// exactly (src/spec/verifier.h).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "tern/sampling.h"
+
+namespace tern {
+
+// splitmix64-seeded xoshiro256**: fully specified, unlike std:: distributions.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+  uint64_t next();
+  double uniform();  // [0, 1)
+
+ private:
+  uint64_t s_[4];
+};
+
+// A token with its probability under a sampler's distribution.
+struct TokenProb {
+  int32_t id;
+  double p;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params);
+  // Picks a token from `logits` given the tokens generated or seen so far (for penalties).
+  // `logits` is modified (penalties applied in place).
+  int32_t sample(std::span<float> logits, std::span<const int32_t> history) {
+    return draw(distribution(logits, history));
+  }
+  // The distribution sample() draws from: the tokens that survive penalties, top-k, top-p and
+  // min-p, with their temperature-scaled probabilities (summing to 1), most likely first. Greedy
+  // sampling's is the first maximum with probability 1. Valid until the next call; `logits` is
+  // modified as by sample().
+  std::span<const TokenProb> distribution(std::span<float> logits, std::span<const int32_t> history);
+  // A token drawn from `dist` (one uniform number, none when it has a single token).
+  int32_t draw(std::span<const TokenProb> dist);
+  // The sampler's own random stream, for decisions that must be seeded with the request (accepting
+  // a speculative token).
+  double uniform() { return rng_.uniform(); }
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  struct Candidate {
+    int32_t id;
+    float logit;
+  };
+  void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
+
+  SamplingParams params_;
+  Rng rng_;
+  std::vector<Candidate> cand_;  // reused across calls
+  std::vector<TokenProb> dist_;
+  std::vector<int32_t> window_;  // the penalty window, sorted to count repeats
+};
+
+// Validates parameters, naming the one at fault.
+void validate(const SamplingParams& p);
+
+}  // namespace tern
