@@ -169,30 +169,42 @@ TEST(CpuKernels, ActivationQuantisationMatchesReference) {
   }
 }
 
-// Q4_0 repacked in groups of eight rows: the way back gives the file's bytes, and the grouped
-// decode kernel agrees bitwise across variants and with the row-major dot up to summation order.
-TEST(CpuKernels, Q4_0GroupsOfEightRoundTripAndDot) {
+// Q4_0 and Q4_1 repacked in groups of eight rows: the way back gives the file's bytes, and the
+// grouped decode kernel agrees bitwise across variants and with the row-major dot up to summation
+// order; the GEMM equals the GEMV per token, bit for bit.
+struct FourBitGroups {
+  DType type, act;
+  void (*repack)(const uint8_t*, size_t, int64_t, int64_t, uint8_t*);
+  void (*unpack)(const uint8_t*, int64_t, uint8_t*, size_t);
+  cpu::GemvX8Fn cpu::Kernels::*gemv;
+  cpu::GemmX8Fn cpu::Kernels::*gemm;
+};
+class CpuKernelsFourBitGroups : public ::testing::TestWithParam<FourBitGroups> {};
+
+TEST_P(CpuKernelsFourBitGroups, RoundTripAndDot) {
+  const FourBitGroups& f = GetParam();
   const int64_t n = 32 * 21, rows = 16;
-  const size_t rb = row_bytes(DType::Q4_0, n);
+  const size_t rb = row_bytes(f.type, n);
   std::vector<uint8_t> wq(rb * rows), packed(rb * rows), back(rb * 8);
   for (int64_t r = 0; r < rows; ++r)
-    quant::quantize_row(DType::Q4_0, gaussian(n, 90 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * rb, n);
-  cpu::repack_q4_0_x8(wq.data(), rb, rows, n, packed.data());
+    quant::quantize_row(f.type, gaussian(n, 90 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * rb, n);
+  f.repack(wq.data(), rb, rows, n, packed.data());
   for (int64_t g = 0; g < rows / 8; ++g) {
-    cpu::unpack_q4_0_x8(packed.data() + g * rb * 8, n, back.data(), rb);
+    f.unpack(packed.data() + g * rb * 8, n, back.data(), rb);
     EXPECT_EQ(0, std::memcmp(back.data(), wq.data() + g * rb * 8, rb * 8)) << "group " << g;
   }
-  std::vector<uint8_t> aq(row_bytes(DType::Q8_0, n));
-  quant::quantize_activation_row(DType::Q8_0, gaussian(n, 5, 2.f).data(), aq.data(), n);
+  const cpu::Kernels& generic = cpu::kernels(cpu::Isa::Generic);
+  std::vector<uint8_t> aq(row_bytes(f.act, n));
+  quant::quantize_activation_row(f.act, gaussian(n, 5, 2.f).data(), aq.data(), n);
   std::vector<float> want(rows, NAN);
-  cpu::kernels(cpu::Isa::Generic).gemv_q4_0_x8(packed.data(), rb * 8, rows / 8, aq.data(), n, want.data());
+  (generic.*f.gemv)(packed.data(), rb * 8, rows / 8, aq.data(), n, want.data());
   for (int64_t r = 0; r < rows; ++r) {
-    const float dot = quant::vec_dot(DType::Q4_0, wq.data() + r * rb, aq.data(), n);
+    const float dot = quant::vec_dot(f.type, wq.data() + r * rb, aq.data(), n);
     EXPECT_NEAR(want[static_cast<size_t>(r)], dot, 1e-5f * (1 + std::fabs(dot))) << "row " << r;
   }
   for (cpu::Isa isa : runnable()) {
     std::vector<float> got(rows, NAN);
-    cpu::kernels(isa).gemv_q4_0_x8(packed.data(), rb * 8, rows / 8, aq.data(), n, got.data());
+    (cpu::kernels(isa).*f.gemv)(packed.data(), rb * 8, rows / 8, aq.data(), n, got.data());
     EXPECT_EQ(got, want) << cpu::isa_name(isa);
   }
   // The GEMM, for 13 tokens (tiles of eight and four and a remainder), equals the GEMV per token.
@@ -200,12 +212,12 @@ TEST(CpuKernels, Q4_0GroupsOfEightRoundTripAndDot) {
   const size_t a_stride = aq.size() + 5, y_stride = rows + 3;
   std::vector<uint8_t> at(a_stride * n_tok);
   for (int64_t t = 0; t < n_tok; ++t)
-    quant::quantize_activation_row(DType::Q8_0, gaussian(n, 300 + static_cast<uint32_t>(t), 2.f).data(), at.data() + t * a_stride, n);
+    quant::quantize_activation_row(f.act, gaussian(n, 300 + static_cast<uint32_t>(t), 2.f).data(), at.data() + t * a_stride, n);
   for (cpu::Isa isa : runnable()) {
     std::vector<float> y(y_stride * n_tok, NAN), one(rows);
-    cpu::kernels(isa).gemm_q4_0_x8(packed.data(), rb * 8, rows / 8, at.data(), a_stride, n_tok, n, y.data(), y_stride);
+    (cpu::kernels(isa).*f.gemm)(packed.data(), rb * 8, rows / 8, at.data(), a_stride, n_tok, n, y.data(), y_stride);
     for (int64_t t = 0; t < n_tok; ++t) {
-      cpu::kernels(cpu::Isa::Generic).gemv_q4_0_x8(packed.data(), rb * 8, rows / 8, at.data() + t * a_stride, n, one.data());
+      (generic.*f.gemv)(packed.data(), rb * 8, rows / 8, at.data() + t * a_stride, n, one.data());
       for (int64_t r = 0; r < rows; ++r)
         EXPECT_EQ(y[static_cast<size_t>(t) * y_stride + static_cast<size_t>(r)], one[static_cast<size_t>(r)])
             << cpu::isa_name(isa) << " token " << t << " row " << r;
@@ -213,6 +225,14 @@ TEST(CpuKernels, Q4_0GroupsOfEightRoundTripAndDot) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Types, CpuKernelsFourBitGroups,
+    ::testing::Values(FourBitGroups{DType::Q4_0, DType::Q8_0, cpu::repack_q4_0_x8, cpu::unpack_q4_0_x8,
+                                    &cpu::Kernels::gemv_q4_0_x8, &cpu::Kernels::gemm_q4_0_x8},
+                      FourBitGroups{DType::Q4_1, DType::Q8_1, cpu::repack_q4_1_x8, cpu::unpack_q4_1_x8,
+                                    &cpu::Kernels::gemv_q4_1_x8, &cpu::Kernels::gemm_q4_1_x8}),
+    [](const auto& info) { return std::string(dtype_name(info.param.type)); });
 
 TEST(CpuKernels, Q8_0GroupsOfEightRoundTripAndDot) {
   const int64_t n = 32 * 7, rows = 16, n_tok = 13;

@@ -47,7 +47,7 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
 
-  // Q4_0, Q8_0 and Q4_K matmul weights with whole groups of eight rows are repacked
+  // Q4_0, Q4_1, Q8_0 and Q4_K matmul weights with whole groups of eight rows are repacked
   // (backends/cpu/repack.h), on every ISA alike so that all variants keep computing the same bits.
   // Exact mode keeps the file's layout (its dequantising matmul reads rows).
   TensorView prepare_weight(const TensorView& w) override {
@@ -264,6 +264,8 @@ class CpuBackend final : public Backend {
        &cpu::Kernels::gemv_q4_k_x8, &cpu::Kernels::gemm_q4_k_x8},
       {cpu::kLayoutQ8_0x8, DType::Q8_0, 32, cpu::kQ8_0x8Block, cpu::repack_q8_0_x8, cpu::unpack_q8_0_x8,
        &cpu::Kernels::gemv_q8_0_x8, &cpu::Kernels::gemm_q8_0_x8},
+      {cpu::kLayoutQ4_1x8, DType::Q4_1, 32, cpu::kQ4_1x8Block, cpu::repack_q4_1_x8, cpu::unpack_q4_1_x8,
+       &cpu::Kernels::gemv_q4_1_x8, &cpu::Kernels::gemm_q4_1_x8},
   };
   static const Grouped* grouped_for(DType t) {
     for (const Grouped& g : kGrouped)

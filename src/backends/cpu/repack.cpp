@@ -4,40 +4,63 @@
 
 namespace tern::cpu {
 
-void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+namespace {
+
+// Q4_0 (kHead 2: d) and Q4_1 (kHead 4: d, m) share the grouped layout: each f16 header field of the
+// eight rows (d[8], then m[8]), then the levels as repack.h describes.
+template <int kHead>
+void repack_q4_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  constexpr int64_t kIn = kHead + 16, kOut = 8 * kHead + 128;
   const int64_t nb = n / 32;
   for (int64_t g = 0; g < n_rows / 8; ++g)
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* out = dst + (g * nb + b) * kQ4_0x8Block;
+      uint8_t* out = dst + (g * nb + b) * kOut;
       for (int r = 0; r < 8; ++r) {
-        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 18;
-        std::memcpy(out + 2 * r, blk, 2);
+        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * kIn;
+        for (int f = 0; f < kHead / 2; ++f) std::memcpy(out + 16 * f + 2 * r, blk + 2 * f, 2);
         uint8_t level[32];
-        for (int j = 0; j < 16; ++j) level[j] = blk[2 + j] & 0x0F, level[j + 16] = blk[2 + j] >> 4;
+        for (int j = 0; j < 16; ++j) level[j] = blk[kHead + j] & 0x0F, level[j + 16] = blk[kHead + j] >> 4;
         for (int k = 0; k < 4; ++k)
           for (int i = 0; i < 4; ++i)
-            out[16 + 32 * k + 4 * r + i] = static_cast<uint8_t>(level[4 * k + i] | level[4 * (k + 4) + i] << 4);
+            out[8 * kHead + 32 * k + 4 * r + i] = static_cast<uint8_t>(level[4 * k + i] | level[4 * (k + 4) + i] << 4);
       }
     }
 }
 
-void unpack_q4_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+template <int kHead>
+void unpack_q4_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  constexpr int64_t kIn = kHead + 16, kOut = 8 * kHead + 128;
   const int64_t nb = n / 32;
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* in = group + b * kQ4_0x8Block;
+    const uint8_t* in = group + b * kOut;
     for (int r = 0; r < 8; ++r) {
-      uint8_t* blk = rows + r * row_bytes + b * 18;
-      std::memcpy(blk, in + 2 * r, 2);
+      uint8_t* blk = rows + r * row_bytes + b * kIn;
+      for (int f = 0; f < kHead / 2; ++f) std::memcpy(blk + 2 * f, in + 16 * f + 2 * r, 2);
       uint8_t level[32];
       for (int k = 0; k < 4; ++k)
         for (int i = 0; i < 4; ++i) {
-          const uint8_t byte = in[16 + 32 * k + 4 * r + i];
+          const uint8_t byte = in[8 * kHead + 32 * k + 4 * r + i];
           level[4 * k + i] = byte & 0x0F;
           level[4 * (k + 4) + i] = byte >> 4;
         }
-      for (int j = 0; j < 16; ++j) blk[2 + j] = static_cast<uint8_t>(level[j] | level[j + 16] << 4);
+      for (int j = 0; j < 16; ++j) blk[kHead + j] = static_cast<uint8_t>(level[j] | level[j + 16] << 4);
     }
   }
+}
+
+}  // namespace
+
+void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  repack_q4_x8<2>(src, row_bytes, n_rows, n, dst);
+}
+void unpack_q4_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  unpack_q4_x8<2>(group, n, rows, row_bytes);
+}
+void repack_q4_1_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  repack_q4_x8<4>(src, row_bytes, n_rows, n, dst);
+}
+void unpack_q4_1_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  unpack_q4_x8<4>(group, n, rows, row_bytes);
 }
 
 void repack_q8_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {

@@ -29,10 +29,18 @@ inline constexpr int64_t kQ4_Kx8Block = 1184;
 inline constexpr uint8_t kLayoutQ8_0x8 = 3;
 inline constexpr int64_t kQ8_0x8Block = 272;
 
+// Q4_1 in groups of eight rows (kLayoutQ4_1x8): per group, per block, the rows' f16 scales d[8],
+// their f16 mins m[8], then the levels exactly as Q4_0x8 lays them out. Same bytes as the file's
+// layout (8 x 20 per block).
+inline constexpr uint8_t kLayoutQ4_1x8 = 4;
+inline constexpr int64_t kQ4_1x8Block = 160;
+
 // Rows [0, n_rows) (n_rows a multiple of 8) of n elements each, row_bytes apart -> dst.
 void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 // One group back to eight row-major Q4_0 rows of n elements, row_bytes apart.
 void unpack_q4_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void repack_q4_1_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
+void unpack_q4_1_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q8_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);

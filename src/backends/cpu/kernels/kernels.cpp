@@ -322,32 +322,37 @@ void weighted_values_generic(const float* w, int64_t n_rows, int64_t ld, const f
     }
 }
 
-void gemv_q4_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
-                          float* out) {
+// Q4_0 (kHead 2) and Q4_1 (kHead 4) in groups of eight rows: Kernels::gemv_q4_0_x8 and
+// gemv_q4_1_x8 in scalar code, the arithmetic every variant reproduces bit for bit.
+template <int kHead>
+void gemv_q4_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n, float* out) {
+  constexpr int64_t kBlock = 8 * kHead + 128, kActBlock = kHead == 2 ? 34 : 36;
   const int64_t nb = n / 32;
   const auto* a = static_cast<const uint8_t*>(va);
+  auto h2f = [](const uint8_t* p) { return fp16_to_f32(static_cast<uint16_t>(p[0] | p[1] << 8)); };
   for (int64_t g = 0; g < n_groups; ++g) {
     const auto* w = static_cast<const uint8_t*>(vw) + g * group_bytes;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, accm[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* ab = a + b * 34;
-      const auto* qa = reinterpret_cast<const int8_t*>(ab + 2);
-      const float da = fp16_to_f32(static_cast<uint16_t>(ab[0] | ab[1] << 8));
-      int32_t asum = 0;
-      for (int i = 0; i < 32; ++i) asum += qa[i];
-      const uint8_t* wb = w + b * 144;
+      const uint8_t* ab = a + b * kActBlock;
+      const auto* qa = reinterpret_cast<const int8_t*>(ab + kHead);
+      const float da = h2f(ab);
+      int32_t asum = 0;  // Q4_0's levels are offset by 8
+      if constexpr (kHead == 2)
+        for (int i = 0; i < 32; ++i) asum += qa[i];
+      const uint8_t* wb = w + b * kBlock;
       for (int r = 0; r < 8; ++r) {
-        int32_t isum = -8 * asum;
+        int32_t isum = kHead == 2 ? -8 * asum : 0;
         for (int k = 0; k < 4; ++k)
           for (int i = 0; i < 4; ++i) {
-            const uint8_t byte = wb[16 + 32 * k + 4 * r + i];
+            const uint8_t byte = wb[8 * kHead + 32 * k + 4 * r + i];
             isum += (byte & 0x0F) * qa[4 * k + i] + (byte >> 4) * qa[4 * (k + 4) + i];
           }
-        const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
-        acc[r] = std::fma(dw * da, static_cast<float>(isum), acc[r]);
+        acc[r] = std::fma(h2f(wb + 2 * r) * da, static_cast<float>(isum), acc[r]);
+        if constexpr (kHead == 4) accm[r] = std::fma(h2f(wb + 16 + 2 * r), h2f(ab + 2), accm[r]);
       }
     }
-    for (int r = 0; r < 8; ++r) out[8 * g + r] = acc[r];
+    for (int r = 0; r < 8; ++r) out[8 * g + r] = kHead == 4 ? acc[r] + accm[r] : acc[r];
   }
 }
 
@@ -446,12 +451,14 @@ Kernels make_generic_kernels() {
   k.f32_to_f16 = f32_to_f16_generic;
   k.swiglu = swiglu_generic;
   k.round_f16 = round_f16_generic;
-  k.gemv_q4_0_x8 = gemv_q4_0_x8_generic;
+  k.gemv_q4_0_x8 = gemv_q4_x8_generic<2>;
   k.gemv_q4_k_x8 = gemv_q4_k_x8_generic;
-  k.gemm_q4_0_x8 = gemm_per_token<gemv_q4_0_x8_generic>;
+  k.gemm_q4_0_x8 = gemm_per_token<gemv_q4_x8_generic<2>>;
   k.gemm_q4_k_x8 = gemm_per_token<gemv_q4_k_x8_generic>;
   k.gemv_q8_0_x8 = gemv_q8_0_x8_generic;
   k.gemm_q8_0_x8 = gemm_per_token<gemv_q8_0_x8_generic>;
+  k.gemv_q4_1_x8 = gemv_q4_x8_generic<4>;
+  k.gemm_q4_1_x8 = gemm_per_token<gemv_q4_x8_generic<4>>;
   return k;
 }
 
@@ -476,6 +483,8 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.gemm_q4_k_x8) k.gemm_q4_k_x8 = generic.gemm_q4_k_x8;
   if (!k.gemv_q8_0_x8) k.gemv_q8_0_x8 = generic.gemv_q8_0_x8;
   if (!k.gemm_q8_0_x8) k.gemm_q8_0_x8 = generic.gemm_q8_0_x8;
+  if (!k.gemv_q4_1_x8) k.gemv_q4_1_x8 = generic.gemv_q4_1_x8;
+  if (!k.gemm_q4_1_x8) k.gemm_q4_1_x8 = generic.gemm_q4_1_x8;
   return k;
 }
 

@@ -96,7 +96,12 @@ struct Kernels {
   GemmX8Fn gemm_q4_0_x8;  // may stay null: callers then run the GEMV per token
   GemmX8Fn gemm_q4_k_x8;
   GemvX8Fn gemv_q8_0_x8;  // Q8_0 groups of eight rows against a Q8_0 row
-  GemmX8Fn gemm_q8_0_x8;  // by activation type; null: quant::quantize_activation_row
+  GemmX8Fn gemm_q8_0_x8;
+  // Q4_1 groups of eight rows against a Q8_1 row: per row and block one FMA of the scaled integer
+  // dot into one sum and one FMA of the row's min times the activation block's stored sum into
+  // another (ggml keeps the min terms apart too); the row's result is their sum.
+  GemvX8Fn gemv_q4_1_x8;
+  GemmX8Fn gemm_q4_1_x8;  // by activation type; null: quant::quantize_activation_row
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.

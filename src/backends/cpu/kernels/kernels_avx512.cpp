@@ -178,26 +178,28 @@ inline __m512 scales_pair(const uint8_t* lo, const uint8_t* hi) {
                             _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hi))), 1);
 }
 
-// Q4_0 (kind 0) or Q8_0 (kind 1) groups g, g + 1 against NT tokens. Q4_0's unsigned nibbles meet
-// the signed activations, each lane starting from -8 times the block's activation sum. Q8_0's
-// signed levels meet the activations as unsigned a + 128 (`a` then points at such flipped levels,
-// 32 bytes per block), each lane starting from -128 times its row's level sum.
+// Q4_0 (kind 0), Q8_0 (kind 1) or Q4_1 (kind 2) groups g, g + 1 against NT tokens. Q4_0's unsigned
+// nibbles meet the signed activations, each lane starting from -8 times the block's activation sum.
+// Q8_0's signed levels meet the activations as unsigned a + 128 (`a` then points at such flipped
+// levels, 32 bytes per block), each lane starting from -128 times its row's level sum. Q4_1's
+// unsigned nibbles start from zero, and each lane sums its row's min times the activation sum apart.
 template <int kKind, int NT>
 void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_t* a, size_t a_stride, const float* da,
-                  const int32_t* bias, int64_t stat_stride, float* y, size_t y_stride) {
-  constexpr size_t kBlock = kKind == 0 ? 144 : 272;
-  constexpr size_t kActBlock = kKind == 0 ? 34 : 32, kActLevels = kKind == 0 ? 2 : 0;
-  __m512 acc[NT];
-  for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps();
+                  const int32_t* bias, const float* sa, int64_t stat_stride, float* y, size_t y_stride) {
+  constexpr size_t kBlock = kKind == 0 ? 144 : kKind == 1 ? 272 : 160;
+  constexpr size_t kActBlock = kKind == 0 ? 34 : kKind == 1 ? 32 : 36, kActLevels = kKind == 0 ? 2 : kKind == 1 ? 0 : 4;
+  constexpr size_t kLevels = kKind == 2 ? 32 : 16;  // where a block's levels start
+  __m512 acc[NT], accm[NT];
+  for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps(), accm[u] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F), u128 = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* b0 = w0 + b * kBlock;
     const uint8_t* b1 = w1 + b * kBlock;
     __m512i q[8];
     __m512i wbias = _mm512_setzero_si512();
-    if constexpr (kKind == 0) {
+    if constexpr (kKind != 1) {
       for (int k = 0; k < 4; ++k) {
-        const __m512i v = load_pair(b0 + 16 + 32 * k, b1 + 16 + 32 * k);
+        const __m512i v = load_pair(b0 + kLevels + 32 * k, b1 + kLevels + 32 * k);
         q[k] = _mm512_and_si512(v, low4);
         q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
       }
@@ -209,19 +211,22 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
       wbias = _mm512_sub_epi32(_mm512_setzero_si512(), wbias);
     }
     const __m512 dw = scales_pair(b0, b1);
+    __m512 mw = _mm512_setzero_ps();
+    if constexpr (kKind == 2) mw = scales_pair(b0 + 16, b1 + 16);
     for (int u = 0; u < NT; ++u) {
       const uint8_t* qa = a + u * a_stride + b * kActBlock + kActLevels;
-      __m512i isum = kKind == 0 ? _mm512_set1_epi32(bias[u * stat_stride + b]) : wbias;
+      __m512i isum = kKind == 0 ? _mm512_set1_epi32(bias[u * stat_stride + b]) : kKind == 1 ? wbias : _mm512_setzero_si512();
       for (int k = 0; k < 8; ++k) {
         int32_t v;
         std::memcpy(&v, qa + 4 * k, 4);
-        isum = kKind == 0 ? _mm512_dpbusd_epi32(isum, q[k], _mm512_set1_epi32(v))
+        isum = kKind != 1 ? _mm512_dpbusd_epi32(isum, q[k], _mm512_set1_epi32(v))
                           : _mm512_dpbusd_epi32(isum, _mm512_set1_epi32(v), q[k]);
       }
       acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da[u * stat_stride + b])), _mm512_cvtepi32_ps(isum), acc[u]);
+      if constexpr (kKind == 2) accm[u] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sa[u * stat_stride + b]), accm[u]);
     }
   }
-  for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, acc[u]);
+  for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, kKind == 2 ? _mm512_add_ps(acc[u], accm[u]) : acc[u]);
 }
 
 template <int kKind>
@@ -229,7 +234,17 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
                  int64_t n, float* y, size_t y_stride) {
   const int64_t nb = n / 32;
   const auto* a = static_cast<const uint8_t*>(va);
-  const Q8_0Tables tab = q8_0_tables(a, a_stride, n_tok, nb, kKind == 0);
+  // Per block and token: the activation scale, and Q4_0's bias or Q4_1's activation sum.
+  const float* da = nullptr;
+  const int32_t* bias = nullptr;
+  const float* sa = nullptr;
+  if constexpr (kKind == 2) {
+    const Q8_1Tables tab = q8_1_tables(a, a_stride, n_tok, nb);
+    da = tab.da, sa = tab.sa;
+  } else {
+    const Q8_0Tables tab = q8_0_tables(a, a_stride, n_tok, nb, kKind == 0);
+    da = tab.da, bias = tab.bias;
+  }
   // Q8_0: the activation levels as unsigned a + 128, 32 bytes per block.
   thread_local std::vector<uint8_t> flipped;
   const uint8_t* act = a;
@@ -244,25 +259,26 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
     act_stride = static_cast<size_t>(nb * 32);
   }
   const auto* w = static_cast<const uint8_t*>(vw);
+  auto stat = [&](const auto* p, int64_t t) { return p ? p + t * nb : p; };
   int64_t g = 0;
   for (; g + 2 <= n_groups; g += 2) {
+    const uint8_t* w0 = w + g * group_bytes;
+    const uint8_t* w1 = w + (g + 1) * group_bytes;
     int64_t t = 0;
     for (; t + 8 <= n_tok; t += 8)
-      x8_pair_tile<kKind, 8>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
-                             tab.da + t * nb, tab.bias + t * nb, nb,
+      x8_pair_tile<kKind, 8>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
                              y + t * y_stride + 8 * g, y_stride);
     for (; t + 4 <= n_tok; t += 4)
-      x8_pair_tile<kKind, 4>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
-                             tab.da + t * nb, tab.bias + t * nb, nb,
+      x8_pair_tile<kKind, 4>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
                              y + t * y_stride + 8 * g, y_stride);
     for (; t < n_tok; ++t)
-      x8_pair_tile<kKind, 1>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
-                             tab.da + t * nb, tab.bias + t * nb, nb,
+      x8_pair_tile<kKind, 1>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
                              y + t * y_stride + 8 * g, y_stride);
   }
   if (g < n_groups) {  // an odd last group: the 256-bit kernel
-    if constexpr (kKind == 0) gemm_q4_0_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
-    else gemm_q8_0_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+    if constexpr (kKind == 0) gemm_q4_x8_x86<2>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+    else if constexpr (kKind == 1) gemm_q8_0_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+    else gemm_q4_x8_x86<4>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
   }
 }
 
@@ -401,6 +417,7 @@ Kernels make_avx512_kernels() {
   avx512::add_gemm_panels(k);
   k.gemm_q4_0_x8 = avx512::gemm_x8_zmm<0>;
   k.gemm_q8_0_x8 = avx512::gemm_x8_zmm<1>;
+  k.gemm_q4_1_x8 = avx512::gemm_x8_zmm<2>;
   k.gemm_q4_k_x8 = avx512::gemm_q4_k_x8_zmm;
   k.scores = avx512::scores_zmm;
   k.weighted_values = avx512::weighted_values_zmm;
