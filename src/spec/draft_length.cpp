@@ -9,7 +9,7 @@ namespace tern::spec {
 
 namespace {
 constexpr double kDecay = 0.9;     // weight of the past per observation
-constexpr int32_t kProbeEvery = 8; // steps between single-token probes while not speculating
+constexpr int32_t kProbeFirst = 8, kProbeLast = 64;  // steps between single-token probes while not speculating
 }  // namespace
 
 double expected_tokens(double a, int32_t k) {
@@ -33,15 +33,24 @@ int32_t DraftLength::next() {
   }
   if (best > 0) {
     idle_ = 0;
+    probe_every_ = kProbeFirst;
     return best;
   }
-  return ++idle_ % kProbeEvery == 0 ? 1 : 0;
+  if (++idle_ < probe_every_) return 0;
+  idle_ = 0;
+  probing_ = true;
+  return 1;
 }
 
 void DraftLength::observe(int32_t drafted, int32_t accepted) {
   if (drafted <= 0) return;
-  accepted_ = accepted_ * kDecay + accepted;
-  trials_ = trials_ * kDecay + accepted + (accepted < drafted ? 1 : 0);
+  if (probing_) probe_every_ = accepted > 0 ? kProbeFirst : std::min(kProbeLast, 2 * probe_every_);
+  probing_ = false;
+  double& kept = accepted_[after_full_];
+  double& trials = trials_[after_full_];
+  kept = kept * kDecay + accepted;
+  trials = trials * kDecay + accepted + (accepted < drafted ? 1 : 0);
+  after_full_ = accepted == drafted ? 1 : 0;
 }
 
 }  // namespace tern::spec

@@ -2,6 +2,8 @@
 // aligned sizes, every weight type, sentinel floats around each output to catch out-of-bounds writes.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -122,9 +124,39 @@ std::vector<MatmulCase> matmul_cases() {
   for (int64_t n_tok : {1, 2, 9}) v.push_back({DType::Q4_0, 96, 24, n_tok});
   for (int64_t n_tok : {1, 7}) v.push_back({DType::Q8_0, 64, 16, n_tok});
   for (int64_t n_tok : {1, 6}) v.push_back({DType::Q4_K, 512, 16, n_tok});
+  for (int64_t n_tok : {1, 3, 9}) v.push_back({DType::Q4_1, 96, 24, n_tok});
   v.push_back({DType::F32, 3, 2, 2});  // sizes smaller than any vector width
   v.push_back({DType::F32, 13, 9, 7});
   return v;
+}
+
+// A token's output row does not depend on the other tokens of the batch, bit for bit: speculative
+// decoding verifies k tokens in one pass and must get what k single-token passes give; continuous
+// batching must not change a request's tokens. Every weight type, as loaded and as prepared.
+TEST(Ops, MatmulIsBatchInvariant) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                  DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const int64_t n_in = 256, n_out = 40;
+    auto w = random_weight(t, n_in, n_out, 3);
+    const auto wv = TensorView::contiguous(w.data(), t, {n_in, n_out});
+    for (auto& be : backends_under_test()) {
+      for (const TensorView& weight : {wv, be->prepare_weight(wv)}) {
+        for (int64_t n_tok : {2, 3, 5, 9}) {
+          auto x = random_floats(static_cast<size_t>(n_in * n_tok), 20 + static_cast<uint32_t>(n_tok));
+          std::vector<float> all(static_cast<size_t>(n_out * n_tok)), one(static_cast<size_t>(n_out));
+          be->matmul(weight, TensorView::contiguous(x.data(), DType::F32, {n_in, n_tok}),
+                     TensorView::contiguous(all.data(), DType::F32, {n_out, n_tok}));
+          for (int64_t k = 0; k < n_tok; ++k) {
+            be->matmul(weight, TensorView::contiguous(x.data() + k * n_in, DType::F32, {n_in, 1}),
+                       TensorView::contiguous(one.data(), DType::F32, {n_out, 1}));
+            EXPECT_EQ(0, std::memcmp(one.data(), all.data() + k * n_out, n_out * sizeof(float)))
+                << be->name() << " " << dtype_name(t) << " layout " << int{weight.layout} << ": token " << k << " of "
+                << n_tok;
+          }
+        }
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(matmul_cases()),

@@ -143,9 +143,15 @@ TEST(DraftLength, FollowsTheAcceptanceRate) {
   spec::DraftLength good(8, 0.1, true), bad(8, 0.5, true), fixed(5, 0.5, false);
   for (int i = 0; i < 50; ++i) good.observe(8, 8), bad.observe(4, 0);
   EXPECT_EQ(good.next(), 8);
-  int probes = 0;
-  for (int i = 0; i < 64; ++i) probes += bad.next();
-  EXPECT_EQ(probes, 8);  // not speculating, but trying one token every eighth step
+  // Not speculating, but trying one token now and then: every 8th step, then (each probe
+  // rejected) every 16th, 32nd and 64th.
+  std::vector<int> probes;
+  for (int i = 1; i <= 8 + 16 + 32 + 64 + 64; ++i)
+    if (bad.next() == 1) {
+      probes.push_back(i);
+      bad.observe(1, 0);
+    }
+  EXPECT_EQ(probes, (std::vector<int>{8, 24, 56, 120, 184}));
   EXPECT_EQ(fixed.next(), 5);
   EXPECT_NEAR(spec::expected_tokens(0.5, 2), 1.75, 1e-12);
 }

@@ -227,7 +227,10 @@ class CpuBackend final : public Backend {
       return;
     }
     const int64_t t4 = rows4 ? n_tok / 4 * 4 : 0;
-    for (int64_t jb = j0; jb < j1 && t4 > 0; jb += kRowBlock) {
+    // Several tokens: each block of rows meets them all while it is in cache (tokens beyond the
+    // last four one by one), so the weights stream from memory once per matmul, not once per token.
+    const int64_t t_block = n_tok > 1 && rows1 ? n_tok : t4;
+    for (int64_t jb = j0; jb < j1 && t_block > 0; jb += kRowBlock) {
       const int64_t je = std::min(j1, jb + kRowBlock);
       for (int64_t t = 0; t < t4; t += 4) {
         float r[kRowBlock * 4];
@@ -235,10 +238,12 @@ class CpuBackend final : public Backend {
         for (int64_t j = jb; j < je; ++j)
           for (int u = 0; u < 4; ++u) static_cast<float*>(y.row(t + u))[j] = r[(j - jb) * 4 + u];
       }
+      for (int64_t t = t4; t < t_block; ++t)
+        rows1(w.row(jb), w.nb[1], je - jb, xq + t * a_bytes, a_bytes, n_in, static_cast<float*>(y.row(t)) + jb);
     }
-    // Single tokens (decode): the whole row range in one call, straight into y (its columns are
+    // A single token (decode): the whole row range in one call, straight into y (its columns are
     // contiguous), so each activation block is prepared once per matmul, not once per row block.
-    for (int64_t t = t4; t < n_tok; ++t) {
+    for (int64_t t = t_block; t < n_tok; ++t) {
       float* yt = static_cast<float*>(y.row(t));
       if (rows1) rows1(w.row(j0), w.nb[1], j1 - j0, xq + t * a_bytes, a_bytes, n_in, yt + j0);
       else
