@@ -20,6 +20,7 @@ EngineConfig ModelOptions::engine_config() const {
                  .backend = backend};
   if (!spec.empty()) c.speculative = parse_speculative(spec);
   c.speculative.k = spec_k;
+  c.speculative.max_batch = spec_max_batch;
   return c;
 }
 
@@ -46,6 +47,9 @@ void add_speculative_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--spec-k", o.spec_k, "most tokens drafted per step (default: 8 for ngram, 4 otherwise; adapts to "
                                        "the acceptance rate)")
       ->check(CLI::Range(1, 32));
+  app.add_option("--spec-max-batch", o.spec_max_batch,
+                 "speculate only while at most this many sequences run (default 4; -1: always)")
+      ->check(CLI::Range(-1, 4096));
 }
 
 void add_sampling_options(CLI::App& app, SamplingOptions& o) {

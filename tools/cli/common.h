@@ -19,6 +19,7 @@ struct ModelOptions {
   std::string backend = "cpu";
   std::string spec;  // --spec: ngram, layerskip:L, draft:FILE
   int spec_k = 0;
+  int spec_max_batch = 0;
   EngineConfig engine_config() const;
 };
 

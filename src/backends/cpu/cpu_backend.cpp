@@ -284,7 +284,7 @@ class CpuBackend final : public Backend {
   }
 
   // Rows [j0, j1) of a weight repacked in groups of eight. Whole groups go through the grouped
-  // kernels (the GEMM for four tokens or more); a partial group is unpacked back to row-major blocks
+  // kernels (the GEMM for two tokens or more); a partial group is unpacked back to row-major blocks
   // in a scratch tile for the row-major kernels.
   void matmul_rows_x8(const TensorView& w, const TensorView& y, int64_t j0, int64_t j1, const uint8_t* xq,
                       size_t a_bytes, const float* prep, int64_t n_tok) const {
@@ -302,7 +302,7 @@ class CpuBackend final : public Backend {
         while ((ge + 1) * 8 <= j1) ++ge;
         const uint8_t* wg = base + g * group_bytes;
         float* y0 = static_cast<float*>(y.row(0)) + g * 8;
-        if (n_tok >= 4) {
+        if (n_tok >= 2) {  // several tokens: the GEMM reads each weight block once for all of them
           (kernels_.*gl.gemm)(wg, group_bytes, ge - g, xq, a_bytes, n_tok, n_in, y0, y_stride);
         } else {
           for (int64_t t = 0; t < n_tok; ++t)

@@ -189,8 +189,8 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
   constexpr size_t kBlock = kKind == 0 ? 144 : kKind == 1 ? 272 : 160;
   constexpr size_t kActBlock = kKind == 0 ? 34 : kKind == 1 ? 32 : 36, kActLevels = kKind == 0 ? 2 : kKind == 1 ? 0 : 4;
   constexpr size_t kLevels = kKind == 2 ? 32 : 16;  // where a block's levels start
-  __m512 acc[NT], accm[NT];
-  for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps(), accm[u] = _mm512_setzero_ps();
+  __m512 acc[NT];
+  for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F), u128 = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* b0 = w0 + b * kBlock;
@@ -211,8 +211,6 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
       wbias = _mm512_sub_epi32(_mm512_setzero_si512(), wbias);
     }
     const __m512 dw = scales_pair(b0, b1);
-    __m512 mw = _mm512_setzero_ps();
-    if constexpr (kKind == 2) mw = scales_pair(b0 + 16, b1 + 16);
     for (int u = 0; u < NT; ++u) {
       const uint8_t* qa = a + u * a_stride + b * kActBlock + kActLevels;
       __m512i isum = kKind == 0 ? _mm512_set1_epi32(bias[u * stat_stride + b]) : kKind == 1 ? wbias : _mm512_setzero_si512();
@@ -223,10 +221,20 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
                           : _mm512_dpbusd_epi32(isum, _mm512_set1_epi32(v), q[k]);
       }
       acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da[u * stat_stride + b])), _mm512_cvtepi32_ps(isum), acc[u]);
-      if constexpr (kKind == 2) accm[u] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sa[u * stat_stride + b]), accm[u]);
     }
   }
-  for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, kKind == 2 ? _mm512_add_ps(acc[u], accm[u]) : acc[u]);
+  if constexpr (kKind == 2) {
+    // Q4_1's min terms: their own chain per lane in block order, in a second pass over the block
+    // headers (in cache) so that the first keeps its registers for the tokens.
+    __m512 accm[NT];
+    for (int u = 0; u < NT; ++u) accm[u] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512 mw = scales_pair(w0 + b * kBlock + 16, w1 + b * kBlock + 16);
+      for (int u = 0; u < NT; ++u) accm[u] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sa[u * stat_stride + b]), accm[u]);
+    }
+    for (int u = 0; u < NT; ++u) acc[u] = _mm512_add_ps(acc[u], accm[u]);
+  }
+  for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, acc[u]);
 }
 
 template <int kKind>
@@ -264,16 +272,23 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
   for (; g + 2 <= n_groups; g += 2) {
     const uint8_t* w0 = w + g * group_bytes;
     const uint8_t* w1 = w + (g + 1) * group_bytes;
+    // Tiles of eight tokens, then the rest as one tile (each tile unpacks the weight blocks once).
+    auto tile = [&]<int NT>(int64_t t) {
+      x8_pair_tile<kKind, NT>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
+                              y + t * y_stride + 8 * g, y_stride);
+    };
     int64_t t = 0;
-    for (; t + 8 <= n_tok; t += 8)
-      x8_pair_tile<kKind, 8>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
-                             y + t * y_stride + 8 * g, y_stride);
-    for (; t + 4 <= n_tok; t += 4)
-      x8_pair_tile<kKind, 4>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
-                             y + t * y_stride + 8 * g, y_stride);
-    for (; t < n_tok; ++t)
-      x8_pair_tile<kKind, 1>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
-                             y + t * y_stride + 8 * g, y_stride);
+    for (; t + 8 <= n_tok; t += 8) tile.template operator()<8>(t);
+    switch (n_tok - t) {
+      case 7: tile.template operator()<7>(t); break;
+      case 6: tile.template operator()<6>(t); break;
+      case 5: tile.template operator()<5>(t); break;
+      case 4: tile.template operator()<4>(t); break;
+      case 3: tile.template operator()<3>(t); break;
+      case 2: tile.template operator()<2>(t); break;
+      case 1: tile.template operator()<1>(t); break;
+      default: break;
+    }
   }
   if (g < n_groups) {  // an odd last group: the 256-bit kernel
     if constexpr (kKind == 0) gemm_q4_x8_x86<2>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
