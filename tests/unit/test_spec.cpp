@@ -92,7 +92,9 @@ TEST(Verifier, RejectionSamplingFollowsTheTarget) {
     const auto [stat, df] = chi2(counts, pv, N);
     EXPECT_LT(stat, chi2_critical(df)) << "q #" << qi;
     EXPECT_EQ(counts[7], 0);
-    if (qi == 1) EXPECT_EQ(kept, N);
+    if (qi == 1) {
+      EXPECT_EQ(kept, N);
+    }
   }
   // An empty q means one-hot at the draft.
   spec::Verifier ver(V);
@@ -241,8 +243,11 @@ TEST_P(SpecGreedy, SameTokensAloneAndBatched) {
     EXPECT_GT(m.spec_accepted_tokens, 0);
     // Rejections were exercised too, except by a model drafting for itself (all kept: its own KV cache
     // stayed right through every rollback).
-    if (GetParam().starts_with("draft:")) EXPECT_EQ(m.spec_accepted_tokens, m.spec_draft_tokens);
-    else EXPECT_LT(m.spec_accepted_tokens, m.spec_draft_tokens);
+    if (GetParam().starts_with("draft:")) {
+      EXPECT_EQ(m.spec_accepted_tokens, m.spec_draft_tokens);
+    } else {
+      EXPECT_LT(m.spec_accepted_tokens, m.spec_draft_tokens);
+    }
     EXPECT_EQ(m.spec_emitted_tokens, m.spec_accepted_tokens + m.spec_verify_passes);
   }
 }
