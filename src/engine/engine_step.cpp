@@ -191,7 +191,7 @@ void Engine::Impl::verify_drafts(Request& r, float* rows) {
       break;
     }
     const int32_t x = d.tokens[j];
-    const std::span<const TokenProb> q = d.q.empty() ? std::span<const TokenProb>() : std::span<const TokenProb>(d.q[j]);
+    const std::span<const TokenProb> q = d.q_of(j);
     if (!verifier->accept(p, q, x, r.sampler)) {
       out.tokens.push_back(verifier->resample(p, q, x, r.sampler));
       break;

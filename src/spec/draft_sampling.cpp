@@ -20,11 +20,15 @@ int32_t DraftSampling::draw(const DraftRequest& r, std::span<float> logits) {
   history_.insert(history_.end(), d.tokens.begin(), d.tokens.end());
   const std::span<const TokenProb> q = s.distribution(logits, history_);
   const int32_t token = s.draw(q);
-  if (q.size() > 1 || !d.q.empty()) {
-    d.q.resize(d.tokens.size());  // earlier deterministic choices become explicit one-hot q
-    for (size_t i = 0; i < d.q.size(); ++i)
-      if (d.q[i].empty()) d.q[i].assign(1, {d.tokens[i], 1.0});
-    d.q.emplace_back(q.begin(), q.end());
+  if (q.size() > 1 || d.sampled) {
+    auto slot = [&d](size_t i) -> std::vector<TokenProb>& {
+      if (d.q.size() <= i) d.q.resize(i + 1);
+      return d.q[i];
+    };
+    if (!d.sampled)  // earlier deterministic choices become explicit one-hot q
+      for (size_t i = 0; i < d.tokens.size(); ++i) slot(i).assign(1, {d.tokens[i], 1.0});
+    d.sampled = true;
+    slot(d.tokens.size()).assign(q.begin(), q.end());
   }
   d.tokens.push_back(token);
   return token;

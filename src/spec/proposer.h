@@ -25,12 +25,15 @@ namespace tern::spec {
 // What a proposer drafted for one sequence.
 struct Draft {
   std::vector<int32_t> tokens;
-  // When the proposer samples (a model at temperature > 0): q[i] is the distribution tokens[i] was
-  // drawn from. Empty when every token was chosen deterministically (q one-hot at the token).
+  // When the proposer sampled (a model at temperature > 0): q[i] is the distribution tokens[i] was
+  // drawn from. Otherwise every token was chosen deterministically (q one-hot at the token). The
+  // vectors are kept from step to step so that their memory is reused.
+  bool sampled = false;
   std::vector<std::vector<TokenProb>> q;
+  std::span<const TokenProb> q_of(size_t i) const { return sampled ? std::span<const TokenProb>(q[i]) : std::span<const TokenProb>(); }
   void clear() {
     tokens.clear();
-    q.clear();
+    sampled = false;
   }
 };
 

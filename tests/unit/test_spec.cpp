@@ -129,7 +129,7 @@ TEST(Ngram, ProposesWhatFollowedTheLatestMatch) {
   spec::DraftRequest r{.seq_id = 1, .tokens = t, .max_tokens = 3, .out = &d};
   prop->propose(std::span(&r, 1));
   EXPECT_EQ(d.tokens, (std::vector<int32_t>{4, 7, 8}));  // the later "1 2 3" wins
-  EXPECT_TRUE(d.q.empty());
+  EXPECT_FALSE(d.sampled);
   const std::vector<int32_t> none = {1, 2, 3, 4, 5, 6};
   r.tokens = none;
   prop->propose(std::span(&r, 1));
