@@ -44,11 +44,9 @@ size_t available_memory() {
   return 0;
 }
 
-}  // namespace
-
-namespace {
 // The most tokens drafted per step: --spec-k, else a default per method.
 int32_t spec_k_max(const SpeculativeConfig& sc) { return sc.k > 0 ? sc.k : (sc.method == "ngram" ? 8 : 4); }
+
 }  // namespace
 
 SpeculativeConfig parse_speculative(std::string_view spec) {

@@ -76,6 +76,7 @@ struct Engine::Impl {
   int64_t spec_verify_passes = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0, spec_emitted_tokens = 0;
 
   // step() scratch, reused so that the loop does not allocate once warm.
+  std::vector<Request*> chunk_requests;  // the request of each chunk of the plan
   StepOutput out;                      // tokens each chunk produced
   std::vector<const float*> out_rows;  // the logits row each of them was sampled from
   std::vector<spec::DraftRequest> draft_requests;
@@ -95,7 +96,7 @@ struct Engine::Impl {
   // The step loop (engine_step.cpp).
   void admit_inbox();
   void finish(Request& r, FinishReason why, bool notify);
-  void deliver(Request& r, int32_t token, const float* row);
+  bool deliver(Request& r, int32_t token, const float* row);
   // Appends to `out` the tokens a speculative chunk produces: accepted drafts, then one sampled
   // token; `rows` are the chunk's logits, one per token it ran.
   void verify_drafts(Request& r, float* rows);

@@ -101,10 +101,15 @@ void Engine::Impl::finish(Request& r, FinishReason why, bool notify) {
 }
 
 // A token was sampled for `r` (already appended to its sequence): stream it and decide whether the
-// request is done. `row` is its logits row, for log-probabilities.
-void Engine::Impl::deliver(Request& r, int32_t token, const float* row) {
+// request is done. `row` is its logits row, for log-probabilities. Returns false when the request
+// ended (and `r` is gone).
+bool Engine::Impl::deliver(Request& r, int32_t token, const float* row) {
   const GenerateRequest& p = r.params;
-  if (!p.ignore_eos && tokenizer.is_eog(token)) return finish(r, FinishReason::Eos, true);
+  auto end = [&](FinishReason why) {
+    finish(r, why, true);
+    return false;
+  };
+  if (!p.ignore_eos && tokenizer.is_eog(token)) return end(FinishReason::Eos);
   ++generated_tokens;
   ++r.n_emitted;
   RequestEvent e{.id = r.id, .has_token = true, .token = token};
@@ -118,12 +123,13 @@ void Engine::Impl::deliver(Request& r, int32_t token, const float* row) {
   e.prompt_tokens = r.seq.n_prompt;
   e.cached_prompt_tokens = r.seq.n_cached_prompt;
   e.generated_tokens = r.n_emitted;
-  if (r.sink && !r.sink(e)) return finish(r, FinishReason::Cancelled, true);
-  if (r.stops.stopped()) return finish(r, FinishReason::Stop, true);
+  if (r.sink && !r.sink(e)) return end(FinishReason::Cancelled);
+  if (r.stops.stopped()) return end(FinishReason::Stop);
   // Counted by delivered tokens: a speculative step appends several to the sequence at once.
-  if (r.n_emitted >= p.max_tokens) return finish(r, FinishReason::Length, true);
+  if (r.n_emitted >= p.max_tokens) return end(FinishReason::Length);
   // The new token needs a KV slot at position n_prompt + n_emitted - 1 for the next step.
-  if (r.seq.n_prompt + r.n_emitted > summary.n_ctx) return finish(r, FinishReason::Context, true);
+  if (r.seq.n_prompt + r.n_emitted > summary.n_ctx) return end(FinishReason::Context);
+  return true;
 }
 
 void Engine::Impl::publish_metrics() {
@@ -178,9 +184,14 @@ std::span<const TokenProb> Engine::Impl::target_distribution(Request& r, float* 
 void Engine::Impl::verify_drafts(Request& r, float* rows) {
   const size_t V = static_cast<size_t>(summary.n_vocab);
   const spec::Draft& d = r.draft;
-  const size_t window = static_cast<size_t>(std::max(0, r.params.sampling.penalty_last_n));
-  const std::vector<int32_t>& toks = r.seq.tokens;
-  history.assign(toks.end() - static_cast<std::ptrdiff_t>(std::min(toks.size(), window)), toks.end());
+  // The penalty window, when a penalty is on: the sequence's tail, then the drafts kept so far.
+  const bool penalised = r.sampler.uses_history();
+  history.clear();
+  if (penalised) {
+    const size_t window = static_cast<size_t>(r.params.sampling.penalty_last_n);
+    const std::vector<int32_t>& toks = r.seq.tokens;
+    history.assign(toks.end() - static_cast<std::ptrdiff_t>(std::min(toks.size(), window)), toks.end());
+  }
   int32_t accepted = 0;
   for (size_t j = 0;; ++j) {
     float* row = rows + V * j;
@@ -197,7 +208,7 @@ void Engine::Impl::verify_drafts(Request& r, float* rows) {
       break;
     }
     out.tokens.push_back(x);
-    history.push_back(x);
+    if (penalised) history.push_back(x);
     ++accepted;
   }
   const auto drafted = static_cast<int32_t>(d.tokens.size());
@@ -212,14 +223,16 @@ bool Engine::step() {
   Impl& m = *impl_;
   m.admit_inbox();
   // Speculative decoding: how many tokens each decoding sequence may draft this step.
-  const bool speculate = m.proposer && (m.spec_max_batch < 0 || m.scheduler->n_running() <= static_cast<size_t>(m.spec_max_batch));
-  for (auto& [id, r] : m.active) {
-    Sequence& s = r->seq;
-    s.spec_k = 0;
-    if (!speculate || s.state != SeqState::Running || s.n_tokens() - s.n_computed != 1) continue;
-    // Never past max_tokens (the sampled token after the drafts counts too) or the context.
-    const int32_t room = std::min(r->params.max_tokens - s.n_generated() - 1, m.summary.n_ctx - s.n_tokens());
-    s.spec_k = std::clamp(r->draft_length.next(), 0, std::max(room, 0));
+  if (m.proposer) {
+    const bool speculate = m.spec_max_batch < 0 || m.scheduler->n_running() <= static_cast<size_t>(m.spec_max_batch);
+    for (auto& [id, r] : m.active) {
+      Sequence& s = r->seq;
+      s.spec_k = 0;
+      if (!speculate || s.state != SeqState::Running || s.n_tokens() - s.n_computed != 1) continue;
+      // Never past max_tokens (the sampled token after the drafts counts too) or the context.
+      const int32_t room = std::min(r->params.max_tokens - s.n_generated() - 1, m.summary.n_ctx - s.n_tokens());
+      s.spec_k = std::clamp(r->draft_length.next(), 0, std::max(room, 0));
+    }
   }
   const StepPlan& plan = m.scheduler->schedule();
   if (plan.empty()) {
@@ -228,12 +241,14 @@ bool Engine::step() {
   }
   for (const kv::BlockCopy& c : plan.copies) m.kv_storage->copy_block(c.src, c.dst, c.n_slots);
 
-  // Drafts for the decodes that have slots for them.
+  // Each chunk's request, looked up once per step; drafts for the decodes that have slots for them.
+  m.chunk_requests.clear();
   m.draft_requests.clear();
   for (const ScheduledChunk& c : plan.chunks) {
     Request& req = *m.active.at(c.seq->id);
-    req.draft.clear();
+    m.chunk_requests.push_back(&req);
     if (c.n_draft == 0) continue;
+    req.draft.clear();
     const Sequence& s = *c.seq;
     m.draft_requests.push_back({.seq_id = s.id,
                                 .tokens = s.tokens,
@@ -253,7 +268,7 @@ bool Engine::step() {
     const Sequence& s = *c.seq;
     const KvSeq table{s.kv.blocks.data(), static_cast<int32_t>(s.kv.blocks.size())};
     if (c.n_draft > 0) {
-      const spec::Draft& d = m.active.at(s.id)->draft;
+      const spec::Draft& d = m.chunk_requests[i]->draft;
       TERN_CHECK(d.tokens.size() <= static_cast<size_t>(c.n_draft), "proposer {} drafted {} tokens for {} slots",
                  m.proposer->name(), d.tokens.size(), c.n_draft);
       m.chunk_tokens.assign(1, s.tokens.back());
@@ -277,9 +292,10 @@ bool Engine::step() {
   m.out.clear();
   m.out_rows.clear();
   size_t r = 0;
-  for (const ScheduledChunk& c : plan.chunks) {
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
     if (c.sample) {
-      Request& req = *m.active.at(c.seq->id);
+      Request& req = *m.chunk_requests[i];
       float* rows = m.logits.data() + V * r;
       if (c.n_draft > 0) {
         m.verify_drafts(req, rows);
@@ -294,13 +310,10 @@ bool Engine::step() {
   }
   m.scheduler->update(plan, m.out);
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
-    const RequestId id = plan.chunks[i].seq->id;
     const size_t first = static_cast<size_t>(m.out.offsets[i]);
     const std::span<const int32_t> produced = m.out.chunk(i);
-    for (size_t j = 0; j < produced.size(); ++j) {
-      const auto it = m.active.find(id);
-      if (it == m.active.end()) break;  // finished by an earlier token of this step (EOS, stop, length)
-      m.deliver(*it->second, produced[j], m.out_rows[first + j]);
+    // A request that ends (EOS, stop, length) drops the rest of this step's tokens.
+    for (size_t j = 0; j < produced.size() && m.deliver(*m.chunk_requests[i], produced[j], m.out_rows[first + j]); ++j) {
     }
   }
   m.publish_metrics();

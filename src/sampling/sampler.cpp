@@ -52,8 +52,8 @@ void validate(const SamplingParams& p) {
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) { validate(params); }
 
 void Sampler::apply_penalties(std::span<float> logits, std::span<const int32_t> history) {
+  if (!uses_history()) return;
   const auto& p = params_;
-  if (p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f) return;
   const size_t n = std::min(history.size(), static_cast<size_t>(p.penalty_last_n));
   // Count occurrences by sorting a copy of the window (a member, so no allocation per token).
   window_.assign(history.end() - static_cast<std::ptrdiff_t>(n), history.end());

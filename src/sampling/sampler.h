@@ -50,6 +50,12 @@ class Sampler {
   // a speculative token).
   double uniform() { return rng_.uniform(); }
   const SamplingParams& params() const { return params_; }
+  // Whether the history passed in changes anything (a penalty is on); callers that must assemble
+  // one can skip it otherwise.
+  bool uses_history() const {
+    return params_.penalty_last_n > 0 &&
+           (params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f);
+  }
 
  private:
   struct Candidate {

@@ -13,11 +13,14 @@ int32_t DraftSampling::draw(const DraftRequest& r, std::span<float> logits) {
   }
   Sampler& s = it->second;
   Draft& d = *r.out;
-  // Penalties look at the last penalty_last_n tokens: the sequence's tail, then the drafts so far.
-  const size_t window = static_cast<size_t>(std::max(0, r.sampling->penalty_last_n));
-  const size_t tail = std::min(r.tokens.size(), window);
-  history_.assign(r.tokens.end() - static_cast<std::ptrdiff_t>(tail), r.tokens.end());
-  history_.insert(history_.end(), d.tokens.begin(), d.tokens.end());
+  // Penalties, when on, look at the last penalty_last_n tokens: the sequence's tail, then the drafts
+  // so far.
+  history_.clear();
+  if (s.uses_history()) {
+    const size_t tail = std::min(r.tokens.size(), static_cast<size_t>(r.sampling->penalty_last_n));
+    history_.assign(r.tokens.end() - static_cast<std::ptrdiff_t>(tail), r.tokens.end());
+    history_.insert(history_.end(), d.tokens.begin(), d.tokens.end());
+  }
   const std::span<const TokenProb> q = s.distribution(logits, history_);
   const int32_t token = s.draw(q);
   if (q.size() > 1 || d.sampled) {

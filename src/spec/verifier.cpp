@@ -4,11 +4,14 @@
 
 namespace tern::spec {
 
+namespace {
+// p(token), 0 outside the support.
 double prob_of(std::span<const TokenProb> d, int32_t token) {
   for (const TokenProb& t : d)
     if (t.id == token) return t.p;
   return 0;
 }
+}  // namespace
 
 Verifier::Verifier(int64_t n_vocab) : q_dense_(static_cast<size_t>(n_vocab), 0.0) {}
 

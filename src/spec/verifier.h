@@ -30,7 +30,4 @@ class Verifier {
   std::vector<TokenProb> residual_;
 };
 
-// p(token), 0 outside the support.
-double prob_of(std::span<const TokenProb> d, int32_t token);
-
 }  // namespace tern::spec

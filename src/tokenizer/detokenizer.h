@@ -22,7 +22,6 @@ class Detokenizer {
   // End of stream: returns what is still held back (an incomplete tail becomes U+FFFD) and resets.
   std::string flush();
 
-
  private:
   const Tokenizer* tok_;
   bool render_special_;

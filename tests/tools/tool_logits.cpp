@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "tern/engine.h"
+#include "token_ids.h"
 
 int main(int argc, char** argv) {
   if (argc < 4) {
@@ -16,7 +17,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    tern::EngineConfig c{.model_path = argv[1]};
+    tern::EngineConfig c;  // (not a designated initialiser: GCC 12 warns on the members it skips)
+    c.model_path = argv[1];
     std::string dump_dir;
     for (int i = 4; i + 1 < argc; i += 2) {
       if (!std::strcmp(argv[i], "--backend")) c.backend = argv[i + 1];
@@ -25,12 +27,7 @@ int main(int argc, char** argv) {
       else if (!std::strcmp(argv[i], "--exact")) c.exact_activations = std::string(argv[i + 1]) == "1";
       else if (!std::strcmp(argv[i], "--dump")) dump_dir = argv[i + 1];
     }
-    std::vector<int32_t> ids;
-    for (const char* p = argv[2]; *p;) {
-      char* end;
-      ids.push_back(static_cast<int32_t>(std::strtol(p, &end, 10)));
-      p = *end ? end + 1 : end;
-    }
+    const std::vector<int32_t> ids = tern::test_tools::parse_ids(argv[2]);
     if (!dump_dir.empty()) {
       c.on_tensor = [&dump_dir](std::string_view name, std::span<const float> v, std::span<const int64_t> ne) {
         const std::string path = dump_dir + "/" + std::string(name) + ".f32";

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "tern/engine.h"
+#include "token_ids.h"
 
 int main(int argc, char** argv) {
   if (argc < 5) {
@@ -38,12 +39,7 @@ int main(int argc, char** argv) {
       c.speculative.adaptive = false;
       c.speculative.max_batch = -1;
     }
-    std::vector<int32_t> ids;
-    for (const char* p = argv[2]; *p;) {
-      char* end;
-      ids.push_back(static_cast<int32_t>(std::strtol(p, &end, 10)));
-      p = *end ? end + 1 : end;
-    }
+    const std::vector<int32_t> ids = tern::test_tools::parse_ids(argv[2]);
     const int n = std::stoi(argv[3]), max_tokens = std::stoi(argv[4]);
     auto engine = tern::Engine::load(c);
     std::vector<std::vector<int32_t>> out(static_cast<size_t>(n));
