@@ -23,6 +23,9 @@ DraftLength::DraftLength(int32_t k_max, double cost, bool adaptive) : k_max_(k_m
 }
 
 int32_t DraftLength::next() {
+  // A probe handed out last step was observed then, or never ran (no slot, no draft): either way it
+  // is over.
+  probing_ = false;
   if (!adaptive_ || k_max_ == 0) return k_max_;
   const double a = acceptance();
   int32_t best = 0;
