@@ -196,8 +196,9 @@ class Engine {
     double gen_seconds = 0;
   };
   PassTiming time_passes(std::span<const int32_t> prompt, int n_gen);
-  // Logits of every position of `ids` ([n_vocab] per position, concatenated): for reference checks.
-  std::vector<float> logits(std::span<const int32_t> ids);
+  // Logits of positions first_row.. of `ids` ([n_vocab] per position, concatenated): for reference
+  // checks and perplexity (which scores only part of each window).
+  std::vector<float> logits(std::span<const int32_t> ids, size_t first_row = 0);
 
  private:
   friend struct EngineTestAccess;  // tests that inspect the KV cache (tests/unit/test_spec.cpp)

@@ -99,14 +99,14 @@ void Engine::Impl::require_idle(const char* what) const {
 
 // Runs `ids` at positions pos0.. in one forward pass of a sequence that owns `s` (grown as needed);
 // logits of every token if `all_logits`, else of the last one.
-void Engine::Impl::run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, bool all_logits,
+void Engine::Impl::run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, size_t first_logit,
                                float* out) {
   std::vector<kv::BlockCopy> copies;
   TERN_CHECK(kv->grow(s, pos0 + static_cast<int32_t>(ids.size()), copies), "the KV cache is too small for {} tokens",
              pos0 + ids.size());
   batch.clear();
   batch.add({s.blocks.data(), static_cast<int32_t>(s.blocks.size())}, ids, pos0);
-  for (size_t i = all_logits ? 0 : ids.size() - 1; i < ids.size(); ++i) batch.logit_rows.push_back(static_cast<int32_t>(i));
+  for (size_t i = first_logit; i < ids.size(); ++i) batch.logit_rows.push_back(static_cast<int32_t>(i));
   model->forward(batch, *kv_storage, out);
 }
 
@@ -150,7 +150,7 @@ void Engine::Impl::setup_speculation() {
     for (int rep = 0; rep < 4; ++rep) {
       kv::SeqBlocks sb;
       const auto t0 = clock::now();
-      run_private(sb, std::span(ids).first(n), 0, true, logits.data());
+      run_private(sb, std::span(ids).first(n), 0, 0, logits.data());
       best = std::min(best, std::chrono::duration<double>(clock::now() - t0).count());
       kv->free(sb);
     }
@@ -281,14 +281,14 @@ Engine::PassTiming Engine::time_passes(std::span<const int32_t> prompt, int n_ge
   const size_t chunk = static_cast<size_t>(m.config.max_batch_tokens);
   for (size_t b = 0; b < prompt.size(); b += chunk) {
     const size_t e = std::min(prompt.size(), b + chunk);
-    m.run_private(s, prompt.subspan(b, e - b), static_cast<int32_t>(b), false, m.logits.data());
+    m.run_private(s, prompt.subspan(b, e - b), static_cast<int32_t>(b), e - b - 1, m.logits.data());
   }
   t.prompt_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   m.kv->free(s);
   int32_t tok = prompt[0];
   t0 = clock::now();
   for (int32_t pos = 0; pos < n_gen; ++pos) {
-    m.run_private(s, std::span<const int32_t>(&tok, 1), pos, false, m.logits.data());
+    m.run_private(s, std::span<const int32_t>(&tok, 1), pos, 0, m.logits.data());
     tok = static_cast<int32_t>(std::max_element(m.logits.begin(), m.logits.end()) - m.logits.begin());
   }
   t.gen_seconds = std::chrono::duration<double>(clock::now() - t0).count();
@@ -296,17 +296,23 @@ Engine::PassTiming Engine::time_passes(std::span<const int32_t> prompt, int n_ge
   return t;
 }
 
-std::vector<float> Engine::logits(std::span<const int32_t> ids) {
+std::vector<float> Engine::logits(std::span<const int32_t> ids, size_t first_row) {
   Impl& m = *impl_;
   m.require_idle("logits");
   m.check_prompt(ids);
+  TERN_CHECK(first_row < ids.size(), "logits from row {} of {} tokens", first_row, ids.size());
   const int64_t V = m.summary.n_vocab;
-  std::vector<float> out(static_cast<size_t>(V) * ids.size());
+  std::vector<float> out(static_cast<size_t>(V) * (ids.size() - first_row));
   kv::SeqBlocks s;
   const size_t chunk = static_cast<size_t>(m.config.max_batch_tokens);
   for (size_t b = 0; b < ids.size(); b += chunk) {
     const size_t e = std::min(ids.size(), b + chunk);
-    m.run_private(s, ids.subspan(b, e - b), static_cast<int32_t>(b), true, out.data() + b * V);
+    if (e <= first_row) {  // no logits wanted: only the KV cache of this chunk (its last row's logits go to scratch)
+      m.run_private(s, ids.subspan(b, e - b), static_cast<int32_t>(b), e - b - 1, m.logits.data());
+      continue;
+    }
+    const size_t first = std::max(b, first_row);
+    m.run_private(s, ids.subspan(b, e - b), static_cast<int32_t>(b), first - b, out.data() + (first - first_row) * V);
   }
   m.kv->free(s);
   return out;

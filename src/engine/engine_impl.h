@@ -90,7 +90,8 @@ struct Engine::Impl {
 
   void check_prompt(std::span<const int32_t> ids) const;
   // Single-sequence helpers (time_passes, logits): a private sequence outside the scheduler.
-  void run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, bool all_logits, float* out);
+  // Logits of ids[first_logit..] into `out` ([n_vocab] per row).
+  void run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, size_t first_logit, float* out);
   void require_idle(const char* what) const;
 
   // The step loop (engine_step.cpp).

@@ -162,6 +162,7 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     const TensorView ffn_w[] = {L.w_gate, L.w_up}, ffn[] = {gate, up};
     backend_.matmul_group(ffn_w, xb, ffn);
     backend_.swiglu(gate, up, gate);
+    emit(named("ffn_swiglu"), gate);
     backend_.matmul(L.w_down, gate, xb);
     emit(named("ffn_out"), xb);
     backend_.add(x, xb, x);

@@ -24,14 +24,6 @@ struct RunOptions {
   std::string output_format = "text";
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TERN_CHECK(in, "{}: cannot read the prompt file", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The prompt as token ids: raw text, or the model's chat template around it.
 std::vector<int32_t> build_prompt(Engine& engine, const RunOptions& o, const std::string& text) {
   if (!o.chat) return engine.tokenize(text, /*add_special=*/true, /*parse_special=*/true);
@@ -43,7 +35,7 @@ std::vector<int32_t> build_prompt(Engine& engine, const RunOptions& o, const std
 
 void run(RunOptions& o) {
   std::string text = o.prompt;
-  if (!o.prompt_file.empty()) text = read_file(o.prompt_file);
+  if (!o.prompt_file.empty()) text = read_text_file(o.prompt_file, "prompt");
   TERN_CHECK(!text.empty(), "no prompt: give -p TEXT or -f FILE");
   auto engine = Engine::load(o.model.engine_config());
   GenerateRequest req;

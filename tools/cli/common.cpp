@@ -1,7 +1,11 @@
 #include "common.h"
 
 #include <cstdlib>
+#include <fstream>
 #include <random>
+#include <sstream>
+
+#include "core/error.h"
 
 namespace tern::cli {
 
@@ -10,6 +14,15 @@ std::string default_model_path() {
     return std::string(dir) + "/SmolLM2-135M-Instruct.Q4_1.gguf";
   const char* home = std::getenv("HOME");
   return std::string(home ? home : ".") + "/.cache/tern/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::string read_text_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  TERN_CHECK(in, "{}: cannot read the {} file", path, what);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  TERN_CHECK(!in.bad(), "{}: error reading the {} file", path, what);
+  return ss.str();
 }
 
 EngineConfig ModelOptions::engine_config() const {

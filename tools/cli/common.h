@@ -10,6 +10,8 @@
 namespace tern::cli {
 
 std::string default_model_path();  // $TERN_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf
+// The whole file; throws naming it (and `what` it was for) when it cannot be read.
+std::string read_text_file(const std::string& path, const char* what);
 
 struct ModelOptions {
   std::string model;
@@ -41,5 +43,6 @@ void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_perplexity(CLI::App& app);
 
 }  // namespace tern::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   tern::cli::register_bench(app);
   tern::cli::register_quantize(app);
   tern::cli::register_serve(app);
+  tern::cli::register_perplexity(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
