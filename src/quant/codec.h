@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "quant/quant.h"
 
 namespace tern::quant {
 
@@ -19,6 +20,11 @@ struct RowCodec {
   // are never weights (Q8_1, Q8_K).
   DType dot_type = DType::F32;
   float (*dot)(const uint8_t* w, const uint8_t* a, int64_t nblocks) = nullptr;
+  // The affine grids of the block's groups (grid_group elements each) and the rewriting of its
+  // levels with the stored scales kept (quant.h, GroupGrid); null where unsupported.
+  int grid_group = 0;
+  void (*grids)(const uint8_t* src, GroupGrid* out, int64_t nblocks) = nullptr;
+  void (*set_levels)(uint8_t* dst, const int* levels, int64_t nblocks) = nullptr;
 };
 
 // Each returns null for a type outside its family.
@@ -82,6 +88,28 @@ template <class W, class A, int QK, float (*Dot)(const W&, const A&)>
 constexpr RowCodec with_dot(RowCodec c, DType dot_type) {
   c.dot_type = dot_type;
   c.dot = &dot_blocks<W, A, Dot>;
+  return c;
+}
+
+// K::grids(const Block&, GroupGrid*) and K::set_levels(Block&, const int*) for one block of QK elements.
+template <class Block, int QK, int Group, class K>
+constexpr RowCodec with_grids(RowCodec c) {
+  c.grid_group = Group;
+  c.grids = [](const uint8_t* src, GroupGrid* out, int64_t nblocks) {
+    for (int64_t i = 0; i < nblocks; ++i) {
+      Block b;
+      std::memcpy(&b, src + i * sizeof(Block), sizeof(Block));
+      K::grids(b, out + i * (QK / Group));
+    }
+  };
+  c.set_levels = [](uint8_t* dst, const int* levels, int64_t nblocks) {
+    for (int64_t i = 0; i < nblocks; ++i) {
+      Block b;
+      std::memcpy(&b, dst + i * sizeof(Block), sizeof(Block));
+      K::set_levels(b, levels + i * QK);
+      std::memcpy(dst + i * sizeof(Block), &b, sizeof(Block));
+    }
+  };
   return c;
 }
 

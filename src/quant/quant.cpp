@@ -2,6 +2,9 @@
 // whole row to the type's family (float / legacy / K-quant reference code).
 #include "quant/quant.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.h"
 #include "quant/codec.h"
 
@@ -38,6 +41,30 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n, const float* 
 bool can_quantize(DType t) {
   const RowCodec* c = find_codec(t);
   return c && c->quant;
+}
+
+int GroupGrid::nearest(float x) const {
+  if (scale == 0) return std::clamp(0, lo, hi);
+  const float l = std::nearbyint((x - offset) / scale);
+  return l <= static_cast<float>(lo) ? lo : l >= static_cast<float>(hi) ? hi : static_cast<int>(l);
+}
+
+int grid_group_size(DType t) {
+  const RowCodec* c = find_codec(t);
+  return c && c->grids ? c->grid_group : 0;
+}
+
+void row_grids(DType t, const void* row, int64_t n, GroupGrid* grids) {
+  const RowCodec* c = find_codec(t);
+  TERN_CHECK(c && c->grids, "{}: no grid support (GPTQ needs Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q3_K, Q4_K or Q5_K)",
+             dtype_name(t));
+  c->grids(static_cast<const uint8_t*>(row), grids, checked_blocks(t, n));
+}
+
+void set_row_levels(DType t, void* row, int64_t n, const int* levels) {
+  const RowCodec* c = find_codec(t);
+  TERN_CHECK(c && c->set_levels, "{}: no grid support", dtype_name(t));
+  c->set_levels(static_cast<uint8_t*>(row), levels, checked_blocks(t, n));
 }
 
 namespace {

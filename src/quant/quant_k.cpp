@@ -178,7 +178,26 @@ struct AffineK {
     }
   }
 
-  static constexpr RowCodec codec = make_codec<B, kQK_K, decode, encode>();
+  // Sub-block j: d * sc_j * level - dmin * m_j.
+  static void grids(const B& b, GroupGrid* g) {
+    const float d = fp16_to_f32(b.d), dmin = fp16_to_f32(b.dmin);
+    for (int j = 0; j < kQK_K / 32; ++j) {
+      int sc, m;
+      get_scale_min_k4(j, b.scales, sc, m);
+      g[j] = {d * sc, -dmin * m, 0, kMaxQ};
+    }
+  }
+  static void set_levels(B& b, const int* levels) {
+    std::memset(b.qs, 0, sizeof b.qs);
+    if constexpr (kBits == 5) std::memset(b.qh, 0, sizeof b.qh);
+    for (int e = 0; e < kQK_K; ++e) {
+      const Crumb c = nibble_of(e);
+      b.qs[c.byte] |= static_cast<uint8_t>((levels[e] & 0xF) << c.shift);
+      if constexpr (kBits == 5) b.qh[e % 32] |= static_cast<uint8_t>((levels[e] >> 4) << (e / 32));
+    }
+  }
+
+  static constexpr RowCodec codec = with_grids<B, kQK_K, 32, AffineK>(make_codec<B, kQK_K, decode, encode>());
 };
 
 // --- Q2_K: 16 sub-blocks of 16, 4-bit scale and min, 2-bit levels ---------------------------------
@@ -271,7 +290,26 @@ struct Q3K {
     }
   }
 
-  static constexpr RowCodec codec = make_codec<BlockQ3_K, kQK_K, decode, encode>();
+  // Sub-block j: d * (scale_j - 32) * (level - 4), level 0..7 (bit 2 in hmask, bits 0..1 in qs).
+  static void grids(const BlockQ3_K& b, GroupGrid* g) {
+    const float d_all = fp16_to_f32(b.d);
+    for (int j = 0; j < 16; ++j) {
+      const float dl = d_all * (get_scale_q3k(j, b.scales) - 32);
+      g[j] = {dl, -4 * dl, 0, 7};
+    }
+  }
+  static void set_levels(BlockQ3_K& b, const int* levels) {
+    std::memset(b.hmask, 0, sizeof b.hmask);
+    std::memset(b.qs, 0, sizeof b.qs);
+    for (int e = 0; e < kQK_K; ++e) {
+      const int l = levels[e];
+      if (l > 3) b.hmask[e % 32] |= static_cast<uint8_t>(1 << (e / 32));
+      const Crumb c = crumb_of(e);
+      b.qs[c.byte] |= static_cast<uint8_t>((l & 3) << c.shift);
+    }
+  }
+
+  static constexpr RowCodec codec = with_grids<BlockQ3_K, kQK_K, 16, Q3K>(make_codec<BlockQ3_K, kQK_K, decode, encode>());
 };
 
 // --- Q6_K: 16 sub-blocks of 16, int8 scales, 6-bit levels (4 in ql + 2 in qh) ----------------------

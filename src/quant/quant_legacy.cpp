@@ -129,8 +129,21 @@ struct Nibble {
     }
   }
 
-  static constexpr RowCodec codec = with_dot<B, Act, kQK, dot>(make_codec<B, kQK, decode, encode>(),
-                                                                   kAffine ? DType::Q8_1 : DType::Q8_0);
+  // One grid per block: d * level + m, or d * (level - kHalf).
+  static void grids(const B& b, GroupGrid* g) {
+    const float d = fp16_to_f32(b.d);
+    if constexpr (kAffine)
+      *g = {d, fp16_to_f32(b.m), 0, kMaxQ};
+    else
+      *g = {d, -kHalf * d, 0, kMaxQ};
+  }
+  static void set_levels(B& b, const int* levels) {
+    if constexpr (kBits == 5) std::memset(b.qh, 0, sizeof b.qh);
+    pack(levels, b);
+  }
+
+  static constexpr RowCodec codec = with_grids<B, kQK, kQK, Nibble>(with_dot<B, Act, kQK, dot>(
+      make_codec<B, kQK, decode, encode>(), kAffine ? DType::Q8_1 : DType::Q8_0));
 };
 
 // Q8_0 and Q8_1: amax/127 scale, round half away from zero (roundf); Q8_1 also stores d*sum(q).
@@ -172,9 +185,14 @@ struct Byte {
     return fp16_to_f32(w.d) * fp16_to_f32(a.d) * static_cast<float>(sumi);
   }
 
+  static void grids(const B& b, GroupGrid* g) { *g = {fp16_to_f32(b.d), 0, -128, 127}; }
+  static void set_levels(B& b, const int* levels) {
+    for (int i = 0; i < kQK; ++i) b.qs[i] = static_cast<int8_t>(levels[i]);
+  }
+
   static constexpr RowCodec codec = with_activation<B, kQK, encode_activation>(
       kHasSum ? make_codec<B, kQK, decode, encode>()
-              : with_dot<B, B, kQK, dot>(make_codec<B, kQK, decode, encode>(), DType::Q8_0));
+              : with_grids<B, kQK, kQK, Byte>(with_dot<B, B, kQK, dot>(make_codec<B, kQK, decode, encode>(), DType::Q8_0)));
 };
 
 }  // namespace

@@ -108,8 +108,12 @@ def test_bad_requests(f32_model, tmp_path):
     assert_clean_error(tern("quantize", f32_model, link, "--type", "q8_0"), "overwrite")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "iq4_nl"), "iq4_nl", "q4_k")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "q8_1"), "q8_1")
-    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "gptq"), "gptq",
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "gptq"), "gptq", "--calib")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "wanda"), "wanda",
                        "not implemented yet")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--group-size", "64"), "--group-size 64", "32")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "f16", "--method", "gptq", "--calib", f32_model),
+                       "f16")
     assert_clean_error(tern("quantize", tmp_path / "nope.gguf", out, "--type", "q4_0"), "nope.gguf")
     assert not out.exists() and not (tmp_path / "out.gguf.tmp").exists()
 

@@ -18,7 +18,10 @@
 #include <thread>
 #include <vector>
 
+#include "calibration.h"
 #include "common.h"
+#include "core/thread_pool.h"
+#include "quantize_calibrated.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "formats/gguf/gguf.h"
@@ -30,7 +33,12 @@ namespace {
 struct QuantizeOptions {
   std::string in, out;
   std::string type;
-  std::string method = "rtn";
+  MethodOptions method;
+  std::string calib;          // calibration text (gptq, awq; rtn: importance from it)
+  int64_t calib_tokens = 16384;
+  int calib_ctx = 512;
+  std::string imatrix;        // importance matrix file (rtn)
+  int group_size = 0;         // 0: the type's own
   int threads = 0;
   bool quiet = false;
 };
@@ -126,27 +134,68 @@ void convert_rows(const gguf::TensorInfo& t, DType dst_type, uint8_t* dst, int n
   if (error) std::rethrow_exception(error);
 }
 
-void quantize(const QuantizeOptions& o) {
-  TERN_CHECK(o.method == "rtn", "--method {}: not implemented yet (available: rtn)", o.method);
+void quantize(QuantizeOptions& o) {
+  const std::string& method = o.method.method;
+  if (method == "smoothquant" || method == "magnitude" || method == "wanda" || method == "sparsegpt")
+    fail("--method {}: not implemented yet (available: rtn, gptq, awq)", method);
+  TERN_CHECK(method == "rtn" || method == "gptq" || method == "awq", "--method {}: unknown (rtn, gptq, awq)", method);
   const DType target = parse_target(o.type);
+  if (o.group_size > 0) {
+    const int g = quant::grid_group_size(target);
+    TERN_CHECK(g == o.group_size, "--group-size {}: {} stores groups of {} (pick a type with that group size)",
+               o.group_size, dtype_name(target), g > 0 ? g : traits(target).block_elems);
+  }
+  TERN_CHECK(method != "gptq" || quant::grid_group_size(target) > 0,
+             "--method gptq: {} is not a type GPTQ can write (q4_0, q4_1, q5_0, q5_1, q8_0, q3_k, q4_k, q5_k)",
+             dtype_name(target));
+  TERN_CHECK(method != "awq" || traits(target).quantized, "--method awq: {} is not a quantised type", dtype_name(target));
+  TERN_CHECK(method == "rtn" || !o.calib.empty(), "--method {} needs calibration text: --calib FILE (scripts/fetch-eval-text)",
+             method);
+  TERN_CHECK(method == "rtn" || o.imatrix.empty(), "--imatrix is for --method rtn ({} collects its own statistics)", method);
+  TERN_CHECK(o.imatrix.empty() || o.calib.empty(), "give --imatrix or --calib, not both");
   namespace fs = std::filesystem;
   std::error_code ec;
   TERN_CHECK(o.in != o.out && !(fs::exists(o.out, ec) && fs::equivalent(o.in, o.out, ec)),
              "{}: refusing to overwrite the input file (give another output path)", o.out);
   const auto f = gguf::File::open(o.in);
   const int n_threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  ThreadPool pool(n_threads);
+
+  // Calibrated methods and importance-weighted RTN decide what they need before anything is written.
+  std::unique_ptr<CalibratedQuantizer> calibrated;
+  if (!o.calib.empty() || !o.imatrix.empty()) {
+    std::map<std::string, std::shared_ptr<quant::InputStats>> inputs;
+    if (!o.imatrix.empty()) {
+      inputs = read_imatrix(o.imatrix);
+    } else {
+      inputs = calibrate({.model_path = o.in, .text_file = o.calib, .tokens = o.calib_tokens, .ctx = o.calib_ctx,
+                          .threads = n_threads, .hessian = method != "rtn", .quiet = o.quiet})
+                   .inputs;
+    }
+    calibrated = std::make_unique<CalibratedQuantizer>(f, target, o.method, std::move(inputs), pool, o.quiet);
+  }
 
   gguf::Writer w(3, f.alignment());
   for (const auto& key : f.keys()) w.copy_key(f, key);
   w.set_u32("general.file_type", llama_ftypes().at(target));
   if (traits(target).quantized) w.set_u32("general.quantization_version", 2);  // ggml's GGML_QNT_VERSION
+  w.set_string("tern.quantize.method", method + (calibrated && method == "rtn" ? "+imatrix" : ""));
+  if (!o.calib.empty()) w.set_string("tern.quantize.calibration", o.calib);
 
   // Plan every tensor first, and try one block of each conversion, so an unsupported input type
   // fails before anything is written rather than halfway through a large file.
   std::vector<Plan> plans;
   for (const auto& t : f.tensors()) {
     plans.push_back(plan_tensor(t, target));
-    const Plan& p = plans.back();
+    Plan& p = plans.back();
+    // A calibrated method rewrites every matrix it has statistics for (even one already of the
+    // target type) and the norm vectors that absorb AWQ's scales (kept F32).
+    if (calibrated && calibrated->handles(t.name)) {
+      if (t.ndim < 2)
+        p = {&t, DType::F32, true, nullptr};
+      else if (p.why && std::string_view(p.why) == "already target type")
+        p = {&t, target, true, nullptr};
+    }
     try {
       if (p.convert) {
         std::vector<float> probe(static_cast<size_t>(traits(t.dtype).block_elems));
@@ -165,7 +214,11 @@ void quantize(const QuantizeOptions& o) {
     const Plan& p = plans[i];
     const gguf::TensorInfo& t = *p.src;
     try {
-      if (p.convert) {
+      if (p.convert && calibrated && calibrated->handles(t.name)) {
+        calibrated->convert(t, p.dst, out);
+        converted_in_bytes += t.nbytes;
+        ++n_converted;
+      } else if (p.convert) {
         convert_rows(t, p.dst, out.data(), n_threads);
         converted_in_bytes += t.nbytes;
         ++n_converted;
@@ -191,9 +244,10 @@ void quantize(const QuantizeOptions& o) {
   fmt::print(stderr,
              "tern quantize: {} -> {} ({}, {}): converted {} of {} tensors, {} -> {} in {:.1f} s "
              "({:.0f} MB/s of converted input, {} threads)\n",
-             o.in, o.out, dtype_name(target), o.method, n_converted, n, human(static_cast<double>(in_bytes)),
+             o.in, o.out, dtype_name(target), method, n_converted, n, human(static_cast<double>(in_bytes)),
              human(static_cast<double>(out_bytes)), s, s > 0 ? static_cast<double>(converted_in_bytes) / 1e6 / s : 0.0,
              n_threads);
+  if (calibrated && !calibrated->summary().empty()) fmt::print(stderr, "tern quantize: {}\n", calibrated->summary());
   if (n_converted == 0)
     fmt::print(stderr, "tern quantize: warning: no tensor was converted to {} (see the 'kept' reasons above)\n",
                dtype_name(target));
@@ -216,7 +270,20 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("output", o->out, "GGUF file to write (not the input; written to OUTPUT.tmp, then renamed)")->required();
   cmd->add_option("--type", o->type, "target type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k")
       ->required();
-  cmd->add_option("--method", o->method, "quantisation method: rtn (round to nearest, the reference quantisers)");
+  cmd->add_option("--method", o->method.method,
+                  "rtn (round to nearest), gptq (error feedback through calibration Hessians) or awq "
+                  "(activation-aware channel scales folded into the norms)")
+      ->check(CLI::IsMember({"rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt"}));
+  cmd->add_option("--calib", o->calib, "calibration text for gptq/awq (rtn: weight the rounding by its activations)");
+  cmd->add_option("--calib-tokens", o->calib_tokens, "calibration tokens (default 16384)")->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--calib-ctx", o->calib_ctx, "tokens per calibration window (default 512)")->check(CLI::Range(8, 1 << 16));
+  cmd->add_option("--imatrix", o->imatrix, "importance matrix from tern imatrix (rtn)");
+  cmd->add_option("--group-size", o->group_size, "elements per quantisation group; must be the type's own (32 for "
+                                                 "q4_0..q8_0 and q4_k, 16 for q3_k)")
+      ->check(CLI::Range(0, 1 << 16));
+  cmd->add_flag("--act-order", o->method.gptq.act_order, "gptq: quantise columns in order of decreasing activation energy");
+  cmd->add_option("--damp", o->method.gptq.damp, "gptq: Hessian damping as a fraction of its mean diagonal (default 0.01)")
+      ->check(CLI::Range(0.0, 10.0));
   cmd->add_option("-t,--threads", o->threads, "threads (default: all hardware threads)")->check(CLI::Range(0, 1024));
   cmd->add_flag("-q,--quiet", o->quiet, "no per-tensor progress lines");
   cmd->callback([o] { quantize(*o); });

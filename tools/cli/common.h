@@ -44,5 +44,6 @@ void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_perplexity(CLI::App& app);
+void register_imatrix(CLI::App& app);
 
 }  // namespace tern::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   tern::cli::register_quantize(app);
   tern::cli::register_serve(app);
   tern::cli::register_perplexity(app);
+  tern::cli::register_imatrix(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
