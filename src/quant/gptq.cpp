@@ -23,14 +23,14 @@ GptqFactor gptq_factor(std::span<const double> h, int64_t n, const GptqConfig& c
   for (int64_t i = 0; i < n; ++i) f.dead[i] = diag[i] <= 0;
   if (config.act_order)
     std::stable_sort(f.order.begin(), f.order.end(), [&](int32_t a, int32_t b) { return diag[a] > diag[b]; });
-  double mean = 0;
-  for (int64_t i = 0; i < n; ++i) mean += diag[i];
+  double mean = 0;  // of the diagonal with dead columns at 1, as the paper's code damps
+  for (int64_t i = 0; i < n; ++i) mean += f.dead[i] ? 1.0 : diag[i];
   mean /= static_cast<double>(n);
   // H in column order, dead columns given a unit diagonal (their weights are zero anyway), damped.
   std::vector<double> hp(static_cast<size_t>(n * n));
   for (int64_t a = 0; a < n; ++a)
     for (int64_t b = 0; b < n; ++b) hp[a * n + b] = h[f.order[a] * n + f.order[b]];
-  const double damp = config.damp * (mean > 0 ? mean : 1.0);
+  const double damp = config.damp * mean;
   for (int64_t a = 0; a < n; ++a) {
     if (f.dead[f.order[a]]) hp[a * n + a] = 1;
     hp[a * n + a] += damp;

@@ -299,3 +299,42 @@ TEST(QuantFormats, LegacyReferenceRoundingOfTies) {
 }
 
 }  // namespace
+
+// GPTQ's contract with the block formats: a block's grids describe exactly what it decodes to, and
+// rewriting its levels keeps its scales (so the grids) and decodes to the grids' values.
+TEST(QuantGrids, LevelsRewrittenDecodeToGridValues) {
+  const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                         DType::Q3_K, DType::Q4_K, DType::Q5_K};
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0, 1);
+  for (DType t : types) {
+    const int64_t n = 512, g = quant::grid_group_size(t);
+    ASSERT_GT(g, 0) << dtype_name(t);
+    std::vector<float> x(n), y(n);
+    for (auto& v : x) v = nd(rng);
+    std::vector<uint8_t> row(row_bytes(t, n));
+    quant::quantize_row(t, x.data(), row.data(), n);
+    std::vector<quant::GroupGrid> grids(n / g), after(n / g);
+    quant::row_grids(t, row.data(), n, grids.data());
+    std::vector<int> levels(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto& gr = grids[i / g];
+      levels[i] = gr.lo + static_cast<int>(rng() % (gr.hi - gr.lo + 1));
+    }
+    quant::set_row_levels(t, row.data(), n, levels.data());
+    quant::row_grids(t, row.data(), n, after.data());
+    quant::dequantize_row(t, row.data(), y.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto& gr = grids[i / g];
+      ASSERT_EQ(after[i / g].scale, gr.scale) << dtype_name(t);
+      ASSERT_EQ(after[i / g].offset, gr.offset) << dtype_name(t);
+      ASSERT_NEAR(y[i], gr.value(levels[i]), 1e-6f * (1 + std::fabs(y[i]))) << dtype_name(t) << " element " << i;
+      if (gr.scale != 0) ASSERT_EQ(gr.nearest(y[i]), levels[i]) << dtype_name(t) << " element " << i;
+    }
+  }
+  EXPECT_EQ(quant::grid_group_size(DType::F16), 0);
+  EXPECT_EQ(quant::grid_group_size(DType::Q6_K), 0);
+  std::vector<uint8_t> b(row_bytes(DType::Q6_K, 256));
+  quant::GroupGrid gg[16];
+  EXPECT_THROW(quant::row_grids(DType::Q6_K, b.data(), 256, gg), std::exception);
+}
