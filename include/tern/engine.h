@@ -48,7 +48,7 @@ struct EngineConfig {
   int max_running = 256;        // sequences batched together at most
   bool prefix_caching = true;   // requests sharing a prompt prefix share its KV blocks
   SpeculativeConfig speculative;
-  std::string backend = "cpu";  // "cpu" or "ref" (the scalar oracle; slow)
+  std::string backend = "cpu";  // "cpu", "cuda" (one NVIDIA GPU) or "ref" (the scalar oracle; slow)
   // F32 activations into every matmul. Default off: activations are rounded to 8-bit blocks (or F16)
   // before quantised matmuls, as llama.cpp does, so greedy outputs match the peer's.
   bool exact_activations = false;

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <charconv>
-#include <fstream>
 
 #include "backends/cpu/cpu_backend.h"
+#include "backends/cuda/cuda_backend.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "engine/engine_impl.h"
@@ -32,17 +32,6 @@ std::string_view finish_reason_name(FinishReason r) {
 }
 
 namespace {
-
-// MemAvailable from /proc/meminfo, in bytes (0 if unknown).
-size_t available_memory() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  size_t kb = 0;
-  std::string unit;
-  while (f >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  return 0;
-}
 
 // The most tokens drafted per step: --spec-k, else a default per method.
 int32_t spec_k_max(const SpeculativeConfig& sc) { return sc.k > 0 ? sc.k : (sc.method == "ngram" ? 8 : 4); }
@@ -172,10 +161,12 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
   auto impl = std::make_unique<Impl>(gguf::File::open(config.model_path), config);
   if (config.backend == "cpu") {
     impl->backend = make_cpu_backend({.n_threads = config.n_threads, .exact_activations = config.exact_activations});
+  } else if (config.backend == "cuda") {
+    impl->backend = make_cuda_backend({});
   } else if (config.backend == "ref") {
     impl->backend = ref::make_backend(config.exact_activations);
   } else {
-    fail("unknown backend '{}' (cpu, ref)", config.backend);
+    fail("unknown backend '{}' (cpu, cuda, ref)", config.backend);
   }
   impl->model = load_model(impl->file, *impl->backend, {.max_batch_tokens = config.max_batch_tokens});
   if (config.on_tensor) {
@@ -204,7 +195,7 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
   int64_t n_blocks = ctx_blocks;
   if (config.kv_memory == 0 && config.kv_memory_fraction > 0) {
     TERN_CHECK(config.kv_memory_fraction <= 1, "the KV memory fraction must be in (0, 1], got {}", config.kv_memory_fraction);
-    const auto budget = static_cast<int64_t>(config.kv_memory_fraction * static_cast<double>(available_memory()));
+    const auto budget = static_cast<int64_t>(config.kv_memory_fraction * static_cast<double>(impl->backend->available_memory()));
     n_blocks = std::clamp<int64_t>(budget / static_cast<int64_t>(block_bytes), ctx_blocks,
                                    static_cast<int64_t>(ctx_blocks) * std::max(config.max_running, 1));
   } else if (config.kv_memory > 0) {
@@ -219,7 +210,8 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
                                                                  .head_dim = mi.head_dim,
                                                                  .block_size = block_size,
                                                                  .n_blocks = static_cast<int>(n_blocks),
-                                                                 .dtype = DType::F16});
+                                                                 .dtype = DType::F16},
+                                                    *impl->backend);
   impl->kv = std::make_unique<kv::KvCache>(static_cast<int32_t>(n_blocks), block_size);
   impl->scheduler = std::make_unique<Scheduler>(
       SchedulerConfig{.max_batch_tokens = config.max_batch_tokens,

@@ -1,32 +1,24 @@
 #include "models/kv_storage.h"
 
-#include <sys/mman.h>
-
-#include <cstring>
-
 #include "core/error.h"
 
 namespace tern {
 
-KvStorage::KvStorage(const KvStorageConfig& c) : config_(c) {
+KvStorage::KvStorage(const KvStorageConfig& c, Backend& backend) : config_(c), backend_(backend) {
   TERN_CHECK(c.n_layer > 0 && c.n_kv_head > 0 && c.head_dim > 0 && c.block_size > 0 && c.n_blocks > 0,
              "KV cache: invalid geometry");
   TERN_CHECK(c.dtype == DType::F16 || c.dtype == DType::F32, "KV cache: type {} unsupported", dtype_name(c.dtype));
   tensor_bytes_ = row_bytes(c.dtype, c.head_dim) * c.n_kv_head * static_cast<size_t>(c.block_size) * c.n_blocks;
-  bytes_ = tensor_bytes_ * 2 * c.n_layer;
-  void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  TERN_CHECK(p != MAP_FAILED, "KV cache: cannot reserve {} MiB", bytes_ >> 20);
-  data_ = static_cast<uint8_t*>(p);
+  buffer_ = backend.alloc(tensor_bytes_ * 2 * c.n_layer);
 }
-
-KvStorage::~KvStorage() { munmap(data_, bytes_); }
 
 TensorView KvStorage::view(int layer, int which) const {
   TERN_CHECK(layer >= 0 && layer < config_.n_layer, "KV cache: layer {} out of range", layer);
-  auto* p = data_ + (static_cast<size_t>(layer) * 2 + which) * tensor_bytes_;
+  auto* p = static_cast<uint8_t*>(buffer_->data()) + (static_cast<size_t>(layer) * 2 + which) * tensor_bytes_;
   return TensorView::contiguous(p, config_.dtype,
                                 {config_.head_dim, config_.n_kv_head,
-                                 static_cast<int64_t>(config_.block_size) * config_.n_blocks});
+                                 static_cast<int64_t>(config_.block_size) * config_.n_blocks},
+                                backend_.device());
 }
 
 void KvStorage::copy_block(int32_t src, int32_t dst, int32_t n_slots) {
@@ -36,8 +28,8 @@ void KvStorage::copy_block(int32_t src, int32_t dst, int32_t n_slots) {
   const size_t slot_bytes = row_bytes(c.dtype, c.head_dim) * c.n_kv_head;
   const size_t block_bytes = slot_bytes * c.block_size;
   for (int l = 0; l < c.n_layer * 2; ++l) {
-    uint8_t* base = data_ + static_cast<size_t>(l) * tensor_bytes_;
-    std::memcpy(base + dst * block_bytes, base + src * block_bytes, slot_bytes * n_slots);
+    auto* base = static_cast<uint8_t*>(buffer_->data()) + static_cast<size_t>(l) * tensor_bytes_;
+    backend_.copy(base + dst * block_bytes, base + src * block_bytes, slot_bytes * n_slots);
   }
 }
 

@@ -11,13 +11,17 @@
 namespace tern {
 namespace {
 
-TensorView f32_view(std::vector<float>& buf, int64_t n0, int64_t n1) {
-  return TensorView::contiguous(buf.data(), DType::F32, {n0, n1});
+// The same contiguous memory seen with another shape.
+TensorView reshape(const TensorView& t, std::initializer_list<int64_t> shape) {
+  return TensorView::contiguous(t.data, t.dtype, shape, t.device);
 }
 
-// A view of `t` seen as [n0, n1, n2] (same contiguous memory).
-TensorView reshape3(const TensorView& t, int64_t n0, int64_t n1, int64_t n2) {
-  return TensorView::contiguous(t.data, t.dtype, {n0, n1, n2});
+// The first n columns of an F32 [rows, max columns] workspace view.
+TensorView columns(const TensorView& t, int64_t n) { return reshape(t, {t.ne[0], n}); }
+
+template <class T>
+size_t staged_bytes(size_t n) {
+  return (n * sizeof(T) + 255) / 256 * 256 + 256;  // a backend may align each staged array
 }
 
 }  // namespace
@@ -82,28 +86,61 @@ LlamaModel::LlamaModel(const gguf::File& file, Backend& backend, const ModelConf
   info_.decode_weight_bytes = info_.weight_bytes - (tied ? 0 : tok_embd_.row_size() * static_cast<size_t>(info_.n_vocab));
   info_.matmul_params = info_.n_layer * (E * Q + 2 * E * KV + Q * E + 3 * E * info_.n_ff) + E * info_.n_vocab;
 
-  // Workspace, sized once for the largest batch (no allocation in forward).
+  // Workspace, sized once for the largest batch (no allocation in forward). A host backend's matmul
+  // writes logits straight into the caller's array; others write them here and copy them out.
   const int64_t T = config_.max_batch_tokens;
   TERN_CHECK(T > 0, "max_batch_tokens must be positive");
-  x_.resize(E * T);               // residual stream        [E, T]
-  xb_.resize(E * T);              // normed / block output  [E, T]
-  q_.resize(Q * T);               // queries                [H, n_head, T]
-  k_.resize(KV * T);              // new keys               [H, n_kv_head, T]
-  v_.resize(KV * T);              // new values             [H, n_kv_head, T]
-  att_.resize(Q * T);             // attention output       [H, n_head, T]
-  gate_.resize(info_.n_ff * T);   // FFN gate / activation  [n_ff, T]
-  up_.resize(info_.n_ff * T);     // FFN up                 [n_ff, T]
-  slots_.resize(T);               // KV slot of each token
-  last_.resize(E * T);            // normed rows that need logits [E, R]
+  const bool host = backend.device() == Device::CPU;
+  struct Part {
+    TensorView* view;
+    int64_t rows;  // F32 [rows, T]
+  };
+  const Part parts[] = {
+      {&work_.x, E},              // residual stream         [E, T]
+      {&work_.xb, E},             // normed / block output   [E, T]
+      {&work_.q, Q},              // queries                 [H, n_head, T]
+      {&work_.k, KV},             // new keys                [H, n_kv_head, T]
+      {&work_.v, KV},             // new values              [H, n_kv_head, T]
+      {&work_.att, Q},            // attention output        [H, n_head, T]
+      {&work_.gate, info_.n_ff},  // FFN gate / activation   [n_ff, T]
+      {&work_.up, info_.n_ff},    // FFN up                  [n_ff, T]
+      {&work_.last, E},           // normed rows that need logits [E, R]
+      {&work_.logits, host ? 0 : info_.n_vocab},  // logits [n_vocab, R] (device backends)
+  };
+  size_t total = 0;
+  for (const Part& p : parts) total += (static_cast<size_t>(p.rows * T) * sizeof(float) + 255) / 256 * 256;
+  work_buf_ = backend.alloc(total);
+  auto* base = static_cast<uint8_t*>(work_buf_->data());
+  for (const Part& p : parts) {
+    *p.view = TensorView::contiguous(base, DType::F32, {p.rows, T}, backend.device());
+    base += (static_cast<size_t>(p.rows * T) * sizeof(float) + 255) / 256 * 256;
+  }
+  slots_.resize(T);  // KV slot of each token
+}
+
+void LlamaModel::trace(std::string_view name, const TensorView& t) {
+  if (!debug_) return;
+  if (t.device == Device::CPU) {
+    emit(name, t);
+    return;
+  }
+  dump_.resize(static_cast<size_t>(t.nelements()));
+  backend_.to_host(dump_.data(), t.data, dump_.size() * sizeof(float));
+  emit(name, TensorView::contiguous(dump_.data(), DType::F32, {t.ne[0], t.ne[1], t.ne[2], t.ne[3]}));
 }
 
 void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
   const int64_t T = batch.size();
   TERN_CHECK(T > 0 && T <= config_.max_batch_tokens, "batch of {} tokens outside 1..{}", T, config_.max_batch_tokens);
-  const int64_t E = info_.n_embd, H = info_.head_dim;
+  const int64_t H = info_.head_dim, R = static_cast<int64_t>(batch.logit_rows.size());
   const auto& kc = kv.config();
   TERN_CHECK(kc.n_layer == info_.n_layer && kc.n_kv_head == info_.n_kv_head && kc.head_dim == H,
              "KV cache geometry does not match the model");
+  TERN_CHECK(batch.n_layers >= 0 && batch.n_layers <= info_.n_layer, "batch asks for {} of {} layers", batch.n_layers,
+             info_.n_layer);
+  size_t stage_bytes = 4 * staged_bytes<int32_t>(static_cast<size_t>(T)) + staged_bytes<int32_t>(static_cast<size_t>(R)) +
+                       staged_bytes<KvSeq>(batch.seqs.size());
+  for (const KvSeq& s : batch.seqs) stage_bytes += staged_bytes<int32_t>(static_cast<size_t>(s.n_blocks));
   for (int64_t t = 0; t < T; ++t) {
     const KvSeq& s = batch.seqs.at(batch.token_seq[t]);
     const int32_t pos = batch.positions[t];
@@ -111,16 +148,29 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
                "token {} at position {} has no KV block", t, pos);
     slots_[t] = static_cast<int32_t>(kv_slot(s, kc.block_size, pos));
   }
+  for (int32_t r : batch.logit_rows) TERN_CHECK(r >= 0 && r < T, "logit row {} outside the batch", r);
 
-  TensorView x = f32_view(x_, E, T), xb = f32_view(xb_, E, T);
-  TensorView q = f32_view(q_, H * info_.n_head, T), k = f32_view(k_, H * info_.n_kv_head, T);
-  TensorView v = f32_view(v_, H * info_.n_kv_head, T), att = f32_view(att_, H * info_.n_head, T);
-  TensorView gate = f32_view(gate_, info_.n_ff, T), up = f32_view(up_, info_.n_ff, T);
+  // The pass's integer inputs, where the backend's ops read them; block tables are staged per
+  // sequence so that the sequence descriptors the kernels see point at the staged copies.
+  backend_.begin_pass(stage_bytes);
+  const int32_t* tokens = backend_.stage(std::span(batch.tokens));
+  const int32_t* positions = backend_.stage(std::span(batch.positions));
+  const int32_t* token_seq = backend_.stage(std::span(batch.token_seq));
+  const int32_t* slots = backend_.stage(std::span<const int32_t>(slots_.data(), static_cast<size_t>(T)));
+  const int32_t* logit_rows = backend_.stage(std::span(batch.logit_rows));
+  seqs_.resize(batch.seqs.size());
+  for (size_t i = 0; i < seqs_.size(); ++i) {
+    const KvSeq& s = batch.seqs[i];
+    seqs_[i] = {backend_.stage(std::span(s.block_table, static_cast<size_t>(s.n_blocks))), s.n_blocks};
+  }
+  const KvSeq* seqs = backend_.stage(std::span<const KvSeq>(seqs_));
 
-  backend_.get_rows(tok_embd_, batch.tokens.data(), T, x);
-  emit("inp_embd", x);
-  TERN_CHECK(batch.n_layers >= 0 && batch.n_layers <= info_.n_layer, "batch asks for {} of {} layers", batch.n_layers,
-             info_.n_layer);
+  const Workspace& w = work_;
+  const TensorView x = columns(w.x, T), xb = columns(w.xb, T), q = columns(w.q, T), k = columns(w.k, T);
+  const TensorView v = columns(w.v, T), att = columns(w.att, T), gate = columns(w.gate, T), up = columns(w.up, T);
+
+  backend_.get_rows(tok_embd_, tokens, T, x);
+  trace("inp_embd", x);
   const int n_layers = batch.n_layers > 0 ? batch.n_layers : info_.n_layer;
   char name[64];
   for (int l = 0; l < n_layers; ++l) {
@@ -131,58 +181,55 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     };
     // Attention block.
     backend_.rms_norm(x, L.attn_norm, hp_.eps, xb);
-    emit(named("attn_norm"), xb);
+    trace(named("attn_norm"), xb);
     const TensorView qkv_w[] = {L.wq, L.wk, L.wv}, qkv[] = {q, k, v};
     backend_.matmul_group(qkv_w, xb, qkv);
-    const TensorView q3 = reshape3(q, H, info_.n_head, T), k3 = reshape3(k, H, info_.n_kv_head, T);
-    backend_.rope(q3, batch.positions.data(), hp_.rope);
-    backend_.rope(k3, batch.positions.data(), hp_.rope);
-    emit(named("q_rope"), q);
-    emit(named("k_rope"), k);
-    backend_.kv_store(k3, kv.k(l), slots_.data());
-    backend_.kv_store(reshape3(v, H, info_.n_kv_head, T), kv.v(l), slots_.data());
+    const TensorView q3 = reshape(q, {H, info_.n_head, T}), k3 = reshape(k, {H, info_.n_kv_head, T});
+    backend_.rope(q3, positions, hp_.rope);
+    backend_.rope(k3, positions, hp_.rope);
+    trace(named("q_rope"), q);
+    trace(named("k_rope"), k);
+    backend_.kv_store(k3, kv.k(l), slots);
+    backend_.kv_store(reshape(v, {H, info_.n_kv_head, T}), kv.v(l), slots);
     AttentionArgs a;
     a.q = q3;
     a.k = kv.k(l);
     a.v = kv.v(l);
-    a.out = reshape3(att, H, info_.n_head, T);
-    a.seqs = batch.seqs.data();
-    a.token_seq = batch.token_seq.data();
-    a.token_pos = batch.positions.data();
+    a.out = reshape(att, {H, info_.n_head, T});
+    a.seqs = seqs;
+    a.token_seq = token_seq;
+    a.token_pos = positions;
     a.block_size = kc.block_size;
     a.scale = 1.0f / std::sqrt(static_cast<float>(H));
     backend_.attention(a);
-    emit(named("attn_kqv"), att);
+    trace(named("attn_kqv"), att);
     backend_.matmul(L.wo, att, xb);
-    emit(named("attn_out"), xb);
+    trace(named("attn_out"), xb);
     backend_.add(x, xb, x);
     // Feed-forward block.
     backend_.rms_norm(x, L.ffn_norm, hp_.eps, xb);
-    emit(named("ffn_norm"), xb);
+    trace(named("ffn_norm"), xb);
     const TensorView ffn_w[] = {L.w_gate, L.w_up}, ffn[] = {gate, up};
     backend_.matmul_group(ffn_w, xb, ffn);
     backend_.swiglu(gate, up, gate);
-    emit(named("ffn_swiglu"), gate);
+    trace(named("ffn_swiglu"), gate);
     backend_.matmul(L.w_down, gate, xb);
-    emit(named("ffn_out"), xb);
+    trace(named("ffn_out"), xb);
     backend_.add(x, xb, x);
-    emit(named("l_out"), x);
+    trace(named("l_out"), x);
   }
 
   // Only the rows that need logits go through the final norm and the (large) output head.
-  const int64_t R = static_cast<int64_t>(batch.logit_rows.size());
   if (R == 0) return;
-  TensorView last = f32_view(last_, E, R);
-  for (int64_t r = 0; r < R; ++r) {
-    const int32_t t = batch.logit_rows[r];
-    TERN_CHECK(t >= 0 && t < T, "logit row {} outside the batch", t);
-    std::memcpy(last.row(r), x.row(t), E * sizeof(float));
-  }
+  const TensorView last = columns(w.last, R);
+  backend_.get_rows(x, logit_rows, R, last);
   backend_.rms_norm(last, output_norm_, hp_.eps, last);
-  emit("result_norm", last);
-  const TensorView out = TensorView::contiguous(logits, DType::F32, {info_.n_vocab, R});
+  trace("result_norm", last);
+  const bool host = backend_.device() == Device::CPU;
+  const TensorView out = host ? TensorView::contiguous(logits, DType::F32, {info_.n_vocab, R}) : columns(w.logits, R);
   backend_.matmul(output_, last, out);
-  emit("result_output", out);
+  trace("result_output", out);
+  if (!host) backend_.to_host(logits, out.data, static_cast<size_t>(info_.n_vocab * R) * sizeof(float));
 }
 
 }  // namespace tern

@@ -13,6 +13,8 @@ class LlamaModel final : public Model {
   void forward(const Batch& batch, KvStorage& kv, float* logits) override;
 
  private:
+  // emit() for an intermediate in the backend's memory (copied to the host when it lives elsewhere).
+  void trace(std::string_view name, const TensorView& t);
   struct Hparams {
     float eps = 1e-5f;
     RopeParams rope;
@@ -36,8 +38,16 @@ class LlamaModel final : public Model {
   TensorView output_norm_;  // F32 [E]
   TensorView output_;       // [E, n_vocab] (= tok_embd_ when tied)
   std::vector<Layer> layers_;
-  std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, last_;
+  // Activations, in the backend's memory, sized once for the largest batch (no allocation in forward).
+  struct Workspace {
+    TensorView x, xb, q, k, v, att, gate, up, last, logits;  // F32, shapes at the largest batch
+  };
+  std::unique_ptr<Buffer> work_buf_;
+  Workspace work_;
+  // The pass's per-token integers gathered on the host before they are staged (Backend::stage).
   std::vector<int32_t> slots_;
+  std::vector<KvSeq> seqs_;
+  std::vector<float> dump_;  // debug dumps of intermediates the host cannot read directly
 };
 
 }  // namespace tern

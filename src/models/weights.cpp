@@ -4,7 +4,7 @@
 
 namespace tern {
 
-TensorView WeightLoader::get(const std::string& name, std::initializer_list<int64_t> ne, bool required) {
+TensorView WeightLoader::find(const std::string& name, std::initializer_list<int64_t> ne, bool required) {
   const gguf::TensorInfo* t = file_.find_tensor(name);
   if (!t) {
     TERN_CHECK(!required, "{}: missing tensor '{}'", file_.path(), name);
@@ -31,19 +31,27 @@ TensorView WeightLoader::get(const std::string& name, std::initializer_list<int6
   return v;
 }
 
+TensorView WeightLoader::adopt(const TensorView& file_view, const TensorView& backend_view) {
+  if (backend_view.data != file_view.data)
+    file_.release_pages(file_view.data, file_view.row_size() * static_cast<size_t>(file_view.nrows()));
+  return backend_view;
+}
+
+TensorView WeightLoader::get(const std::string& name, std::initializer_list<int64_t> ne, bool required) {
+  const TensorView v = find(name, ne, required);
+  return v.data ? adopt(v, backend_.place_weight(v)) : v;
+}
+
 TensorView WeightLoader::get_matmul(const std::string& name, std::initializer_list<int64_t> ne, bool required) {
-  const TensorView v = get(name, ne, required);
-  if (!v.data) return v;
-  const TensorView prepared = backend_.prepare_weight(v);
-  if (prepared.data != v.data) file_.release_pages(v.data, v.row_size() * static_cast<size_t>(v.nrows()));
-  return prepared;
+  const TensorView v = find(name, ne, required);
+  return v.data ? adopt(v, backend_.prepare_weight(v)) : v;
 }
 
 TensorView WeightLoader::get_f32(const std::string& name, int64_t n) {
-  TensorView v = get(name, {n});
+  const TensorView v = find(name, {n}, true);
   TERN_CHECK(v.dtype == DType::F32, "{}: tensor '{}' has type {}, expected f32", file_.path(), name,
              dtype_name(v.dtype));
-  return v;
+  return adopt(v, backend_.place_weight(v));
 }
 
 int64_t arch_int(const gguf::File& f, const std::string& arch, const std::string& key) {

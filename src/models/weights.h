@@ -13,7 +13,8 @@ namespace tern {
 class WeightLoader {
  public:
   WeightLoader(const gguf::File& file, Backend& backend) : file_(file), backend_(backend) {}
-  // The tensor `name` with exactly shape `ne`; nullopt-like empty view when optional and absent.
+  // The tensor `name` with exactly shape `ne`, where the backend reads it (Backend::place_weight);
+  // an empty view when optional and absent.
   TensorView get(const std::string& name, std::initializer_list<int64_t> ne, bool required = true);
   // A weight used only as a matmul's W: the backend may repack it (Backend::prepare_weight), and
   // then the file's pages of it are dropped from memory.
@@ -23,6 +24,10 @@ class WeightLoader {
   size_t bytes_loaded() const { return bytes_; }
 
  private:
+  // The tensor as the file holds it (mapped), checked.
+  TensorView find(const std::string& name, std::initializer_list<int64_t> ne, bool required);
+  // Drops the file's pages of `file_view` once the backend holds its own copy.
+  TensorView adopt(const TensorView& file_view, const TensorView& backend_view);
   const gguf::File& file_;
   Backend& backend_;
   size_t bytes_ = 0;

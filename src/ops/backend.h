@@ -1,7 +1,15 @@
 // The interface every backend implements (scalar reference, CPU SIMD, CUDA). Models are written
 // against it, so a forward pass runs unchanged on any backend.
+//
+// Memory: every tensor an op touches lives where the backend computes (host memory for the CPU
+// backends, device memory for CUDA). Models and the KV cache take their buffers from alloc(),
+// weights go through place_weight()/prepare_weight(), and the small integer arrays of one forward
+// pass (token ids, positions, KV slots, block tables) through stage(). On the host backends all of
+// these are the identity or plain host memory, so the CPU path copies nothing.
 #pragma once
 
+#include <cstddef>
+#include <memory>
 #include <span>
 #include <string_view>
 
@@ -9,18 +17,54 @@
 
 namespace tern {
 
+// A block of the backend's memory, zero-filled, released with the object.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ protected:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
   virtual bool supports_weight(DType t) const = 0;
 
+  // Where this backend's tensors live; CPU means ordinary host pointers.
+  virtual Device device() const { return Device::CPU; }
+  // Default: an anonymous host mapping whose pages are committed when first written, so a large
+  // budget (the KV pool) costs memory only as far as it is used.
+  virtual std::unique_ptr<Buffer> alloc(size_t bytes);
+  // Bytes a new allocation could take now (the KV budget's base). Default: the host's MemAvailable.
+  virtual size_t available_memory() const;
+  // Copies between host memory and the backend's, and within the backend's. Default: memcpy.
+  virtual void to_backend(void* dst, const void* src, size_t bytes);
+  virtual void to_host(void* dst, const void* src, size_t bytes);
+  virtual void copy(void* dst, const void* src, size_t bytes);
+  // The integer inputs of one forward pass. begin_pass(bytes) says how much stage() will be asked
+  // for before the next begin_pass; stage() returns a copy the ops can read, valid until then.
+  // Host backends return `host` itself (the caller keeps it alive through the pass).
+  virtual void begin_pass(size_t bytes) {}
+  virtual const void* stage(const void* host, size_t bytes) { return host; }
+  template <class T>
+  const T* stage(std::span<const T> host) {
+    return static_cast<const T*>(stage(host.data(), host.size_bytes()));
+  }
+  // A weight that is not a matmul's W (norm vectors, the embedding table): the backend's copy,
+  // owned by it for its lifetime. Default: w itself (the mapped file).
+  virtual TensorView place_weight(const TensorView& w) { return w; }
+
   // out[:, i] = dequant(table[:, ids[i]])                    table [n_embd, n_rows], out [n_embd, n]
   virtual void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) = 0;
   // out = x / rms(x) * w, per row                             x, out [n, rows], w F32 [n]
   virtual void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) = 0;
-  // Called once per weight used only as a matmul's W: a backend may return a view of its own copy
-  // in a layout of its choosing (repacked rows), which it then owns for its lifetime. Default: w.
+  // Called once per weight used as a matmul's W: a backend may return a view of its own copy in a
+  // layout of its choosing (repacked rows), which it then owns for its lifetime. Default: w.
   virtual TensorView prepare_weight(const TensorView& w) { return w; }
   // y = W x: y[j, t] = sum_i w[i, j] x[i, t]                   w [n_in, n_out], x [n_in, T], y [n_out, T]
   virtual void matmul(const TensorView& w, const TensorView& x, const TensorView& y) = 0;

@@ -32,7 +32,8 @@ class DraftModelProposer final : public Proposer {
                                                            .head_dim = mi.head_dim,
                                                            .block_size = c.kv_block_size,
                                                            .n_blocks = n_blocks,
-                                                           .dtype = DType::F16});
+                                                           .dtype = DType::F16},
+                                          backend);
     kv_ = std::make_unique<kv::KvCache>(n_blocks, c.kv_block_size);
   }
   std::string_view name() const override { return "draft"; }

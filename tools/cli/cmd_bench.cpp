@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -24,7 +25,45 @@ struct BenchOptions {
   int reps = 5;
   std::string output = "text";
   std::string machine_file;
+  int parallel = 0;  // also decode this many sequences together (continuous batching)
 };
+
+constexpr int kParallelPrompt = 16;  // prompt tokens of each parallel sequence
+
+// Aggregate decode tokens/s of n sequences generating n_gen tokens each through the engine's step
+// loop, counted from the step after which every sequence has its first token (their prompts of
+// kParallelPrompt random tokens are prefilled before that) to the last token.
+double parallel_decode_tok_s(Engine& engine, int n, int n_gen, std::mt19937& rng) {
+  using clock = std::chrono::steady_clock;
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(engine.summary().n_vocab - 1));
+  int started = 0;
+  int64_t tokens = 0, tokens_at_start = 0;
+  for (int i = 0; i < n; ++i) {
+    GenerateRequest g;
+    for (int p = 0; p < kParallelPrompt; ++p) g.prompt.push_back(tok(rng));
+    g.max_tokens = n_gen;
+    g.ignore_eos = true;
+    g.sampling.temperature = 0;
+    engine.submit(std::move(g), [&](const RequestEvent& ev) {
+      if (ev.has_token) {
+        ++tokens;
+        if (ev.generated_tokens == 1) ++started;
+      }
+      return true;
+    });
+  }
+  clock::time_point t0;
+  bool timing = false;
+  while (engine.step()) {
+    if (!timing && started == n) {
+      timing = true;
+      t0 = clock::now();
+      tokens_at_start = tokens;
+    }
+  }
+  const double secs = std::chrono::duration<double>(clock::now() - t0).count();
+  return timing && secs > 0 ? static_cast<double>(tokens - tokens_at_start) / secs : 0.0;
+}
 
 struct Stats {
   std::vector<double> runs;
@@ -45,16 +84,16 @@ size_t peak_rss_bytes() {
   return static_cast<size_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
-// The ceilings bench/machine measured, at this thread count (absent if it was never run).
+// The ceilings bench/machine measured, at this thread count, or under the key "cuda" those of the
+// GPU (bench/gpu-check measures them); absent if never measured.
 struct Ceilings {
   double read_gbs = 0, fma_gflops = 0, int8_gops = 0;
 };
-std::optional<Ceilings> load_ceilings(const std::string& path, int threads) {
+std::optional<Ceilings> load_ceilings(const std::string& path, const std::string& t) {
   std::ifstream in(path);
   if (!in) return std::nullopt;
   try {
     const auto j = nlohmann::json::parse(in);
-    const std::string t = std::to_string(threads);
     auto at = [&](const char* key) {
       return j.contains(key) && j[key].contains(t) ? j[key][t].get<double>() : 0.0;
     };
@@ -77,6 +116,13 @@ void run(BenchOptions& o) {
   EngineConfig cfg = o.model.engine_config();
   cfg.max_batch_tokens = std::max(1, std::min(o.model.batch, std::max(o.n_prompt, 1)));
   cfg.n_ctx = std::max({o.model.ctx, o.n_prompt + 1, o.n_gen + 1});
+  if (o.parallel > 0) {
+    // One pool holding every parallel sequence (plus a block of slack each), all running at once.
+    cfg.kv_memory_fraction = 0;
+    cfg.n_ctx = std::max(cfg.n_ctx, o.parallel * (kParallelPrompt + o.n_gen + 32));
+    cfg.max_running = std::max(cfg.max_running, o.parallel);
+    cfg.max_batch_tokens = std::max(cfg.max_batch_tokens, o.parallel);
+  }
   auto engine = Engine::load(cfg);
   const ModelSummary& s = engine->summary();
   const bool text = o.output == "text";
@@ -95,6 +141,11 @@ void run(BenchOptions& o) {
     if (o.n_gen > 0) tg.runs.push_back(o.n_gen / t.gen_seconds);
     if (text) std::fprintf(stderr, "\rtern bench: run %d/%d", r + 1, o.reps);
   }
+  Stats par;
+  for (int r = 0; o.parallel > 0 && o.n_gen > 0 && r < o.reps; ++r) {
+    par.runs.push_back(parallel_decode_tok_s(*engine, o.parallel, o.n_gen, rng));
+    if (text) std::fprintf(stderr, "\rtern bench: %d parallel sequences, run %d/%d", o.parallel, r + 1, o.reps);
+  }
   if (text) std::fprintf(stderr, "\n");
 
   // Roofline: decode reads every weight once per token plus the K/V of the context so far (on
@@ -103,7 +154,8 @@ void run(BenchOptions& o) {
       static_cast<double>(s.decode_weight_bytes) + static_cast<double>(s.kv_bytes_per_token) * (o.n_gen - 1) / 2.0;
   const double decode_gbs = bytes_per_token * tg.median() / 1e9;
   const double prefill_gflops = 2.0 * static_cast<double>(s.matmul_params) * pp.median() / 1e9;
-  const auto ceil = load_ceilings(o.machine_file.empty() ? default_machine_file() : o.machine_file, s.n_threads);
+  const auto ceil = load_ceilings(o.machine_file.empty() ? default_machine_file() : o.machine_file,
+                                  s.backend == "cuda" ? s.backend : std::to_string(s.n_threads));
   const size_t rss = peak_rss_bytes();
 
   if (text) {
@@ -115,6 +167,9 @@ void run(BenchOptions& o) {
     if (o.n_gen > 0)
       std::printf("tg%-5d      %8.2f tok/s  (median of %d; min %.2f, max %.2f)\n", o.n_gen, tg.median(), o.reps,
                   tg.min(), tg.max());
+    if (!par.runs.empty())
+      std::printf("tg%d x %-3d   %8.2f tok/s  (%d sequences decoding together, aggregate; median of %d; min %.2f, max %.2f)\n",
+                  o.n_gen, o.parallel, par.median(), o.parallel, o.reps, par.min(), par.max());
     std::printf("peak RSS     %.1f MiB\n", rss / 1048576.0);
     if (o.n_gen > 0) {
       std::printf("decode       %.1f MB read per token, %.1f GB/s", bytes_per_token / 1e6, decode_gbs);
@@ -126,6 +181,9 @@ void run(BenchOptions& o) {
       if (ceil && ceil->int8_gops > 0)
         std::printf(" = %.0f%% of the int8 dot-product peak %.0f GOP/s (%.0f%% of f32 FMA peak %.0f)",
                     100 * prefill_gflops / ceil->int8_gops, ceil->int8_gops, 100 * prefill_gflops / ceil->fma_gflops,
+                    ceil->fma_gflops);
+      else if (ceil && ceil->fma_gflops > 0)
+        std::printf(" = %.1f%% of the measured matrix peak %.0f GFLOP/s", 100 * prefill_gflops / ceil->fma_gflops,
                     ceil->fma_gflops);
       std::printf("\n");
     }
@@ -145,6 +203,10 @@ void run(BenchOptions& o) {
                       {"prefill_gflops", prefill_gflops}};
   if (o.n_prompt > 0) j["prefill_tok_s"] = pp.json();
   if (o.n_gen > 0) j["decode_tok_s"] = tg.json();
+  if (!par.runs.empty()) {
+    j["parallel"] = o.parallel;
+    j["parallel_decode_tok_s"] = par.json();
+  }
   if (ceil) {
     j["machine"] = {{"read_gbs", ceil->read_gbs}, {"fma_gflops", ceil->fma_gflops}, {"int8_gops", ceil->int8_gops}};
     j["decode_bandwidth_fraction"] = decode_gbs / ceil->read_gbs;
@@ -163,6 +225,10 @@ void register_bench(CLI::App& app) {
   c->add_option("-n,--n-gen", o->n_gen, "tokens decoded one at a time (0: skip)")->check(CLI::Range(0, 65536));
   c->add_option("-r,--repetitions", o->reps, "repetitions; medians are reported")->check(CLI::Range(1, 1000));
   c->add_option("-o,--output", o->output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  c->add_option("--parallel", o->parallel,
+                 "also decode this many sequences together (16-token prompts, -n tokens each) and report the "
+                 "aggregate tokens/s")
+      ->check(CLI::Range(0, 4096));
   c->add_option("--machine", o->machine_file, "ceilings from bench/machine (default ~/.cache/tern/bench/machine.json)");
   c->callback([o] { run(*o); });
 }

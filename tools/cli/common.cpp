@@ -49,8 +49,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("-c,--ctx-size", o.ctx, "context size in tokens (default: the model's, at most 4096)")
       ->check(CLI::Range(0, 1 << 20));
   app.add_option("-b,--batch-size", o.batch, "prompt tokens per forward pass")->check(CLI::Range(1, 65536));
-  app.add_option("--backend", o.backend, "cpu or ref (the scalar reference; slow)")
-      ->check(CLI::IsMember({"cpu", "ref"}));
+  app.add_option("--backend,--device", o.backend,
+                 "cpu, cuda (every layer on the GPU) or ref (the scalar reference; slow)")
+      ->check(CLI::IsMember({"cpu", "cuda", "ref"}));
 }
 
 void add_speculative_options(CLI::App& app, ModelOptions& o) {

@@ -1,0 +1,275 @@
+// Times the CUDA backend's kernels on their own, with CUDA events around CUDA-graph replays (so
+// launch gaps do not count), against the device's measured ceilings:
+//   copy      device-to-device cudaMemcpy of 2 GiB: (bytes read + written) / time
+//   gemv      every matmul of one decode step of the TinyLlama-1.1B shape (22 layers, then the
+//             output head), each layer's weights at their own addresses so nothing stays in L2:
+//             weight bytes / time, per weight type, at 1 and 8 tokens
+//   flash     causal prefill attention, one sequence, 16 heads, S keys: 4 * S^2/2 * D * heads flops
+//   decode    split-KV decode attention, 16 sequences at 8192 positions, 32 heads / 8 KV heads,
+//             head size 128: K and V bytes read / time
+// Prints a table and writes one JSON object to --json FILE. A benchmark, not a test.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backends/cuda/kernels/launch.h"
+#include "core/error.h"
+#include "core/fp16.h"
+#include "quant/quant.h"
+
+using namespace tern;
+
+namespace {
+
+void ok(cudaError_t e, const char* what) { cuda::check(e, what); }
+
+struct Timer {
+  cudaEvent_t a, b;
+  Timer() {
+    ok(cudaEventCreate(&a), "event");
+    ok(cudaEventCreate(&b), "event");
+  }
+  ~Timer() {
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
+};
+
+// Median milliseconds of `reps` replays of what `enqueue` launches, captured once as a graph.
+double time_graph(cudaStream_t s, const std::function<void()>& enqueue, int reps = 20) {
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  ok(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capture");
+  enqueue();
+  ok(cudaStreamEndCapture(s, &g), "capture end");
+  ok(cudaGraphInstantiate(&ge, g, 0), "instantiate");
+  for (int i = 0; i < 3; ++i) ok(cudaGraphLaunch(ge, s), "warm-up");
+  Timer t;
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    ok(cudaEventRecord(t.a, s), "event");
+    ok(cudaGraphLaunch(ge, s), "replay");
+    ok(cudaEventRecord(t.b, s), "event");
+    ok(cudaEventSynchronize(t.b), "sync");
+    float m = 0;
+    ok(cudaEventElapsedTime(&m, t.a, t.b), "elapsed");
+    ms.push_back(m);
+  }
+  cudaGraphExecDestroy(ge);
+  cudaGraphDestroy(g);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+void* dev_alloc(size_t bytes) {
+  void* p = nullptr;
+  ok(cudaMalloc(&p, bytes), "cudaMalloc");
+  return p;
+}
+
+void* dev_random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::vector<float> h(n);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  for (auto& x : h) x = d(rng);
+  void* p = dev_alloc(n * 4);
+  ok(cudaMemcpy(p, h.data(), n * 4, cudaMemcpyHostToDevice), "upload");
+  return p;
+}
+
+void* dev_random_halves(size_t n, uint32_t seed) {
+  std::vector<uint16_t> h(n);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (auto& x : h) x = f32_to_fp16(d(rng));
+  void* p = dev_alloc(n * 2);
+  ok(cudaMemcpy(p, h.data(), n * 2, cudaMemcpyHostToDevice), "upload");
+  return p;
+}
+
+double copy_gbs(cudaStream_t s) {
+  const size_t bytes = size_t{2} << 30;
+  void* a = dev_alloc(bytes);
+  void* b = dev_alloc(bytes);
+  ok(cudaMemset(a, 1, bytes), "memset");
+  const double ms = time_graph(s, [&] { ok(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s), "copy"); }, 10);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes / (ms * 1e-3) / 1e9;
+}
+
+struct Shape {
+  int64_t n_in, n_out;
+};
+
+nlohmann::json gemv_sweep(cudaStream_t s, DType type, double copy) {
+  // TinyLlama-1.1B: per layer q, k, v, o, gate, up, down; then the output head.
+  const std::vector<Shape> layer = {{2048, 2048}, {2048, 256}, {2048, 256}, {2048, 2048},
+                                    {2048, 5632}, {2048, 5632}, {5632, 2048}};
+  std::vector<Shape> all;
+  for (int l = 0; l < 22; ++l) all.insert(all.end(), layer.begin(), layer.end());
+  all.push_back({2048, 32000});
+  // One quantised random matrix per distinct shape, copied to every layer's own address.
+  std::vector<cuda::Weight> ws;
+  std::vector<void*> owned;
+  size_t total = 0;
+  for (const Shape& sh : all) {
+    const size_t bytes = row_bytes(type, sh.n_in) * sh.n_out;
+    std::vector<float> f(static_cast<size_t>(sh.n_in));
+    std::vector<uint8_t> q(bytes);
+    std::mt19937 rng(static_cast<uint32_t>(sh.n_in * 7 + sh.n_out));
+    std::normal_distribution<float> d(0.0f, 0.02f);
+    for (int64_t r = 0; r < sh.n_out; ++r) {
+      if (r < 64) {
+        for (auto& x : f) x = d(rng);
+        quant::quantize_row(type, f.data(), q.data() + r * row_bytes(type, sh.n_in), sh.n_in);
+      } else {  // rows repeat with period 64: quantising 1.1B weights on the host would take minutes
+        std::memcpy(q.data() + r * row_bytes(type, sh.n_in), q.data() + (r % 64) * row_bytes(type, sh.n_in),
+                    row_bytes(type, sh.n_in));
+      }
+    }
+    uint8_t layout = cuda::kFileLayout;
+    if (cuda::has_split_layout(type)) {
+      std::vector<uint8_t> split(bytes);
+      cuda::split_layout(type, q.data(), sh.n_in, sh.n_out, split.data());
+      q.swap(split);
+      layout = cuda::kSplitLayout;
+    }
+    void* p = dev_alloc(bytes);
+    ok(cudaMemcpy(p, q.data(), bytes, cudaMemcpyHostToDevice), "upload");
+    owned.push_back(p);
+    ws.push_back({.data = p, .type = type, .layout = layout, .n_in = sh.n_in, .n_out = sh.n_out});
+    total += bytes;
+  }
+  const int max_tok = 8;
+  auto* x = static_cast<float*>(dev_random_floats(5632 * max_tok, 3));
+  auto* y = static_cast<float*>(dev_alloc(32000 * max_tok * 4));
+  nlohmann::json j = {{"type", std::string(dtype_name(type))}, {"weight_bytes", total}};
+  for (int nt : {1, 8}) {
+    const double ms = time_graph(s, [&] {
+      for (const auto& w : ws) cuda::gemv(w, x, nt, y, s);
+    });
+    const double gbs = total / (ms * 1e-3) / 1e9;
+    j["tokens_" + std::to_string(nt)] = {{"ms", ms}, {"gbs", gbs}, {"percent_of_copy", 100 * gbs / copy}};
+    std::printf("gemv     %-5s %d token%s  %7.3f ms per decode step  %7.1f GB/s  %5.1f%% of copy\n",
+                std::string(dtype_name(type)).c_str(), nt, nt > 1 ? "s" : " ", ms, gbs, 100 * gbs / copy);
+  }
+  for (void* p : owned) cudaFree(p);
+  cudaFree(x);
+  cudaFree(y);
+  return j;
+}
+
+// One sequence of S tokens at positions 0..S-1, blocks of 16 in order.
+nlohmann::json flash_bench(cudaStream_t s, int S, int D) {
+  const int H = 16, bs = 16;
+  const cuda::AttnDims dims{.d = D, .n_head = H, .n_kv_head = H, .block_size = bs, .scale = 1.0f / std::sqrt(float(D)),
+                            .cache_type = DType::F16};
+  auto* q = static_cast<float*>(dev_random_floats(static_cast<size_t>(S) * H * D, 5));
+  void* k = dev_random_halves(static_cast<size_t>(S) * H * D, 6);
+  void* v = dev_random_halves(static_cast<size_t>(S) * H * D, 7);
+  auto* out = static_cast<float*>(dev_alloc(static_cast<size_t>(S) * H * D * 4));
+  std::vector<int32_t> table(S / bs);
+  for (int i = 0; i < S / bs; ++i) table[i] = i;
+  auto* dtable = static_cast<int32_t*>(dev_alloc(table.size() * 4));
+  ok(cudaMemcpy(dtable, table.data(), table.size() * 4, cudaMemcpyHostToDevice), "upload");
+  const KvSeq seq{dtable, S / bs};
+  auto* dseq = static_cast<KvSeq*>(dev_alloc(sizeof(KvSeq)));
+  ok(cudaMemcpy(dseq, &seq, sizeof seq, cudaMemcpyHostToDevice), "upload");
+  std::vector<cuda::FlashTile> tiles;
+  for (int t = 0; t < S; t += cuda::kFlashTileTokens) tiles.push_back({t, std::min(cuda::kFlashTileTokens, S - t), 0, t});
+  auto* dtiles = static_cast<cuda::FlashTile*>(dev_alloc(tiles.size() * sizeof(cuda::FlashTile)));
+  ok(cudaMemcpy(dtiles, tiles.data(), tiles.size() * sizeof(cuda::FlashTile), cudaMemcpyHostToDevice), "upload");
+  cuda::flash_attention(q, k, v, out, dseq, dtiles, static_cast<int>(tiles.size()), dims, s);  // sets its smem limit
+  const double ms = time_graph(s, [&] {
+    cuda::flash_attention(q, k, v, out, dseq, dtiles, static_cast<int>(tiles.size()), dims, s);
+  });
+  const double flops = 4.0 * H * D * (static_cast<double>(S) * (S + 1) / 2);
+  const double tflops = flops / (ms * 1e-3) / 1e12;
+  std::printf("flash    S %5d D %3d  %8.3f ms  %6.1f TFLOP/s\n", S, D, ms, tflops);
+  for (void* p : {static_cast<void*>(q), k, v, static_cast<void*>(out), static_cast<void*>(dtable),
+                  static_cast<void*>(dseq), static_cast<void*>(dtiles)})
+    cudaFree(p);
+  return {{"S", S}, {"D", D}, {"heads", H}, {"ms", ms}, {"tflops", tflops}};
+}
+
+nlohmann::json decode_bench(cudaStream_t s, double copy) {
+  const int B = 16, ctx = 8192, H = 32, KV = 8, D = 128, bs = 16;
+  const cuda::AttnDims dims{.d = D, .n_head = H, .n_kv_head = KV, .block_size = bs,
+                            .scale = 1.0f / std::sqrt(float(D)), .cache_type = DType::F16};
+  const size_t slots = static_cast<size_t>(B) * ctx;
+  void* k = dev_random_halves(slots * KV * D, 8);
+  void* v = dev_random_halves(slots * KV * D, 9);
+  auto* q = static_cast<float*>(dev_random_floats(static_cast<size_t>(B) * H * D, 10));
+  auto* out = static_cast<float*>(dev_alloc(static_cast<size_t>(B) * H * D * 4));
+  std::vector<int32_t> table(slots / bs);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = static_cast<int32_t>(i);
+  auto* dtable = static_cast<int32_t*>(dev_alloc(table.size() * 4));
+  ok(cudaMemcpy(dtable, table.data(), table.size() * 4, cudaMemcpyHostToDevice), "upload");
+  std::vector<KvSeq> seqs;
+  std::vector<cuda::DecodeItem> items;
+  for (int b = 0; b < B; ++b) {
+    seqs.push_back({dtable + b * (ctx / bs), ctx / bs});
+    items.push_back({b, b, ctx, 0});
+  }
+  auto* dseqs = static_cast<KvSeq*>(dev_alloc(seqs.size() * sizeof(KvSeq)));
+  ok(cudaMemcpy(dseqs, seqs.data(), seqs.size() * sizeof(KvSeq), cudaMemcpyHostToDevice), "upload");
+  auto* ditems = static_cast<cuda::DecodeItem*>(dev_alloc(items.size() * sizeof(cuda::DecodeItem)));
+  ok(cudaMemcpy(ditems, items.data(), items.size() * sizeof(cuda::DecodeItem), cudaMemcpyHostToDevice), "upload");
+  const int splits = ctx / cuda::kSplitPositions;
+  auto* partial = static_cast<float*>(dev_alloc(cuda::decode_partial_floats(B, splits, dims) * 4));
+  const double ms = time_graph(s, [&] {
+    cuda::decode_attention(q, k, v, out, dseqs, ditems, B, splits, partial, dims, s);
+  });
+  const double bytes = 2.0 * slots * KV * D * 2;
+  const double gbs = bytes / (ms * 1e-3) / 1e9;
+  std::printf("decode   %d seqs x %d positions, %d/%d heads, D %d  %7.3f ms  %7.1f GB/s  %5.1f%% of copy\n", B, ctx, H,
+              KV, D, ms, gbs, 100 * gbs / copy);
+  for (void* p : {k, v, static_cast<void*>(q), static_cast<void*>(out), static_cast<void*>(dtable),
+                  static_cast<void*>(dseqs), static_cast<void*>(ditems), static_cast<void*>(partial)})
+    cudaFree(p);
+  return {{"seqs", B}, {"ctx", ctx}, {"heads", H}, {"kv_heads", KV}, {"D", D}, {"ms", ms}, {"gbs", gbs},
+          {"percent_of_copy", 100 * gbs / copy}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (!std::strcmp(argv[i], "--json")) json_path = argv[i + 1];
+  try {
+    cudaDeviceProp prop{};
+    ok(cudaGetDeviceProperties(&prop, 0), "device properties");
+    cudaStream_t s;
+    ok(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+    std::printf("device   %s, %d SMs, %.0f MiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1048576.0);
+    const double copy = copy_gbs(s);
+    std::printf("copy     device-to-device %.1f GB/s (read + written)\n", copy);
+    nlohmann::json j = {{"device", prop.name}, {"copy_gbs", copy}};
+    for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K})
+      j["gemv"].push_back(gemv_sweep(s, t, copy));
+    for (int D : {64, 128})
+      for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
+    j["decode_attention"] = decode_bench(s, copy);
+    if (!json_path.empty()) {
+      std::FILE* f = std::fopen(json_path.c_str(), "w");
+      TERN_CHECK(f, "{}: cannot write", json_path);
+      std::fprintf(f, "%s\n", j.dump(1).c_str());
+      std::fclose(f);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cuda_kernels: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
