@@ -101,6 +101,7 @@ double copy_gbs(cudaStream_t s) {
   void* a = dev_alloc(bytes);
   void* b = dev_alloc(bytes);
   ok(cudaMemset(a, 1, bytes), "memset");
+  ok(cudaDeviceSynchronize(), "memset");  // the legacy stream's memset, before the timed stream starts
   const double ms = time_graph(s, [&] { ok(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s), "copy"); }, 10);
   cudaFree(a);
   cudaFree(b);
@@ -111,52 +112,65 @@ struct Shape {
   int64_t n_in, n_out;
 };
 
+// A weight of `sh` in `type` at its own device address, random and quantised (rows repeat with
+// period 64: quantising 1.1B weights on the host would take minutes).
+cuda::Weight random_weight(DType type, Shape sh, std::vector<void*>& owned, size_t& total) {
+  const size_t rb = row_bytes(type, sh.n_in), bytes = rb * sh.n_out;
+  std::vector<float> f(static_cast<size_t>(sh.n_in));
+  std::vector<uint8_t> q(bytes);
+  std::mt19937 rng(static_cast<uint32_t>(sh.n_in * 7 + sh.n_out));
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  for (int64_t r = 0; r < sh.n_out; ++r) {
+    if (r < 64) {
+      for (auto& x : f) x = d(rng);
+      quant::quantize_row(type, f.data(), q.data() + r * rb, sh.n_in);
+    } else {
+      std::memcpy(q.data() + r * rb, q.data() + (r % 64) * rb, rb);
+    }
+  }
+  uint8_t layout = cuda::kFileLayout;
+  if (cuda::has_split_layout(type)) {
+    std::vector<uint8_t> split(bytes);
+    cuda::split_layout(type, q.data(), sh.n_in, sh.n_out, split.data());
+    q.swap(split);
+    layout = cuda::kSplitLayout;
+  }
+  void* p = dev_alloc(bytes);
+  ok(cudaMemcpy(p, q.data(), bytes, cudaMemcpyHostToDevice), "upload");
+  owned.push_back(p);
+  total += bytes;
+  return {.data = p, .type = type, .layout = layout, .n_in = sh.n_in, .n_out = sh.n_out};
+}
+
+// The matmuls of one decode step of the TinyLlama-1.1B shape as the model issues them: per layer
+// QKV in one launch, the output projection, gate and up in one launch, down; then the output head.
+// Each launch after its input's rounding into the weight type's activation form.
 nlohmann::json gemv_sweep(cudaStream_t s, DType type, double copy) {
-  // TinyLlama-1.1B: per layer q, k, v, o, gate, up, down; then the output head.
-  const std::vector<Shape> layer = {{2048, 2048}, {2048, 256}, {2048, 256}, {2048, 2048},
-                                    {2048, 5632}, {2048, 5632}, {5632, 2048}};
-  std::vector<Shape> all;
-  for (int l = 0; l < 22; ++l) all.insert(all.end(), layer.begin(), layer.end());
-  all.push_back({2048, 32000});
-  // One quantised random matrix per distinct shape, copied to every layer's own address.
-  std::vector<cuda::Weight> ws;
   std::vector<void*> owned;
   size_t total = 0;
-  for (const Shape& sh : all) {
-    const size_t bytes = row_bytes(type, sh.n_in) * sh.n_out;
-    std::vector<float> f(static_cast<size_t>(sh.n_in));
-    std::vector<uint8_t> q(bytes);
-    std::mt19937 rng(static_cast<uint32_t>(sh.n_in * 7 + sh.n_out));
-    std::normal_distribution<float> d(0.0f, 0.02f);
-    for (int64_t r = 0; r < sh.n_out; ++r) {
-      if (r < 64) {
-        for (auto& x : f) x = d(rng);
-        quant::quantize_row(type, f.data(), q.data() + r * row_bytes(type, sh.n_in), sh.n_in);
-      } else {  // rows repeat with period 64: quantising 1.1B weights on the host would take minutes
-        std::memcpy(q.data() + r * row_bytes(type, sh.n_in), q.data() + (r % 64) * row_bytes(type, sh.n_in),
-                    row_bytes(type, sh.n_in));
-      }
-    }
-    uint8_t layout = cuda::kFileLayout;
-    if (cuda::has_split_layout(type)) {
-      std::vector<uint8_t> split(bytes);
-      cuda::split_layout(type, q.data(), sh.n_in, sh.n_out, split.data());
-      q.swap(split);
-      layout = cuda::kSplitLayout;
-    }
-    void* p = dev_alloc(bytes);
-    ok(cudaMemcpy(p, q.data(), bytes, cudaMemcpyHostToDevice), "upload");
-    owned.push_back(p);
-    ws.push_back({.data = p, .type = type, .layout = layout, .n_in = sh.n_in, .n_out = sh.n_out});
-    total += bytes;
+  std::vector<std::vector<cuda::Weight>> groups;
+  for (int l = 0; l < 22; ++l) {
+    groups.push_back({random_weight(type, {2048, 2048}, owned, total), random_weight(type, {2048, 256}, owned, total),
+                      random_weight(type, {2048, 256}, owned, total)});
+    groups.push_back({random_weight(type, {2048, 2048}, owned, total)});
+    groups.push_back({random_weight(type, {2048, 5632}, owned, total), random_weight(type, {2048, 5632}, owned, total)});
+    groups.push_back({random_weight(type, {5632, 2048}, owned, total)});
   }
+  groups.push_back({random_weight(type, {2048, 32000}, owned, total)});
   const int max_tok = 8;
   auto* x = static_cast<float*>(dev_random_floats(5632 * max_tok, 3));
-  auto* y = static_cast<float*>(dev_alloc(32000 * max_tok * 4));
+  std::vector<float*> ys;
+  for (int i = 0; i < 3; ++i) ys.push_back(static_cast<float*>(dev_alloc(32000 * max_tok * 4)));
+  const DType at = quant::vec_dot_type(type);
+  void* act = dev_alloc(cuda::activation_bytes(at, 5632, max_tok) + 256);
   nlohmann::json j = {{"type", std::string(dtype_name(type))}, {"weight_bytes", total}};
   for (int nt : {1, 8}) {
     const double ms = time_graph(s, [&] {
-      for (const auto& w : ws) cuda::gemv(w, x, nt, y, s);
+      for (const auto& g : groups) {
+        const cuda::Activation a = cuda::activation_view(at, x, g[0].n_in, nt, act);
+        cuda::quantize_activation(a, x, nt, s);
+        cuda::gemv(g.data(), ys.data(), static_cast<int>(g.size()), a, nt, s);
+      }
     });
     const double gbs = total / (ms * 1e-3) / 1e9;
     j["tokens_" + std::to_string(nt)] = {{"ms", ms}, {"gbs", gbs}, {"percent_of_copy", 100 * gbs / copy}};
@@ -164,9 +178,42 @@ nlohmann::json gemv_sweep(cudaStream_t s, DType type, double copy) {
                 std::string(dtype_name(type)).c_str(), nt, nt > 1 ? "s" : " ", ms, gbs, 100 * gbs / copy);
   }
   for (void* p : owned) cudaFree(p);
+  for (float* y : ys) cudaFree(y);
   cudaFree(x);
-  cudaFree(y);
+  cudaFree(act);
   return j;
+}
+
+// One matmul shape of the 1.1B model on its own: 22 copies (one per layer, so L2 holds none of
+// them) launched back to back, one token: the kernel's streaming rate without the other kernels of
+// a decode step in between.
+nlohmann::json gemv_shape(cudaStream_t s, DType type, const char* name, std::vector<Shape> fused, double copy) {
+  std::vector<void*> owned;
+  size_t total = 0;
+  std::vector<std::vector<cuda::Weight>> layers;
+  for (int l = 0; l < 22; ++l) {
+    std::vector<cuda::Weight> g;
+    for (const Shape& sh : fused) g.push_back(random_weight(type, sh, owned, total));
+    layers.push_back(g);
+  }
+  auto* x = static_cast<float*>(dev_random_floats(5632, 4));
+  std::vector<float*> ys;
+  for (int i = 0; i < 3; ++i) ys.push_back(static_cast<float*>(dev_alloc(32000 * 4)));
+  const DType at = quant::vec_dot_type(type);
+  void* act = dev_alloc(cuda::activation_bytes(at, 5632, 1) + 256);
+  const cuda::Activation a = cuda::activation_view(at, x, fused[0].n_in, 1, act);
+  cuda::quantize_activation(a, x, 1, s);  // once: the launches timed are the GEMVs alone
+  const double ms = time_graph(s, [&] {
+    for (const auto& g : layers) cuda::gemv(g.data(), ys.data(), static_cast<int>(g.size()), a, 1, s);
+  });
+  cudaFree(act);
+  const double gbs = total / (ms * 1e-3) / 1e9;
+  std::printf("gemv     %-5s %-22s %7.1f us each  %7.1f GB/s\n", std::string(dtype_name(type)).c_str(), name,
+              1000 * ms / 22, gbs);
+  for (void* p : owned) cudaFree(p);
+  for (float* y : ys) cudaFree(y);
+  cudaFree(x);
+  return {{"type", std::string(dtype_name(type))}, {"shape", name}, {"us", 1000 * ms / 22}, {"gbs", gbs}};
 }
 
 // One sequence of S tokens at positions 0..S-1, blocks of 16 in order.
@@ -189,7 +236,6 @@ nlohmann::json flash_bench(cudaStream_t s, int S, int D) {
   for (int t = 0; t < S; t += cuda::kFlashTileTokens) tiles.push_back({t, std::min(cuda::kFlashTileTokens, S - t), 0, t});
   auto* dtiles = static_cast<cuda::FlashTile*>(dev_alloc(tiles.size() * sizeof(cuda::FlashTile)));
   ok(cudaMemcpy(dtiles, tiles.data(), tiles.size() * sizeof(cuda::FlashTile), cudaMemcpyHostToDevice), "upload");
-  cuda::flash_attention(q, k, v, out, dseq, dtiles, static_cast<int>(tiles.size()), dims, s);  // sets its smem limit
   const double ms = time_graph(s, [&] {
     cuda::flash_attention(q, k, v, out, dseq, dtiles, static_cast<int>(tiles.size()), dims, s);
   });
@@ -252,12 +298,19 @@ int main(int argc, char** argv) {
     ok(cudaGetDeviceProperties(&prop, 0), "device properties");
     cudaStream_t s;
     ok(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+    cuda::prepare_kernels();
     std::printf("device   %s, %d SMs, %.0f MiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1048576.0);
     const double copy = copy_gbs(s);
     std::printf("copy     device-to-device %.1f GB/s (read + written)\n", copy);
     nlohmann::json j = {{"device", prop.name}, {"copy_gbs", copy}};
     for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K})
       j["gemv"].push_back(gemv_sweep(s, t, copy));
+    for (DType t : {DType::BF16, DType::Q8_0, DType::Q4_0}) {
+      j["gemv_shapes"].push_back(gemv_shape(s, t, "qkv 2048 -> 2560", {{2048, 2048}, {2048, 256}, {2048, 256}}, copy));
+      j["gemv_shapes"].push_back(gemv_shape(s, t, "gate+up 2048 -> 11264", {{2048, 5632}, {2048, 5632}}, copy));
+      j["gemv_shapes"].push_back(gemv_shape(s, t, "down 5632 -> 2048", {{5632, 2048}}, copy));
+      j["gemv_shapes"].push_back(gemv_shape(s, t, "output 2048 -> 32000", {{2048, 32000}}, copy));
+    }
     for (int D : {64, 128})
       for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
     j["decode_attention"] = decode_bench(s, copy);

@@ -162,7 +162,7 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
   if (config.backend == "cpu") {
     impl->backend = make_cpu_backend({.n_threads = config.n_threads, .exact_activations = config.exact_activations});
   } else if (config.backend == "cuda") {
-    impl->backend = make_cuda_backend({});
+    impl->backend = make_cuda_backend({.exact_activations = config.exact_activations});
   } else if (config.backend == "ref") {
     impl->backend = ref::make_backend(config.exact_activations);
   } else {

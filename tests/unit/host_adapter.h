@@ -41,6 +41,15 @@ class HostAdapter final : public Backend {
     inner_->matmul(dw, dx, o);
     c.finish();
   }
+  void matmul_group(std::span<const TensorView> w, const TensorView& x, std::span<const TensorView> y) override {
+    Call c(*inner_, 0);
+    std::vector<TensorView> dw, dy;
+    for (const TensorView& t : w) dw.push_back(c.in(t));
+    const TensorView dx = c.in(x);
+    for (const TensorView& t : y) dy.push_back(c.out(t));
+    inner_->matmul_group(dw, dx, dy);
+    c.finish();
+  }
   void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override {
     Call c(*inner_, x.ne[2] * 4);
     const int32_t* d_pos = c.ints(pos, x.ne[2]);

@@ -61,8 +61,8 @@ double nmse(const float* a, const float* b, size_t n) {
 // A backend with what the tests may expect of it.
 struct BackendUnderTest {
   std::unique_ptr<Backend> be;
-  // Computes with f32 activations (compare matmuls with the exact reference, not the peer's
-  // 8-bit rounding).
+  // Computes matmuls with f32 (or f16 tensor-core) activations: compare with the exact reference,
+  // not the peer's 8-bit rounding.
   bool exact = false;
   // Looser NMSE bounds where the backend rounds operands to f16 on purpose (tensor-core attention,
   // cuBLAS f16 GEMMs); 0 keeps each test's own bound.
@@ -84,7 +84,8 @@ std::vector<BackendUnderTest> backends_under_test() {
     v.push_back({make_cpu_backend({.n_threads = 3, .isa = isa})});
   }
   if (cuda_unavailable_reason().empty()) {
-    v.push_back({std::make_unique<tern::testing::HostAdapter>(make_cuda_backend({}), "cuda"), true, 0, 1e-5, false});
+    // Decode-sized matmuls round their input as the CPU does (8-bit blocks, f16): the peer's reference.
+    v.push_back({std::make_unique<tern::testing::HostAdapter>(make_cuda_backend({}), "cuda"), false, 0, 1e-5, false});
     v.push_back({std::make_unique<tern::testing::HostAdapter>(
                      make_cuda_backend({.flash_min_tokens = 1, .gemm_min_tokens = 1}), "cuda-tensor-cores"),
                  true, 1e-5, 1e-5, false});
@@ -190,6 +191,36 @@ TEST(Ops, MatmulIsBatchInvariant) {
                 << be->name() << " " << dtype_name(t) << " layout " << int{weight.layout} << ": token " << k << " of "
                 << n_tok;
           }
+        }
+      }
+    }
+  }
+}
+
+// Weights sharing an input (QKV, gate and up) in one call give what separate calls give, bit for bit.
+TEST(Ops, MatmulGroupMatchesSeparateMatmuls) {
+  for (DType t : {DType::F16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t n_in = 256;
+    const int64_t n_out[] = {40, 8, 8};
+    std::vector<std::vector<uint8_t>> w;
+    for (int i = 0; i < 3; ++i) w.push_back(random_weight(t, n_in, n_out[i], 60 + i));
+    for (auto& be : backends_under_test()) {
+      for (int64_t n_tok : {1, 5}) {
+        auto x = random_floats(static_cast<size_t>(n_in * n_tok), 70);
+        const auto xv = TensorView::contiguous(x.data(), DType::F32, {n_in, n_tok});
+        std::vector<TensorView> wv, yv;
+        std::vector<std::vector<float>> grouped(3), single(3);
+        for (int i = 0; i < 3; ++i) {
+          wv.push_back(be->prepare_weight(TensorView::contiguous(w[i].data(), t, {n_in, n_out[i]})));
+          grouped[i].assign(static_cast<size_t>(n_out[i] * n_tok), std::nanf(""));
+          single[i].assign(grouped[i].size(), std::nanf(""));
+          yv.push_back(TensorView::contiguous(grouped[i].data(), DType::F32, {n_out[i], n_tok}));
+        }
+        be->matmul_group(wv, xv, yv);
+        for (int i = 0; i < 3; ++i) {
+          be->matmul(wv[i], xv, TensorView::contiguous(single[i].data(), DType::F32, {n_out[i], n_tok}));
+          EXPECT_EQ(0, std::memcmp(grouped[i].data(), single[i].data(), single[i].size() * sizeof(float)))
+              << be->name() << " " << dtype_name(t) << " weight " << i << ", " << n_tok << " tokens";
         }
       }
     }

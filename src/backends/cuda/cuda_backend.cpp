@@ -1,6 +1,10 @@
 // The CUDA backend's host side: device memory, the staging of each pass's integer inputs, weight
-// placement (Q4_0/Q4_1/Q8_0 rearranged into the split layout for aligned loads), the attention plan,
-// and the choice between the GEMV kernels and cuBLAS. Kernels live in kernels/*.cu.
+// placement (Q4_0/Q4_1/Q8_0 rearranged into the split layout for aligned loads), the attention
+// plan, the choice between the GEMV kernels and cuBLAS, and the launch queue that replays repeated
+// passes as CUDA graphs. Kernels live in kernels/*.cu.
+//
+// Every launch goes through queue_: between begin_pass() and the pass's first copy to the host it
+// is recorded (a closure over plain values: never over `this`, whose members change), then run.
 #include "backends/cuda/cuda_backend.h"
 
 #include <cublas_v2.h>
@@ -8,10 +12,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "backends/cuda/kernels/launch.h"
+#include "backends/cuda/launch_queue.h"
 #include "core/error.h"
 #include "quant/quant.h"
 
@@ -37,9 +43,11 @@ void check_blas(cublasStatus_t s, const char* what) {
 
 size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
+// Zeroed on the backend's stream: a plain cudaMemset runs on the legacy stream, which a
+// non-blocking stream does not wait for, and could land after the first writes to the buffer.
 class DeviceBuffer final : public Buffer {
  public:
-  explicit DeviceBuffer(size_t bytes) {
+  DeviceBuffer(size_t bytes, cudaStream_t stream) {
     size_ = bytes;
     if (bytes == 0) return;
     const cudaError_t e = cudaMalloc(&data_, bytes);
@@ -49,7 +57,7 @@ class DeviceBuffer final : public Buffer {
       fail("cuda backend: cannot allocate {} MiB of device memory ({} MiB free of {}): {}", bytes >> 20, free >> 20,
            total >> 20, cudaGetErrorString(e));
     }
-    check(cudaMemset(data_, 0, bytes), "clearing a new allocation");
+    check(cudaMemsetAsync(data_, 0, bytes, stream), "clearing a new allocation");
   }
   ~DeviceBuffer() override {
     if (data_) cudaFree(data_);
@@ -79,19 +87,10 @@ struct MirroredArena {
   ~MirroredArena() { release(); }
 };
 
-// Device scratch that grows to the largest size asked for (the first passes; then never again).
+// Device scratch that grows to the largest size asked for (in the first passes; then never).
 struct Scratch {
   void* p = nullptr;
   size_t bytes = 0;
-  void* get(size_t n, cudaStream_t s) {
-    if (n > bytes) {
-      check(cudaStreamSynchronize(s), "growing scratch");  // earlier kernels may still read the old one
-      if (p) cudaFree(p);
-      bytes = align_up(n, 1 << 20);
-      check(cudaMalloc(&p, bytes), "scratch memory");
-    }
-    return p;
-  }
   ~Scratch() {
     if (p) cudaFree(p);
   }
@@ -101,25 +100,31 @@ cuda::Weight weight_of(const TensorView& w) {
   return {.data = w.data, .type = w.dtype, .layout = w.layout, .n_in = w.ne[0], .n_out = w.nrows()};
 }
 
+bool graphs_enabled(const CudaBackendConfig& c) {
+  const char* env = std::getenv("TERN_CUDA_GRAPHS");
+  return c.graphs && !(env && std::string(env) == "0");
+}
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const CudaBackendConfig& c)
-      : flash_min_(c.flash_min_tokens > 0 ? c.flash_min_tokens : 16),
-        gemm_min_(c.gemm_min_tokens > 0 ? c.gemm_min_tokens : 32) {
-    const std::string why = cuda_unavailable_reason();
-    TERN_CHECK(why.empty(), "cuda backend: {}", why);
-    int n = 0;
-    check(cudaGetDeviceCount(&n), "counting devices");
-    TERN_CHECK(c.device >= 0 && c.device < n, "cuda backend: device {} does not exist ({} found)", c.device, n);
-    check(cudaSetDevice(c.device), "selecting the device");
-    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
+      : exact_(c.exact_activations),
+        flash_min_(c.flash_min_tokens > 0 ? c.flash_min_tokens : 16),
+        gemm_min_(c.gemm_min_tokens > 0 ? c.gemm_min_tokens : 32),
+        stream_(make_stream(c.device)),
+        queue_(stream_, graphs_enabled(c)) {
     check_blas(cublasCreate(&blas_), "creating the cuBLAS handle");
     check_blas(cublasSetStream(blas_, stream_), "cublasSetStream");
+    cuda::prepare_kernels();  // attribute changes are not allowed while a graph is being captured
   }
 
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     for (void* p : owned_) cudaFree(p);
+    for (Scratch* s : {&x_half_, &w_half_, &partial_, &act_}) {
+      if (s->p) cudaFree(s->p);
+      s->p = nullptr;
+    }
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -128,7 +133,7 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
   bool supports_weight(DType t) const override { return quant::is_weight_type(t); }
 
-  std::unique_ptr<Buffer> alloc(size_t bytes) override { return std::make_unique<DeviceBuffer>(bytes); }
+  std::unique_ptr<Buffer> alloc(size_t bytes) override { return std::make_unique<DeviceBuffer>(bytes, stream_); }
 
   size_t available_memory() const override {
     size_t free = 0, total = 0;
@@ -137,23 +142,27 @@ class CudaBackend final : public Backend {
   }
 
   void to_backend(void* dst, const void* src, size_t bytes) override {
+    queue_.run();
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "copy to the device");
     check(cudaStreamSynchronize(stream_), "copy to the device");
   }
   void to_host(void* dst, const void* src, size_t bytes) override {
-    flush();
+    queue_.run();
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "copy to the host");
     check(cudaStreamSynchronize(stream_), "copy to the host");
   }
   void copy(void* dst, const void* src, size_t bytes) override {
+    queue_.run();
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "device copy");
   }
 
   void begin_pass(size_t bytes) override {
+    queue_.run();
     check(cudaStreamSynchronize(stream_), "previous pass");  // its staged inputs may still be in flight
     stage_.reserve(bytes);
     staged_ = flushed_ = 0;
     plan_key_ = {};
+    queue_.begin();
   }
 
   const void* stage(const void* host, size_t bytes) override {
@@ -165,12 +174,14 @@ class CudaBackend final : public Backend {
     return stage_.dev + off;
   }
 
-  TensorView place_weight(const TensorView& w) override { return upload(w, w.data, w.row_size() * w.nrows(), 0); }
+  // Tables gathered by get_rows may also be a matmul's W (tied embeddings): the same layouts.
+  TensorView place_weight(const TensorView& w) override { return prepare_weight(w); }
 
   TensorView prepare_weight(const TensorView& w) override {
+    TERN_CHECK(w.layout == 0, "cuda backend: a weight prepared by another backend");
     const size_t bytes = w.row_size() * static_cast<size_t>(w.nrows());
     max_weight_elems_ = std::max<size_t>(max_weight_elems_, static_cast<size_t>(w.ne[0] * w.nrows()));
-    if (w.layout != 0 || !cuda::has_split_layout(w.dtype) || w.ne[0] % 32 != 0) return upload(w, w.data, bytes, 0);
+    if (!cuda::has_split_layout(w.dtype) || w.ne[0] % 32 != 0) return upload(w, w.data, bytes, 0);
     std::vector<uint8_t> split(bytes);
     cuda::split_layout(w.dtype, static_cast<const uint8_t*>(w.data), w.ne[0], w.nrows(), split.data());
     return upload(w, split.data(), bytes, cuda::kSplitLayout);
@@ -179,31 +190,67 @@ class CudaBackend final : public Backend {
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
     check_get_rows(table, n, out);
     on_device("get_rows", {&table, &out});
-    TERN_CHECK(table.layout == 0 && table.is_contiguous(), "get_rows: the table must be in the file's row layout");
     const int32_t* host_ids = mirror(ids, n);
     for (int64_t i = 0; i < n; ++i)
       TERN_CHECK(host_ids[i] >= 0 && host_ids[i] < table.ne[1], "get_rows: id {} outside [0, {})", host_ids[i],
                  table.ne[1]);
     flush();
-    cuda::get_rows(weight_of(table), ids, n, out.ptr<float>(), stream_);
+    const cuda::Weight t = weight_of(table);
+    float* o = out.ptr<float>();
+    queue_.launch([=](cudaStream_t s) { cuda::get_rows(t, ids, n, o, s); });
   }
 
   void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) override {
     check_rms_norm(x, w, out);
     on_device("rms_norm", {&x, &w, &out});
     flush();
-    cuda::rms_norm(x.ptr<float>(), w.ptr<float>(), out.ptr<float>(), x.ne[0], x.nrows(), eps, stream_);
+    const float *xp = x.ptr<float>(), *wp = w.ptr<float>();
+    float* o = out.ptr<float>();
+    const int64_t n = x.ne[0], rows = x.nrows();
+    queue_.launch([=](cudaStream_t s) { cuda::rms_norm(xp, wp, o, n, rows, eps, s); });
   }
 
   void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override {
-    check_matmul(w, x, y);
-    on_device("matmul", {&w, &x, &y});
+    matmul_group(std::span(&w, 1), x, std::span(&y, 1));
+  }
+
+  // Decode-sized batches: the input rounded once per run of weights that share type and layout (QKV,
+  // gate and up) as the CPU rounds it (or kept f32, exact), then one GEMV launch for the run.
+  // Prefill-sized batches: cuBLAS.
+  void matmul_group(std::span<const TensorView> ws, const TensorView& x, std::span<const TensorView> ys) override {
+    TERN_CHECK(ws.size() == ys.size() && !ws.empty(), "matmul_group: {} weights, {} outputs", ws.size(), ys.size());
+    for (size_t i = 0; i < ws.size(); ++i) {
+      check_matmul(ws[i], x, ys[i]);
+      on_device("matmul", {&ws[i], &x, &ys[i]});
+    }
     flush();
-    if (x.ne[1] < gemm_min_) {
-      cuda::gemv(weight_of(w), x.ptr<float>(), x.ne[1], y.ptr<float>(), stream_);
+    const int64_t n_tok = x.ne[1];
+    if (n_tok >= gemm_min_) {
+      for (size_t i = 0; i < ws.size(); ++i) gemm(ws[i], x, ys[i]);
       return;
     }
-    gemm(w, x, y);
+    const float* xp = x.ptr<float>();
+    const int64_t n_in = x.ne[0];
+    for (size_t i = 0; i < ws.size();) {
+      size_t e = i + 1;
+      while (e < ws.size() && e - i < cuda::kMaxGemvWeights && ws[e].dtype == ws[i].dtype &&
+             ws[e].layout == ws[i].layout)
+        ++e;
+      const DType at = exact_ ? DType::F32 : quant::vec_dot_type(ws[i].dtype);
+      cuda::Activation act{.type = DType::F32, .q = xp, .n_in = n_in};
+      if (at != DType::F32) {
+        act = cuda::activation_view(at, xp, n_in, n_tok, scratch(act_, cuda::activation_bytes(at, n_in, n_tok)));
+        queue_.launch([=](cudaStream_t s) { cuda::quantize_activation(act, xp, n_tok, s); });
+      }
+      struct Group {
+        cuda::Weight w[cuda::kMaxGemvWeights];
+        float* y[cuda::kMaxGemvWeights];
+      } g{};
+      for (size_t k = i; k < e; ++k) g.w[k - i] = weight_of(ws[k]), g.y[k - i] = ys[k].ptr<float>();
+      const int n = static_cast<int>(e - i);
+      queue_.launch([=](cudaStream_t s) { cuda::gemv(g.w, g.y, n, act, n_tok, s); });
+      i = e;
+    }
   }
 
   void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override {
@@ -212,8 +259,11 @@ class CudaBackend final : public Backend {
     mirror(pos, x.ne[2]);
     flush();
     const float theta_scale = std::pow(p.theta_base, -2.0f / static_cast<float>(p.n_rot));
-    cuda::rope(x.ptr<float>(), pos, x.ne[0], x.ne[1], x.ne[2], p.n_rot, theta_scale, p.layout == RopeLayout::NeoX,
-               stream_);
+    float* xp = x.ptr<float>();
+    const int64_t d = x.ne[0], heads = x.ne[1], T = x.ne[2];
+    const int n_rot = p.n_rot;
+    const bool neox = p.layout == RopeLayout::NeoX;
+    queue_.launch([=](cudaStream_t s) { cuda::rope(xp, pos, d, heads, T, n_rot, theta_scale, neox, s); });
   }
 
   void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
@@ -223,7 +273,11 @@ class CudaBackend final : public Backend {
     for (int64_t t = 0; t < src.ne[2]; ++t)
       TERN_CHECK(host_slots[t] >= 0 && host_slots[t] < cache.ne[2], "kv_store: slot {} outside the cache", host_slots[t]);
     flush();
-    cuda::kv_store(src.ptr<float>(), cache.data, cache.dtype, slots, src.ne[0], src.ne[1], src.ne[2], stream_);
+    const float* sp = src.ptr<float>();
+    void* c = cache.data;
+    const DType ct = cache.dtype;
+    const int64_t d = src.ne[0], heads = src.ne[1], T = src.ne[2];
+    queue_.launch([=](cudaStream_t s) { cuda::kv_store(sp, c, ct, slots, d, heads, T, s); });
   }
 
   void attention(const AttentionArgs& a) override;
@@ -233,7 +287,10 @@ class CudaBackend final : public Backend {
     check_same_shape("swiglu", gate, out);
     on_device("swiglu", {&gate, &up, &out});
     flush();
-    cuda::swiglu(gate.ptr<float>(), up.ptr<float>(), out.ptr<float>(), gate.nelements(), stream_);
+    const float *g = gate.ptr<float>(), *u = up.ptr<float>();
+    float* o = out.ptr<float>();
+    const int64_t n = gate.nelements();
+    queue_.launch([=](cudaStream_t s) { cuda::swiglu(g, u, o, n, s); });
   }
 
   void add(const TensorView& a, const TensorView& b, const TensorView& out) override {
@@ -241,10 +298,25 @@ class CudaBackend final : public Backend {
     check_same_shape("add", a, out);
     on_device("add", {&a, &b, &out});
     flush();
-    cuda::add(a.ptr<float>(), b.ptr<float>(), out.ptr<float>(), a.nelements(), stream_);
+    const float *ap = a.ptr<float>(), *bp = b.ptr<float>();
+    float* o = out.ptr<float>();
+    const int64_t n = a.nelements();
+    queue_.launch([=](cudaStream_t s) { cuda::add(ap, bp, o, n, s); });
   }
 
  private:
+  static cudaStream_t make_stream(int device) {
+    const std::string why = cuda_unavailable_reason();
+    TERN_CHECK(why.empty(), "cuda backend: {}", why);
+    int n = 0;
+    check(cudaGetDeviceCount(&n), "counting devices");
+    TERN_CHECK(device >= 0 && device < n, "cuda backend: device {} does not exist ({} found)", device, n);
+    check(cudaSetDevice(device), "selecting the device");
+    cudaStream_t s = nullptr;
+    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "creating a stream");
+    return s;
+  }
+
   TensorView upload(const TensorView& w, const void* src, size_t bytes, uint8_t layout) {
     void* p = nullptr;
     check(cudaMalloc(&p, std::max<size_t>(bytes, 1)), "weight memory");
@@ -274,49 +346,92 @@ class CudaBackend final : public Backend {
     return reinterpret_cast<const T*>(stage_.host + (p - stage_.dev));
   }
 
+  // Sends what was staged since the last flush. The copy is rounded up to 16 KiB so that passes
+  // whose block tables differ by a few entries still record the same launch.
   void flush() {
-    if (staged_ > flushed_) {
-      check(cudaMemcpyAsync(stage_.dev + flushed_, stage_.host + flushed_, staged_ - flushed_, cudaMemcpyHostToDevice,
-                            stream_),
-            "staging the pass's inputs");
-      flushed_ = staged_;
+    if (staged_ <= flushed_) return;
+    const size_t end = std::min(align_up(staged_, 16 << 10), stage_.capacity);
+    uint8_t* dst = stage_.dev + flushed_;
+    const uint8_t* src = stage_.host + flushed_;
+    const size_t n = end - flushed_;
+    queue_.launch([=](cudaStream_t s) { check(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "staging"); });
+    flushed_ = end;
+  }
+
+  // Device scratch of at least n bytes. Growing it first runs what was recorded (which may use the
+  // old buffer) and waits for it.
+  void* scratch(Scratch& sc, size_t n) {
+    if (n > sc.bytes) {
+      drain();
+      if (sc.p) cudaFree(sc.p);
+      sc.bytes = align_up(n, 1 << 20);
+      check(cudaMalloc(&sc.p, sc.bytes), "scratch memory");
     }
+    return sc.p;
+  }
+
+  // Runs what was recorded and waits for it, then goes on recording if a pass was being recorded:
+  // for changes to buffers that recorded launches refer to.
+  void drain() {
+    const bool recording = queue_.recording();
+    queue_.run();
+    check(cudaStreamSynchronize(stream_), "draining the stream");
+    if (recording) queue_.begin();
   }
 
   // Prefill-sized batches: cuBLAS on f16 (bf16 for bf16 weights, f32 for f32 weights) with f32
-  // accumulation, quantised weights dequantised into a scratch matrix first.
+  // accumulation, quantised weights dequantised into a scratch matrix first. Not captured in graphs.
   void gemm(const TensorView& w, const TensorView& x, const TensorView& y) {
     const int n_in = static_cast<int>(w.ne[0]), n_out = static_cast<int>(w.ne[1]), T = static_cast<int>(x.ne[1]);
-    const float one = 1.0f, zero = 0.0f;
+    const cublasHandle_t blas = blas_;
+    const void *wp = w.data, *xp = x.data;
+    void* yp = y.data;
     if (w.dtype == DType::F32) {
-      check_blas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &one, w.data, CUDA_R_32F, n_in, x.data,
-                              CUDA_R_32F, n_in, &zero, y.data, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                 "f32 GEMM");
+      queue_.launch(
+          [=](cudaStream_t) {
+            const float one = 1.0f, zero = 0.0f;
+            check_blas(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &one, wp, CUDA_R_32F, n_in, xp,
+                                    CUDA_R_32F, n_in, &zero, yp, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT),
+                       "f32 GEMM");
+          },
+          false);
       return;
     }
     const bool bf16 = w.dtype == DType::BF16;
-    void* xh = x_half_.get(static_cast<size_t>(n_in) * T * 2, stream_);
-    if (bf16) cuda::f32_to_bf16(x.ptr<float>(), xh, static_cast<int64_t>(n_in) * T, stream_);
-    else cuda::f32_to_f16(x.ptr<float>(), xh, static_cast<int64_t>(n_in) * T, stream_);
-    const void* a = w.data;
+    void* xh = scratch(x_half_, static_cast<size_t>(n_in) * T * 2);
+    const void* a = wp;
+    const cuda::Weight wt = weight_of(w);
+    void* wh = nullptr;
     if (w.dtype != DType::F16 && !bf16) {
-      a = w_half_.get(std::max(max_weight_elems_, static_cast<size_t>(n_in) * n_out) * 2, stream_);
-      cuda::dequant_f16(weight_of(w), const_cast<void*>(a), stream_);
+      wh = scratch(w_half_, std::max(max_weight_elems_, static_cast<size_t>(n_in) * n_out) * 2);
+      a = wh;
     }
-    const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-    check_blas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &one, a, t, n_in, xh, t, n_in, &zero,
-                            y.data, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-               "f16 GEMM");
+    const float* xf = x.ptr<float>();
+    queue_.launch(
+        [=](cudaStream_t s) {
+          if (bf16) cuda::f32_to_bf16(xf, xh, static_cast<int64_t>(n_in) * T, s);
+          else cuda::f32_to_f16(xf, xh, static_cast<int64_t>(n_in) * T, s);
+          if (wh) cuda::dequant_f16(wt, wh, s);
+          const float one = 1.0f, zero = 0.0f;
+          const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+          check_blas(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, n_out, T, n_in, &one, a, t, n_in, xh, t, n_in, &zero,
+                                  yp, CUDA_R_32F, n_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "f16 GEMM");
+        },
+        false);
   }
 
-  cudaStream_t stream_ = nullptr;
-  cublasHandle_t blas_ = nullptr;
+  const bool exact_;
   const int flash_min_, gemm_min_;
+  cudaStream_t stream_ = nullptr;
+  cuda::LaunchQueue queue_;
+  cublasHandle_t blas_ = nullptr;
   std::vector<void*> owned_;  // weight copies
   size_t max_weight_elems_ = 0;
   MirroredArena stage_;
   size_t staged_ = 0, flushed_ = 0;
-  Scratch x_half_, w_half_, partial_;
+  Scratch x_half_, w_half_, partial_, act_;
 
   // The attention plan of the current pass (the same for every layer), built by the first call.
   struct PlanKey {
@@ -348,8 +463,8 @@ void CudaBackend::attention(const AttentionArgs& a) {
   TERN_CHECK(a.v.dtype == a.k.dtype, "cuda attention: K and V caches of different types");
   const PlanKey key{a.token_seq, a.token_pos, a.seqs, T};
   if (!(key == plan_key_)) {
-    // A second plan in one pass: the first one's copy may not have left the pinned buffer yet.
-    if (plan_key_.n_tokens != 0) check(cudaStreamSynchronize(stream_), "attention plan");
+    // A second plan in one pass: what was recorded may still read the first from the pinned buffer.
+    if (plan_key_.n_tokens != 0) drain();
     // Runs of consecutive positions of one sequence long enough to fill the tensor cores go to the
     // FlashAttention kernel in tiles; every other token to the split-KV decode kernel.
     const int32_t* seq_of = mirror(a.token_seq, T);
@@ -381,24 +496,38 @@ void CudaBackend::attention(const AttentionArgs& a) {
       }
       t = e;
     }
-    const size_t tile_bytes = tiles_.size() * sizeof(cuda::FlashTile), item_bytes = items_.size() * sizeof(cuda::DecodeItem);
-    plan_.reserve(align_up(tile_bytes, 256) + item_bytes);
-    std::memcpy(plan_.host, tiles_.data(), tile_bytes);
-    std::memcpy(plan_.host + align_up(tile_bytes, 256), items_.data(), item_bytes);
-    check(cudaMemcpyAsync(plan_.dev, plan_.host, align_up(tile_bytes, 256) + item_bytes, cudaMemcpyHostToDevice, stream_),
-          "attention plan");
+    const size_t tile_bytes = align_up(tiles_.size() * sizeof(cuda::FlashTile), 256);
+    const size_t plan_bytes = tile_bytes + items_.size() * sizeof(cuda::DecodeItem);
+    if (plan_bytes > plan_.capacity) {  // the recorded launches may still hold the old buffer
+      drain();
+      plan_.reserve(plan_bytes);
+    }
+    std::memcpy(plan_.host, tiles_.data(), tiles_.size() * sizeof(cuda::FlashTile));
+    std::memcpy(plan_.host + tile_bytes, items_.data(), items_.size() * sizeof(cuda::DecodeItem));
+    uint8_t* dst = plan_.dev;
+    const uint8_t* src = plan_.host;
+    queue_.launch([=](cudaStream_t s) { check(cudaMemcpyAsync(dst, src, plan_bytes, cudaMemcpyHostToDevice, s), "plan"); });
     dev_tiles_ = reinterpret_cast<const cuda::FlashTile*>(plan_.dev);
-    dev_items_ = reinterpret_cast<const cuda::DecodeItem*>(plan_.dev + align_up(tile_bytes, 256));
+    dev_items_ = reinterpret_cast<const cuda::DecodeItem*>(plan_.dev + tile_bytes);
     plan_key_ = key;
   }
   flush();
-  cuda::flash_attention(a.q.ptr<float>(), a.k.data, a.v.data, a.out.ptr<float>(), a.seqs, dev_tiles_,
-                        static_cast<int>(tiles_.size()), dims, stream_);
-  if (!items_.empty()) {
-    auto* partial = static_cast<float*>(partial_.get(
-        cuda::decode_partial_floats(static_cast<int>(items_.size()), max_splits_, dims) * sizeof(float), stream_));
-    cuda::decode_attention(a.q.ptr<float>(), a.k.data, a.v.data, a.out.ptr<float>(), a.seqs, dev_items_,
-                           static_cast<int>(items_.size()), max_splits_, partial, dims, stream_);
+  const float* q = a.q.ptr<float>();
+  const void *k = a.k.data, *v = a.v.data;
+  float* out = a.out.ptr<float>();
+  const KvSeq* seqs = a.seqs;
+  const cuda::FlashTile* tiles = dev_tiles_;
+  const cuda::DecodeItem* items = dev_items_;
+  const int n_tiles = static_cast<int>(tiles_.size()), n_items = static_cast<int>(items_.size());
+  const int max_splits = max_splits_;
+  if (n_tiles > 0)
+    queue_.launch([=](cudaStream_t s) { cuda::flash_attention(q, k, v, out, seqs, tiles, n_tiles, dims, s); });
+  if (n_items > 0) {
+    auto* partial = static_cast<float*>(
+        scratch(partial_, cuda::decode_partial_floats(n_items, max_splits, dims) * sizeof(float)));
+    queue_.launch([=](cudaStream_t s) {
+      cuda::decode_attention(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, s);
+    });
   }
 }
 

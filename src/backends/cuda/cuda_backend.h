@@ -12,12 +12,17 @@ namespace tern {
 
 struct CudaBackendConfig {
   int device = 0;
+  // Decode-sized matmuls take f32 inputs instead of rounding them as the CPU backend (and
+  // llama.cpp) do: 8-bit blocks for quantised weights, f16/bf16 for those types.
+  bool exact_activations = false;
   // Prefill tokens (runs of at least this many consecutive tokens of one sequence) go through the
   // tensor-core FlashAttention kernel; others through the split-KV decode kernel. 0: default.
   int flash_min_tokens = 0;
   // Tokens per matmul above which quantised weights are dequantised to f16 for cuBLAS instead of
   // going through the GEMV kernels. 0: default.
   int gemm_min_tokens = 0;
+  // Replay repeated passes (decode steps) as CUDA graphs; TERN_CUDA_GRAPHS=0 also turns it off.
+  bool graphs = true;
 };
 
 // Empty when a CUDA device can be used; otherwise why not (built without CUDA, no device, driver

@@ -42,10 +42,6 @@ __device__ __forceinline__ void load8(const float* p, int i, float (&f)[8]) {
   const float4 a = *reinterpret_cast<const float4*>(p + i), b = *reinterpret_cast<const float4*>(p + i + 4);
   f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
-__device__ __forceinline__ float2 load_f2(const __half* p, int i) {
-  return __half22float2(*reinterpret_cast<const __half2*>(p + i));
-}
-__device__ __forceinline__ float2 load_f2(const float* p, int i) { return *reinterpret_cast<const float2*>(p + i); }
 
 // Partial results per (item, head, segment): D floats of numerator, then max and sum.
 template <int D>
@@ -74,9 +70,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
   __shared__ float qs[kMaxHeadsPerBlock][D];
   __shared__ float sc[kMaxHeadsPerBlock][kSplitPositions];
   __shared__ float mx[kMaxHeadsPerBlock], sum[kMaxHeadsPerBlock];
-  constexpr int kPairs = D / 2;                                // threads per V row (a pair of dims each)
-  constexpr int kLanes = kDecodeThreads / kPairs;              // V rows in flight
-  __shared__ float red[kLanes > 0 ? kLanes : 1][kMaxHeadsPerBlock][D];
+  __shared__ float red[kDecodeThreads / 32][D];
 
   // q meets an f16 cache as f16, as on the CPU backend (and in llama.cpp).
   for (int i = threadIdx.x; i < hn * D; i += kDecodeThreads) {
@@ -126,34 +120,51 @@ __global__ void __launch_bounds__(kDecodeThreads)
   }
   __syncthreads();
 
-  // Weighted values: kPairs threads per row, kLanes rows at a time, then the lanes summed in order.
-  const int pair = threadIdx.x % kPairs, row_lane = threadIdx.x / kPairs;
-  float2 acc[kMaxHeadsPerBlock];
+  // Weighted values: kTpr threads per V row with 8 dims (one 16-byte load) each, kRowLanes rows in
+  // flight; then the row lanes summed in a fixed order, inside each warp by shuffles and across the
+  // warps through shared memory, one head at a time.
+  constexpr int kTpr = D / 8;
+  constexpr int kRowLanes = kDecodeThreads / kTpr;
+  const int col = (threadIdx.x % kTpr) * 8, row_lane = threadIdx.x / kTpr;
+  float acc[kMaxHeadsPerBlock][8];
 #pragma unroll
-  for (int h = 0; h < kMaxHeadsPerBlock; ++h) acc[h] = make_float2(0.0f, 0.0f);
-  for (int p = p0 + row_lane; p < p1; p += kLanes) {
-    const float2 vv = load_f2(v + slot_of(seq, dims.block_size, p) * kv_row + static_cast<int64_t>(kvh) * D, 2 * pair);
+  for (int h = 0; h < kMaxHeadsPerBlock; ++h)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[h][j] = 0.0f;
+#pragma unroll 4
+  for (int p = p0 + row_lane; p < p1; p += kRowLanes) {
+    float vv[8];
+    load8(v + slot_of(seq, dims.block_size, p) * kv_row + static_cast<int64_t>(kvh) * D, col, vv);
 #pragma unroll
     for (int h = 0; h < kMaxHeadsPerBlock; ++h) {
       const float w = h < hn ? sc[h][p - p0] : 0.0f;
-      acc[h].x = fmaf(w, vv.x, acc[h].x);
-      acc[h].y = fmaf(w, vv.y, acc[h].y);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[h][j] = fmaf(w, vv[j], acc[h][j]);
     }
   }
 #pragma unroll
+  for (int o = kTpr; o < 32; o <<= 1)
+#pragma unroll
+    for (int h = 0; h < kMaxHeadsPerBlock; ++h)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[h][j] += __shfl_xor_sync(0xffffffffu, acc[h][j], o);
+#pragma unroll
   for (int h = 0; h < kMaxHeadsPerBlock; ++h) {
-    red[row_lane][h][2 * pair] = acc[h].x;
-    red[row_lane][h][2 * pair + 1] = acc[h].y;
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < hn * D; i += kDecodeThreads) {
-    const int h = i / D, c = i % D;
-    float o = 0.0f;
-    for (int r = 0; r < kLanes; ++r) o += red[r][h][c];
-    float* dst = partial + ((static_cast<int64_t>(blockIdx.x) * dims.n_head + h0 + h) * max_splits + split) *
-                               partial_stride<D>();
-    dst[c] = o;
-    if (c == 0) dst[D] = mx[h], dst[D + 1] = sum[h];
+    if (h >= hn) break;
+    if (lane < kTpr)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) red[warp][col + j] = acc[h][j];
+    __syncthreads();
+    for (int c = threadIdx.x; c < D; c += kDecodeThreads) {
+      float o = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kDecodeThreads / 32; ++w) o += red[w][c];
+      float* dst = partial + ((static_cast<int64_t>(blockIdx.x) * dims.n_head + h0 + h) * max_splits + split) *
+                                 partial_stride<D>();
+      dst[c] = o;
+      if (c == 0) dst[D] = mx[h], dst[D + 1] = sum[h];
+    }
+    __syncthreads();
   }
 }
 
@@ -187,8 +198,19 @@ constexpr int smem_row() {
 }
 
 template <int D>
-constexpr size_t flash_smem_bytes() {
-  return 3 * static_cast<size_t>(kFlashTileTokens) * smem_row<D>() * sizeof(__half);
+constexpr size_t flash_smem_bytes() {  // Q, and K and V twice (double-buffered)
+  return 5 * static_cast<size_t>(kFlashTileTokens) * smem_row<D>() * sizeof(__half);
+}
+
+// 16 bytes global -> shared without passing through registers; zeros when !valid.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(smem))),
+               "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -228,15 +250,33 @@ __global__ void __launch_bounds__(kFlashThreads)
                          AttnDims dims) {
   extern __shared__ __align__(16) unsigned char flash_smem[];
   constexpr int SR = smem_row<D>();
+  constexpr float kLog2e = 1.4426950408889634f;
   __half* qs = reinterpret_cast<__half*>(flash_smem);
-  __half* ks = qs + kFlashTileTokens * SR;
-  __half* vs = ks + kTileKeys * SR;
+  __half* kbuf = qs + kFlashTileTokens * SR;                   // two K tiles, then two V tiles
+  __half* vbuf = qs + (kFlashTileTokens + 2 * kTileKeys) * SR;
 
   const FlashTile tile = tiles[blockIdx.x];
   const int h = blockIdx.y, kvh = h / (dims.n_head / dims.n_kv_head);
   const KvSeq seq = seqs[tile.seq];
   const int64_t kv_row = static_cast<int64_t>(dims.n_kv_head) * D;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int last_pos = tile.pos0 + tile.n - 1;
+  const int n_key_tiles = last_pos / kTileKeys + 1;
+
+  // K and V tile j into buffer b through the block table, asynchronously; keys past the tile's last
+  // position are zero.
+  const auto load_kv = [&](int j, int b) {
+    for (int i = threadIdx.x; i < kTileKeys * D / 8; i += kFlashThreads) {
+      const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+      const int p = j * kTileKeys + r;
+      const bool valid = p <= last_pos;
+      const int64_t off = valid ? slot_of(seq, dims.block_size, p) * kv_row + static_cast<int64_t>(kvh) * D + c : 0;
+      cp_async16(kbuf + (b * kTileKeys + r) * SR + c, k + off, valid);
+      cp_async16(vbuf + (b * kTileKeys + r) * SR + c, v + off, valid);
+    }
+    cp_async_commit();
+  };
+  load_kv(0, 0);
 
   // Q tile, rounded to f16 (rows past the tile's tokens are zero and never written back).
   for (int i = threadIdx.x; i < kFlashTileTokens * D / 4; i += kFlashThreads) {
@@ -256,35 +296,32 @@ __global__ void __launch_bounds__(kFlashThreads)
     for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qa[kk], qs + r * SR + kk * 16 + c);
   }
 
-  // Rows g and g + 8 of the warp: their positions, running max, partial sums and outputs.
+  // Rows g and g + 8 of the warp: their positions, running max (log2 units), partial sums, outputs.
   const int row0 = warp * 16 + g;
   const int qpos[2] = {tile.pos0 + row0, tile.pos0 + row0 + 8};
+  const float scale = dims.scale * kLog2e;  // softmax in base 2: exp(x) = exp2(x log2 e)
   float m[2] = {-FLT_MAX, -FLT_MAX}, l[2] = {0.0f, 0.0f};
   float o[D / 8][4];
 #pragma unroll
   for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
-  const int last_pos = tile.pos0 + tile.n - 1;
-  for (int key0 = 0; key0 <= last_pos; key0 += kTileKeys) {
-    // K and V tiles through the block table; keys past the tile's last position are zero.
-    for (int i = threadIdx.x; i < kTileKeys * D / 8; i += kFlashThreads) {
-      const int r = i / (D / 8), c = (i % (D / 8)) * 8;
-      uint4 kx = make_uint4(0, 0, 0, 0), vx = kx;
-      const int p = key0 + r;
-      if (p <= last_pos) {
-        const int64_t off = slot_of(seq, dims.block_size, p) * kv_row + static_cast<int64_t>(kvh) * D + c;
-        kx = *reinterpret_cast<const uint4*>(k + off);
-        vx = *reinterpret_cast<const uint4*>(v + off);
-      }
-      *reinterpret_cast<uint4*>(ks + r * SR + c) = kx;
-      *reinterpret_cast<uint4*>(vs + r * SR + c) = vx;
+  for (int j = 0; j < n_key_tiles; ++j) {
+    // The next tile's loads overlap this tile's arithmetic.
+    if (j + 1 < n_key_tiles) {
+      load_kv(j + 1, (j + 1) & 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
     __syncthreads();
+    const __half* ks = kbuf + (j & 1) * kTileKeys * SR;
+    const __half* vs = vbuf + (j & 1) * kTileKeys * SR;
+    const int key0 = j * kTileKeys;
 
     // S = Q K^T: 16 rows x 64 keys per warp, eight n-tiles of 8 keys.
     float s[kTileKeys / 8][4];
 #pragma unroll
-    for (int j = 0; j < kTileKeys / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+    for (int t = 0; t < kTileKeys / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
     {
       const int mi = lane / 8, kr = (mi >> 1) * 8 + lane % 8, kc = (mi & 1) * 8;
 #pragma unroll
@@ -302,12 +339,12 @@ __global__ void __launch_bounds__(kFlashThreads)
     // Causal mask, scale, online softmax (each row's four threads agree through shuffles).
     float tile_max[2] = {-FLT_MAX, -FLT_MAX};
 #pragma unroll
-    for (int j = 0; j < kTileKeys / 8; ++j) {
+    for (int t = 0; t < kTileKeys / 8; ++t) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = key0 + j * 8 + tig * 2 + (e & 1);
-        const float x = key <= qpos[e >> 1] ? s[j][e] * dims.scale : -INFINITY;
-        s[j][e] = x;
+        const int key = key0 + t * 8 + tig * 2 + (e & 1);
+        const float x = key <= qpos[e >> 1] ? s[t][e] * scale : -INFINITY;
+        s[t][e] = x;
         tile_max[e >> 1] = fmaxf(tile_max[e >> 1], x);
       }
     }
@@ -317,23 +354,23 @@ __global__ void __launch_bounds__(kFlashThreads)
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
       tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
       const float m_new = fmaxf(m[r], tile_max[r]);
-      alpha[r] = expf(m[r] - m_new);
+      alpha[r] = exp2f(m[r] - m_new);
       m[r] = m_new;
       l[r] *= alpha[r];
     }
 #pragma unroll
-    for (int j = 0; j < kTileKeys / 8; ++j) {
+    for (int t = 0; t < kTileKeys / 8; ++t) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float p = expf(s[j][e] - m[e >> 1]);
-        s[j][e] = p;
+        const float p = exp2f(s[t][e] - m[e >> 1]);
+        s[t][e] = p;
         l[e >> 1] += p;
       }
     }
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[j][0] *= alpha[0], o[j][1] *= alpha[0];
-      o[j][2] *= alpha[1], o[j][3] *= alpha[1];
+    for (int t = 0; t < D / 8; ++t) {
+      o[t][0] *= alpha[0], o[t][1] *= alpha[0];
+      o[t][2] *= alpha[1], o[t][3] *= alpha[1];
     }
 
     // O += P V: P from the score registers as A fragments, V through transposing loads.
@@ -353,7 +390,7 @@ __global__ void __launch_bounds__(kFlashThreads)
         }
       }
     }
-    __syncthreads();
+    __syncthreads();  // before the next iteration's prefetch overwrites this buffer
   }
 
 #pragma unroll
@@ -389,15 +426,15 @@ void launch_decode(const float* q, const void* k, const void* v, float* out, con
 }
 
 template <int D>
+void allow_flash_smem() {  // the >48 KB shared memory opt-in
+  check(cudaFuncSetAttribute(flash_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(flash_smem_bytes<D>())),
+        "flash attention: shared memory opt-in");
+}
+
+template <int D>
 void launch_flash(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs, const FlashTile* tiles,
                   int n_tiles, const AttnDims& dims, cudaStream_t s) {
-  static bool configured = false;  // the >48 KB shared memory opt-in, once per process and head size
-  if (!configured) {
-    check(cudaFuncSetAttribute(flash_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(flash_smem_bytes<D>())),
-          "flash attention: shared memory opt-in");
-    configured = true;
-  }
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(dims.n_head));
   flash_prefill_kernel<D><<<grid, kFlashThreads, flash_smem_bytes<D>(), s>>>(
       q, static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims);
@@ -405,6 +442,11 @@ void launch_flash(const float* q, const void* k, const void* v, float* out, cons
 }
 
 }  // namespace
+
+void prepare_kernels() {
+  allow_flash_smem<64>();
+  allow_flash_smem<128>();
+}
 
 bool flash_supports(int d) { return d == 64 || d == 128; }
 bool decode_supports(int d) { return d == 64 || d == 128 || d == 256; }

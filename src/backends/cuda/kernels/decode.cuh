@@ -1,7 +1,8 @@
 // Device decoders of the weight formats: unit u (elements 32u .. 32u + 31) of a row into 32 floats,
-// with the reference decoders' arithmetic (src/quant/quant_legacy.cpp, quant_k.cpp). The file's
-// layout is read with 2-byte loads (GGUF blocks are only 2-byte aligned); the split layout of
-// Q4_0/Q4_1/Q8_0 (launch.h) with one aligned 16- or 32-byte load of quants per unit.
+// with the reference decoders' arithmetic (src/quant/quant_legacy.cpp, quant_k.cpp), and for the
+// legacy formats into integer levels for 8-bit dot products. The file's layout is read with 2-byte
+// loads (GGUF blocks are only 2-byte aligned); the split layout of Q4_0/Q4_1/Q8_0 (launch.h) with
+// one aligned 16- or 32-byte load of quants per unit.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -17,12 +18,6 @@ __device__ __forceinline__ float h2f(uint16_t bits) { return __half2float(__usho
 __device__ __forceinline__ uint16_t ld16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
 __device__ __forceinline__ uint32_t ld32_2(const uint8_t* p) {  // 4 bytes at a 2-byte aligned address
   return static_cast<uint32_t>(ld16(p)) | (static_cast<uint32_t>(ld16(p + 2)) << 16);
-}
-
-// Byte b (0..15) of a 16-byte vector.
-__device__ __forceinline__ uint32_t byte_of(const uint4& v, int b) {
-  const uint32_t w = b < 4 ? v.x : b < 8 ? v.y : b < 12 ? v.z : v.w;
-  return (w >> (8 * (b % 4))) & 0xFF;
 }
 
 // Where a weight's rows are and how long they are, for the decoders.
@@ -82,138 +77,165 @@ struct Unit<DType::BF16, false> {
   }
 };
 
-// --- legacy 32-element blocks ------------------------------------------------------------------
-
-template <>
-struct Unit<DType::Q4_0, false> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
-    const uint8_t* b = w.data + row * w.row_bytes + u * 18;
-    const float d = h2f(ld16(b));
-#pragma unroll
-    for (int j = 0; j < 16; j += 2) {
-      const uint32_t q = ld16(b + 2 + j);
-      y[j] = (static_cast<int>(q & 0xF) - 8) * d;
-      y[j + 1] = (static_cast<int>((q >> 8) & 0xF) - 8) * d;
-      y[j + 16] = (static_cast<int>((q >> 4) & 0xF) - 8) * d;
-      y[j + 17] = (static_cast<int>((q >> 12) & 0xF) - 8) * d;
-    }
-  }
+// --- legacy 32-element blocks -------------------------------------------------------------------
+//
+// A block's 32 levels as signed bytes with the format's offset removed (Q4_0: q - 8, Q5_0: q - 16),
+// four per word in element order, and its scale d and min m (Q4_1, Q5_1): element e = level * d + m,
+// the reference's arithmetic. The words feed __dp4a against 8-bit activations directly.
+struct Levels {
+  uint32_t q[8];
+  float d, m;
 };
 
-template <>
-struct Unit<DType::Q4_1, false> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
-    const uint8_t* b = w.data + row * w.row_bytes + u * 20;
-    const float d = h2f(ld16(b)), m = h2f(ld16(b + 2));
-#pragma unroll
-    for (int j = 0; j < 16; j += 2) {
-      const uint32_t q = ld16(b + 4 + j);
-      y[j] = static_cast<float>(q & 0xF) * d + m;
-      y[j + 1] = static_cast<float>((q >> 8) & 0xF) * d + m;
-      y[j + 16] = static_cast<float>((q >> 4) & 0xF) * d + m;
-      y[j + 17] = static_cast<float>((q >> 12) & 0xF) * d + m;
-    }
-  }
-};
+// Low and high nibbles of four bytes as two words of four levels each (elements j..j+3 and
+// j+16..j+19 of a 16-byte nibble array).
+__device__ __forceinline__ uint32_t lo_nibbles(uint32_t w) { return w & 0x0F0F0F0Fu; }
+__device__ __forceinline__ uint32_t hi_nibbles(uint32_t w) { return (w >> 4) & 0x0F0F0F0Fu; }
+// Bits b..b+3 of qh moved to bit 4 of each byte of a word.
+__device__ __forceinline__ uint32_t fifth_bits(uint32_t qh, int b) {
+  const uint32_t h = (qh >> b) & 0xF;
+  return ((h & 1) << 4) | ((h & 2) << 11) | ((h & 4) << 18) | ((h & 8) << 25);
+}
 
-// Q5_0 / Q5_1: the fifth bit of element e is bit e of qh.
-template <bool kAffine>
-__device__ void decode_q5(const uint8_t* b, float (&y)[32]) {
-  const float d = h2f(ld16(b));
-  const float m = kAffine ? h2f(ld16(b + 2)) : 0.0f;
-  const uint8_t* qhp = b + (kAffine ? 4 : 2);
-  const uint32_t qh = ld32_2(qhp);
-  const uint8_t* qs = qhp + 4;
+// 16 nibble bytes (words w[0..3]) into levels; kOffset is subtracted byte-wise (0, 8 or 16).
+template <uint32_t kOffset>
+__device__ __forceinline__ void nibble_levels(const uint32_t (&w)[4], uint32_t qh, bool five, Levels& l) {
 #pragma unroll
-  for (int j = 0; j < 16; j += 2) {
-    const uint32_t q = ld16(qs + j);
-    const int l0 = static_cast<int>((q & 0xF) | (((qh >> j) & 1) << 4));
-    const int l1 = static_cast<int>(((q >> 8) & 0xF) | (((qh >> (j + 1)) & 1) << 4));
-    const int h0 = static_cast<int>(((q >> 4) & 0xF) | (((qh >> (j + 16)) & 1) << 4));
-    const int h1 = static_cast<int>(((q >> 12) & 0xF) | (((qh >> (j + 17)) & 1) << 4));
-    if (kAffine) {
-      y[j] = l0 * d + m, y[j + 1] = l1 * d + m, y[j + 16] = h0 * d + m, y[j + 17] = h1 * d + m;
-    } else {
-      y[j] = (l0 - 16) * d, y[j + 1] = (l1 - 16) * d, y[j + 16] = (h0 - 16) * d, y[j + 17] = (h1 - 16) * d;
-    }
+  for (int k = 0; k < 4; ++k) {
+    uint32_t lo = lo_nibbles(w[k]), hi = hi_nibbles(w[k]);
+    if (five) lo |= fifth_bits(qh, 4 * k), hi |= fifth_bits(qh, 16 + 4 * k);
+    l.q[k] = kOffset ? __vsub4(lo, kOffset * 0x01010101u) : lo;
+    l.q[k + 4] = kOffset ? __vsub4(hi, kOffset * 0x01010101u) : hi;
   }
 }
 
-template <>
-struct Unit<DType::Q5_0, false> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
-    decode_q5<false>(w.data + row * w.row_bytes + u * 22, y);
-  }
-};
+template <DType T, bool kSplit>
+struct Legacy;
 
 template <>
-struct Unit<DType::Q5_1, false> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
-    decode_q5<true>(w.data + row * w.row_bytes + u * 24, y);
-  }
-};
-
-template <>
-struct Unit<DType::Q8_0, false> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
-    const uint8_t* b = w.data + row * w.row_bytes + u * 34;
-    const float d = h2f(ld16(b));
+struct Legacy<DType::Q4_0, false> {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
+    const uint8_t* b = w.data + row * w.row_bytes + u * 18;
+    uint32_t q[4];
 #pragma unroll
-    for (int j = 0; j < 32; j += 2) {
-      const uint32_t q = ld16(b + 2 + j);
-      y[j] = static_cast<float>(static_cast<int8_t>(q & 0xFF)) * d;
-      y[j + 1] = static_cast<float>(static_cast<int8_t>(q >> 8)) * d;
-    }
+    for (int k = 0; k < 4; ++k) q[k] = ld32_2(b + 2 + 4 * k);
+    nibble_levels<8>(q, 0, false, l);
+    l.d = h2f(ld16(b)), l.m = 0.0f;
   }
 };
 
-// --- split layouts: quants of all units first (row-major), then the scales ----------------------
+template <>
+struct Legacy<DType::Q4_0, true> {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
+    const int64_t i = row * w.n_units + u;
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(w.data) + i);
+    const uint32_t q[4] = {v.x, v.y, v.z, v.w};
+    nibble_levels<8>(q, 0, false, l);
+    l.d = h2f(__ldg(reinterpret_cast<const unsigned short*>(w.scales) + i)), l.m = 0.0f;
+  }
+};
 
 template <>
-struct Unit<DType::Q4_0, true> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
-    const int64_t i = row * w.n_units + u;
-    const uint4 q = __ldg(reinterpret_cast<const uint4*>(w.data) + i);
-    const float d = h2f(__ldg(reinterpret_cast<const unsigned short*>(w.scales) + i));
+struct Legacy<DType::Q4_1, false> {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
+    const uint8_t* b = w.data + row * w.row_bytes + u * 20;
+    uint32_t q[4];
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const uint32_t b = byte_of(q, j);
-      y[j] = (static_cast<int>(b & 0xF) - 8) * d;
-      y[j + 16] = (static_cast<int>(b >> 4) - 8) * d;
-    }
+    for (int k = 0; k < 4; ++k) q[k] = ld32_2(b + 4 + 4 * k);
+    nibble_levels<0>(q, 0, false, l);
+    l.d = h2f(ld16(b)), l.m = h2f(ld16(b + 2));
   }
 };
 
 template <>
-struct Unit<DType::Q4_1, true> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
+struct Legacy<DType::Q4_1, true> {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
     const int64_t i = row * w.n_units + u;
-    const uint4 q = __ldg(reinterpret_cast<const uint4*>(w.data) + i);
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(w.data) + i);
+    const uint32_t q[4] = {v.x, v.y, v.z, v.w};
+    nibble_levels<0>(q, 0, false, l);
     const uint32_t dm = __ldg(reinterpret_cast<const unsigned int*>(w.scales) + i);
-    const float d = h2f(static_cast<uint16_t>(dm & 0xFFFF)), m = h2f(static_cast<uint16_t>(dm >> 16));
+    l.d = h2f(static_cast<uint16_t>(dm & 0xFFFF)), l.m = h2f(static_cast<uint16_t>(dm >> 16));
+  }
+};
+
+template <>
+struct Legacy<DType::Q5_0, false> {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
+    const uint8_t* b = w.data + row * w.row_bytes + u * 22;
+    uint32_t q[4];
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const uint32_t b = byte_of(q, j);
-      y[j] = static_cast<float>(b & 0xF) * d + m;
-      y[j + 16] = static_cast<float>(b >> 4) * d + m;
+    for (int k = 0; k < 4; ++k) q[k] = ld32_2(b + 6 + 4 * k);
+    nibble_levels<16>(q, ld32_2(b + 2), true, l);
+    l.d = h2f(ld16(b)), l.m = 0.0f;
+  }
+};
+
+template <>
+struct Legacy<DType::Q5_1, false> {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
+    const uint8_t* b = w.data + row * w.row_bytes + u * 24;
+    uint32_t q[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) q[k] = ld32_2(b + 8 + 4 * k);
+    nibble_levels<0>(q, ld32_2(b + 4), true, l);
+    l.d = h2f(ld16(b)), l.m = h2f(ld16(b + 2));
+  }
+};
+
+template <>
+struct Legacy<DType::Q8_0, false> {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
+    const uint8_t* b = w.data + row * w.row_bytes + u * 34;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) l.q[k] = ld32_2(b + 2 + 4 * k);
+    l.d = h2f(ld16(b)), l.m = 0.0f;
+  }
+};
+
+template <>
+struct Legacy<DType::Q8_0, true> {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
+    const int64_t i = row * w.n_units + u;
+    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.data) + 2 * i);
+    const uint4 b = __ldg(reinterpret_cast<const uint4*>(w.data) + 2 * i + 1);
+    l.q[0] = a.x, l.q[1] = a.y, l.q[2] = a.z, l.q[3] = a.w, l.q[4] = b.x, l.q[5] = b.y, l.q[6] = b.z, l.q[7] = b.w;
+    l.d = h2f(__ldg(reinterpret_cast<const unsigned short*>(w.scales) + i)), l.m = 0.0f;
+  }
+};
+
+// The float decoding of a legacy unit: level * d (+ m), multiply and add rounded separately as in
+// the reference (no fused multiply-add).
+template <DType T, bool kSplit>
+struct LegacyUnit {
+  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
+    Levels l;
+    Legacy<T, kSplit>::load(w, row, u, l);
+    const bool affine = T == DType::Q4_1 || T == DType::Q5_1;
+#pragma unroll
+    for (int e = 0; e < 32; ++e) {
+      const float q = static_cast<float>(static_cast<int8_t>((l.q[e / 4] >> (8 * (e % 4))) & 0xFF));
+      y[e] = affine ? __fadd_rn(__fmul_rn(q, l.d), l.m) : __fmul_rn(q, l.d);
     }
   }
 };
 
 template <>
-struct Unit<DType::Q8_0, true> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
-    const int64_t i = row * w.n_units + u;
-    const uint4 q0 = __ldg(reinterpret_cast<const uint4*>(w.data) + 2 * i);
-    const uint4 q1 = __ldg(reinterpret_cast<const uint4*>(w.data) + 2 * i + 1);
-    const float d = h2f(__ldg(reinterpret_cast<const unsigned short*>(w.scales) + i));
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      y[j] = static_cast<float>(static_cast<int8_t>(byte_of(q0, j))) * d;
-      y[j + 16] = static_cast<float>(static_cast<int8_t>(byte_of(q1, j))) * d;
-    }
-  }
-};
+struct Unit<DType::Q4_0, false> : LegacyUnit<DType::Q4_0, false> {};
+template <>
+struct Unit<DType::Q4_0, true> : LegacyUnit<DType::Q4_0, true> {};
+template <>
+struct Unit<DType::Q4_1, false> : LegacyUnit<DType::Q4_1, false> {};
+template <>
+struct Unit<DType::Q4_1, true> : LegacyUnit<DType::Q4_1, true> {};
+template <>
+struct Unit<DType::Q5_0, false> : LegacyUnit<DType::Q5_0, false> {};
+template <>
+struct Unit<DType::Q5_1, false> : LegacyUnit<DType::Q5_1, false> {};
+template <>
+struct Unit<DType::Q8_0, false> : LegacyUnit<DType::Q8_0, false> {};
+template <>
+struct Unit<DType::Q8_0, true> : LegacyUnit<DType::Q8_0, true> {};
 
 // --- K-quants: 256-element super-blocks, unit j = u % 8 of block u / 8 ---------------------------
 

@@ -47,10 +47,31 @@ bool has_split_layout(DType t);
 // Rearranges n_out rows of n_in elements from the file's layout into the split layout (host memory).
 void split_layout(DType t, const uint8_t* src, int64_t n_in, int64_t n_out, uint8_t* dst);
 
-// out[:, i] = dequant(table row ids[i]) (file layout)
+// out[:, i] = dequant(table row ids[i])
 void get_rows(const Weight& table, const int32_t* ids, int64_t n, float* out, cudaStream_t s);
-// y[j, t] = sum_i w[i, j] x[i, t] for t < n_tok, read once per 8 tokens (decode and small batches).
-void gemv(const Weight& w, const float* x, int64_t n_tok, float* y, cudaStream_t s);
+
+// A matmul's input as the weight type's dot products take it (quant::vec_dot_type), rounded as the
+// CPU backend rounds it (activation.cuh): F32 as is (also the exact mode for every weight type),
+// F16/BF16, or 8-bit blocks Q8_0/Q8_1 (32 elements per scale) and Q8_K (256).
+struct Activation {
+  DType type = DType::F32;
+  const void* q = nullptr;   // F32: the input; F16/BF16: [T][n_in] 16-bit; Q8_*: int8 levels [T][n_in]
+  const float* d = nullptr;  // Q8_*: [T][n_in / group] scales, as the CPU's blocks hold them
+  const float* s = nullptr;  // Q8_1: [T][n_in / 32] d * (sum of levels), f16-rounded
+  int64_t n_in = 0;
+};
+// Scratch bytes an activation of `type` needs, and where its parts lie in that scratch (F32: x).
+size_t activation_bytes(DType type, int64_t n_in, int64_t n_tok);
+Activation activation_view(DType type, const float* x, int64_t n_in, int64_t n_tok, void* scratch);
+// Writes x [n_tok][a.n_in] into the activation a (from activation_view); nothing for F32.
+void quantize_activation(const Activation& a, const float* x, int64_t n_tok, cudaStream_t s);
+
+// y_i[j, t] = sum_k w_i[k, j] x[k, t] for weights sharing one input (QKV, gate and up: one launch),
+// all of one type, layout and n_in; x in the type's activation form or F32. Weights are read once
+// per 8 tokens; a unit's dot product is the reference's vec_dot, the units are summed in a fixed
+// order, so a token's result never depends on the other tokens.
+inline constexpr int kMaxGemvWeights = 3;
+void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, int64_t n_tok, cudaStream_t s);
 // The weight as f16 rows [n_out][n_in] (for cuBLAS).
 void dequant_f16(const Weight& w, void* out, cudaStream_t s);
 
@@ -72,6 +93,8 @@ struct DecodeItem {
   int32_t token, seq, n_kv, pad;
 };
 
+// Once per process before any launch (and outside graph capture): kernel attributes.
+void prepare_kernels();
 // Head sizes the kernels are instantiated for.
 bool flash_supports(int d);
 bool decode_supports(int d);

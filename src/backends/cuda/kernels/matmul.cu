@@ -1,12 +1,15 @@
-// Weight kernels: GEMV with the dequantisation in the kernel (decode and small batches; weights
-// read once per 8 tokens, f32 activations and accumulation: W4A32/W8A32 in the terms of the
-// W4A16 kernels it resembles), embedding-row gathers, and dequantisation to f16 for cuBLAS.
+// Weight kernels: GEMV with the dequantisation in the kernel (decode and small batches; weights read
+// once per 8 tokens; legacy formats as integer dot products against 8-bit activations on dp4a,
+// K-quants and float formats decoded to f32), embedding-row gathers, and dequantisation to f16 for
+// cuBLAS.
 //
-// GEMV work split: a warp per output row, its lanes over the row's 32-element units (lane l takes
-// units l, l + 32, ...), one partial sum per token reduced across the warp in a fixed order. A
-// token's result therefore never depends on the other tokens of the batch.
+// GEMV work split: a warp per two output rows, its lanes over the rows' 32-element units (lane l
+// takes units l, l + 32, ...), one partial sum per row and token reduced across the warp in a fixed
+// order. A token's result therefore never depends on the other tokens of the batch.
+#include <algorithm>
 #include <cstring>
 
+#include "backends/cuda/kernels/activation.cuh"
 #include "backends/cuda/kernels/decode.cuh"
 #include "backends/cuda/kernels/launch.h"
 
@@ -57,42 +60,130 @@ RowRef row_ref(const Weight& w) {
   return r;
 }
 
-template <class U, int NT>
+constexpr int kRowsPerWarp = 2;
+
+constexpr DType act_type(DType t) {
+  switch (t) {
+    case DType::F32: return DType::F32;
+    case DType::F16: return DType::F16;
+    case DType::BF16: return DType::BF16;
+    case DType::Q4_1:
+    case DType::Q5_1: return DType::Q8_1;
+    case DType::Q4_0:
+    case DType::Q5_0:
+    case DType::Q8_0: return DType::Q8_0;
+    default: return DType::Q8_K;
+  }
+}
+constexpr bool is_legacy(DType t) {
+  return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1 || t == DType::Q8_0;
+}
+
+// The weights of one launch: rows [row0[i], row0[i] + n_out[i]) of the concatenation are weight i's.
+struct GemvArgs {
+  RowRef w[kMaxGemvWeights];
+  float* y[kMaxGemvWeights];
+  int64_t row0[kMaxGemvWeights];
+  int64_t n_out[kMaxGemvWeights];
+  int n = 0;
+  int64_t total_rows = 0, n_units = 0;
+};
+
+struct RowOf {
+  RowRef w;
+  float* y;
+  int64_t row, n_out;
+};
+
+// Selects with constant indices only, so the kernel parameters stay out of local memory.
+__device__ __forceinline__ RowOf locate(const GemvArgs& a, int64_t row) {
+  RowOf r{a.w[0], a.y[0], row, a.n_out[0]};
+  if (a.n > 1 && row >= a.row0[1]) r = {a.w[1], a.y[1], row - a.row0[1], a.n_out[1]};
+  if (a.n > 2 && row >= a.row0[2]) r = {a.w[2], a.y[2], row - a.row0[2], a.n_out[2]};
+  return r;
+}
+
+// A: the activation type, act_type(T) or F32 (exact).
+template <DType T, bool kSplit, int NT, DType A>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemv_kernel(RowRef w, int64_t n_out, const float* __restrict__ x, int64_t n_in, int n_tok, float* __restrict__ y) {
+    gemv_kernel(GemvArgs args, Activation act, int n_tok) {
+  constexpr bool kBytes = A == DType::Q8_0 || A == DType::Q8_1 || A == DType::Q8_K;
+  constexpr bool kLevels = kBytes && is_legacy(T);
+  constexpr bool kAffine = T == DType::Q4_1 || T == DType::Q5_1;
+  constexpr int kGroup = A == DType::Q8_K ? 256 : 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
-  if (row >= n_out) return;
+  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp) * kRowsPerWarp;
+  if (r0 >= args.total_rows) return;
   const int t0 = static_cast<int>(blockIdx.y) * NT;
   const int nt = min(NT, n_tok - t0);
-  float acc[NT];
+  RowOf rows[kRowsPerWarp];
+  bool live[kRowsPerWarp];
 #pragma unroll
-  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
-  for (int64_t u = lane; u < w.n_units; u += 32) {
-    float wv[32];
-    U::decode(w, row, u, wv);
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    live[r] = r0 + r < args.total_rows;
+    rows[r] = locate(args, live[r] ? r0 + r : r0);
+  }
+  float acc[kRowsPerWarp][NT];
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t < nt) {
-        const auto* xp = reinterpret_cast<const float4*>(x + (t0 + t) * n_in) + 8 * u;
-        float s = 0.0f;
+  for (int r = 0; r < kRowsPerWarp; ++r)
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const float4 a = __ldg(xp + k);
-          s = fmaf(wv[4 * k], a.x, s);
-          s = fmaf(wv[4 * k + 1], a.y, s);
-          s = fmaf(wv[4 * k + 2], a.z, s);
-          s = fmaf(wv[4 * k + 3], a.w, s);
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
+
+  if constexpr (kLevels) {
+    // Two units per lane per step, all their weight loads issued before any arithmetic.
+    for (int64_t ub = lane; ub < args.n_units; ub += 64) {
+      Levels lv[2][kRowsPerWarp];
+#pragma unroll
+      for (int k = 0; k < 2; ++k)
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r)
+          if (live[r] && ub + 32 * k < args.n_units) Legacy<T, kSplit>::load(rows[r].w, rows[r].row, ub + 32 * k, lv[k][r]);
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        if (ub + 32 * k >= args.n_units) break;
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+          if (t < nt) {
+            ByteAct a;
+            load_act<kGroup>(act, t0 + t, ub + 32 * k, a);
+#pragma unroll
+            for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit<kAffine>(lv[k][r], a);
+          }
         }
-        acc[t] += s;
+      }
+    }
+  } else {
+    for (int64_t u = lane; u < args.n_units; u += 32) {
+      float wv[kRowsPerWarp][32];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r)
+        if (live[r]) Unit<T, kSplit>::decode(rows[r].w, rows[r].row, u, wv[r]);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        if (t < nt) {
+          if constexpr (kBytes) {
+            ByteAct a;
+            load_act<kGroup>(act, t0 + t, u, a);
+#pragma unroll
+            for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit(wv[r], a);
+          } else {
+            FloatAct a;
+            load_act<A>(act, t0 + t, u, a);
+#pragma unroll
+            for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit(wv[r], a);
+          }
+        }
       }
     }
   }
 #pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    float v = acc[t];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0 && t < nt) y[(t0 + t) * n_out + row] = v;
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float v = acc[r][t];
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0 && live[r] && t < nt) rows[r].y[(t0 + t) * rows[r].n_out + rows[r].row] = v;
+    }
   }
 }
 
@@ -105,16 +196,25 @@ __device__ float element(const uint8_t* row, int64_t i) {
   return 0.0f;
 }
 
+// Element i of token t of an F32/F16/BF16 activation.
+__device__ float act_element(const Activation& a, int64_t t, int64_t i) {
+  const int64_t k = t * a.n_in + i;
+  if (a.type == DType::F16) return h2f(static_cast<const uint16_t*>(a.q)[k]);
+  if (a.type == DType::BF16) return __uint_as_float(static_cast<uint32_t>(static_cast<const uint16_t*>(a.q)[k]) << 16);
+  return static_cast<const float*>(a.q)[k];
+}
+
+// Weights of a plain float type whose rows are not a multiple of 32 elements.
 template <DType T>
-__global__ void gemv_elements_kernel(const uint8_t* w, int64_t row_bytes, int64_t n_out, const float* x, int64_t n_in,
-                                     int n_tok, float* y) {
+__global__ void gemv_elements_kernel(const uint8_t* w, int64_t row_bytes, int64_t n_out, Activation x, int n_tok,
+                                     float* y) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
   if (row >= n_out) return;
   const uint8_t* wr = w + row * row_bytes;
   for (int t = 0; t < n_tok; ++t) {
     float s = 0.0f;
-    for (int64_t i = lane; i < n_in; i += 32) s = fmaf(element<T>(wr, i), x[t * n_in + i], s);
+    for (int64_t i = lane; i < x.n_in; i += 32) s = fmaf(element<T>(wr, i), act_element(x, t, i), s);
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) y[t * n_out + row] = s;
   }
@@ -191,31 +291,75 @@ void split_layout(DType t, const uint8_t* src, int64_t n_in, int64_t n_out, uint
   }
 }
 
-void gemv(const Weight& w, const float* x, int64_t n_tok, float* y, cudaStream_t s) {
-  if (n_tok == 0 || w.n_out == 0) return;
+void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, int64_t n_tok, cudaStream_t s) {
+  if (n_tok == 0 || n_weights == 0) return;
   const dim3 threads(kWarpsPerBlock * 32);
-  if (w.n_in % 32 != 0) {
-    with_float_type(w.type, [&](auto t) {
-      gemv_elements_kernel<decltype(t)::value><<<blocks(w.n_out, kWarpsPerBlock), threads, 0, s>>>(
-          static_cast<const uint8_t*>(w.data), static_cast<int64_t>(row_bytes(w.type, w.n_in)), w.n_out, x, w.n_in,
-          static_cast<int>(n_tok), y);
-    });
-    check_launch("gemv (elements)");
+  const int64_t n_in = w[0].n_in;
+  if (n_in % 32 != 0) {
+    for (int i = 0; i < n_weights; ++i) {
+      with_float_type(w[i].type, [&](auto t) {
+        gemv_elements_kernel<decltype(t)::value><<<blocks(w[i].n_out, kWarpsPerBlock), threads, 0, s>>>(
+            static_cast<const uint8_t*>(w[i].data), static_cast<int64_t>(row_bytes(w[i].type, n_in)), w[i].n_out, x,
+            static_cast<int>(n_tok), y[i]);
+      });
+      check_launch("gemv (elements)");
+    }
     return;
   }
-  const RowRef r = row_ref(w);
-  with_unit(w.type, w.layout, [&](auto unit) {
-    using U = decltype(unit);
-    const auto launch = [&](auto nt) {
+  GemvArgs args;
+  args.n = n_weights;
+  args.n_units = n_in / 32;
+  for (int i = 0; i < n_weights; ++i) {
+    args.w[i] = row_ref(w[i]);
+    args.y[i] = y[i];
+    args.row0[i] = args.total_rows;
+    args.n_out[i] = w[i].n_out;
+    args.total_rows += w[i].n_out;
+  }
+  const bool split = w[0].layout == kSplitLayout;
+  const bool exact = x.type == DType::F32;
+  const auto launch = [&](auto type, auto is_split, auto is_exact) {
+    constexpr DType T = decltype(type)::value;
+    constexpr DType A = decltype(is_exact)::value ? DType::F32 : act_type(T);
+    const auto go = [&](auto nt) {
       constexpr int NT = decltype(nt)::value;
-      const dim3 grid(blocks(w.n_out, kWarpsPerBlock), static_cast<unsigned>((n_tok + NT - 1) / NT));
-      gemv_kernel<U, NT><<<grid, threads, 0, s>>>(r, w.n_out, x, w.n_in, static_cast<int>(n_tok), y);
+      const dim3 grid(blocks(args.total_rows, kWarpsPerBlock * kRowsPerWarp), static_cast<unsigned>((n_tok + NT - 1) / NT));
+      gemv_kernel<T, decltype(is_split)::value, NT, A><<<grid, threads, 0, s>>>(args, x, static_cast<int>(n_tok));
     };
-    if (n_tok == 1) launch(std::integral_constant<int, 1>{});
-    else if (n_tok == 2) launch(std::integral_constant<int, 2>{});
-    else if (n_tok <= 4) launch(std::integral_constant<int, 4>{});
-    else launch(std::integral_constant<int, 8>{});
-  });
+    if (n_tok == 1) go(std::integral_constant<int, 1>{});
+    else if (n_tok == 2) go(std::integral_constant<int, 2>{});
+    else if (n_tok <= 4) go(std::integral_constant<int, 4>{});
+    else go(std::integral_constant<int, 8>{});
+  };
+  using std::integral_constant;
+  const auto with_exact = [&](auto type, auto is_split) {
+    if (exact) launch(type, is_split, integral_constant<bool, true>{});
+    else launch(type, is_split, integral_constant<bool, false>{});
+  };
+  using No = integral_constant<bool, false>;
+  using Yes = integral_constant<bool, true>;
+  switch (w[0].type) {
+    case DType::F32: with_exact(integral_constant<DType, DType::F32>{}, No{}); break;
+    case DType::F16: with_exact(integral_constant<DType, DType::F16>{}, No{}); break;
+    case DType::BF16: with_exact(integral_constant<DType, DType::BF16>{}, No{}); break;
+    case DType::Q4_0:
+      split ? with_exact(integral_constant<DType, DType::Q4_0>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q4_0>{}, No{});
+      break;
+    case DType::Q4_1:
+      split ? with_exact(integral_constant<DType, DType::Q4_1>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q4_1>{}, No{});
+      break;
+    case DType::Q5_0: with_exact(integral_constant<DType, DType::Q5_0>{}, No{}); break;
+    case DType::Q5_1: with_exact(integral_constant<DType, DType::Q5_1>{}, No{}); break;
+    case DType::Q8_0:
+      split ? with_exact(integral_constant<DType, DType::Q8_0>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q8_0>{}, No{});
+      break;
+    case DType::Q2_K: with_exact(integral_constant<DType, DType::Q2_K>{}, No{}); break;
+    case DType::Q3_K: with_exact(integral_constant<DType, DType::Q3_K>{}, No{}); break;
+    case DType::Q4_K: with_exact(integral_constant<DType, DType::Q4_K>{}, No{}); break;
+    case DType::Q5_K: with_exact(integral_constant<DType, DType::Q5_K>{}, No{}); break;
+    case DType::Q6_K: with_exact(integral_constant<DType, DType::Q6_K>{}, No{}); break;
+    default: check(cudaErrorInvalidValue, "gemv: not a weight type");
+  }
   check_launch("gemv");
 }
 

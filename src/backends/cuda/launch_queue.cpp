@@ -1,0 +1,85 @@
+#include "backends/cuda/launch_queue.h"
+
+#include <algorithm>
+
+#include "backends/cuda/kernels/launch.h"
+
+namespace tern::cuda {
+
+LaunchQueue::~LaunchQueue() {
+  for (Graph& g : graphs_cache_) cudaGraphExecDestroy(g.exec);
+}
+
+uint64_t LaunchQueue::hash() const {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over each record's function and bytes
+  auto mix = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (size_t i = 0; i < n_; ++i) {
+    mix(&records_[i].run, sizeof records_[i].run);
+    mix(records_[i].blob, records_[i].size);
+  }
+  return h;
+}
+
+bool LaunchQueue::same(const Graph& g) const {
+  if (g.records.size() != n_) return false;
+  for (size_t i = 0; i < n_; ++i)
+    if (!(g.records[i] == records_[i])) return false;
+  return true;
+}
+
+void LaunchQueue::run_eagerly() {
+  for (size_t i = 0; i < n_; ++i) records_[i].run(records_[i].blob, stream_);
+}
+
+LaunchQueue::Graph* LaunchQueue::capture(uint64_t h) {
+  check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
+  run_eagerly();
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(stream_, &graph), "graph capture");
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  check(e, "graph instantiation");
+  if (graphs_cache_.size() == kMaxGraphs) {  // the least recently used goes
+    auto lru = std::min_element(graphs_cache_.begin(), graphs_cache_.end(),
+                                [](const Graph& a, const Graph& b) { return a.last_used < b.last_used; });
+    cudaGraphExecDestroy(lru->exec);
+    graphs_cache_.erase(lru);
+  }
+  ++graphs_captured_;
+  graphs_cache_.push_back({h, std::vector<Record>(records_.begin(), records_.begin() + n_), exec, uses_});
+  return &graphs_cache_.back();
+}
+
+void LaunchQueue::run() {
+  if (!recording_) return;
+  recording_ = false;
+  if (n_ == 0) return;
+  bool capturable = graphs_;
+  for (size_t i = 0; i < n_ && capturable; ++i) capturable = records_[i].capturable;
+  if (!capturable) {
+    run_eagerly();
+    n_ = 0;
+    return;
+  }
+  const uint64_t h = hash();
+  ++uses_;
+  Graph* g = nullptr;
+  for (Graph& c : graphs_cache_)
+    if (c.hash == h && same(c)) g = &c;
+  if (!g && h == last_hash_) g = capture(h);
+  last_hash_ = h;
+  if (g) {
+    g->last_used = uses_;
+    check(cudaGraphLaunch(g->exec, stream_), "graph launch");
+    ++graph_launches_;
+  } else {
+    run_eagerly();
+  }
+  n_ = 0;
+}
+
+}  // namespace tern::cuda
