@@ -1,4 +1,4 @@
-"""GPTQ and AWQ against numpy references of the same algorithms on small random matrices.
+"""GPTQ, AWQ and SparseGPT against numpy references of the same algorithms on small random matrices.
 
 GPTQ's reference is the paper's Algorithm 1 as written (lazy batches of 128 columns, H^-1 through
 its upper Cholesky factor), not tern's row-at-a-time sweep: the two must agree in update order and
@@ -42,13 +42,26 @@ def nearest_on_grid(x, d):
     return d * level.astype(np.float32) - np.float32(8) * d
 
 
-def gptq_reference(w, h, act_order, damp=0.01, blocksize=128):
-    rows, n = w.shape
+def without_dead_inputs(w, h):
+    """w in float64 with the columns of never-active inputs zeroed, and h with those given a unit
+    diagonal, as GPTQ's and SparseGPT's code prepare them."""
     w = w.astype(np.float64).copy()
     h = h.copy()
     dead = np.diag(h) <= 0
     h[dead, dead] = 1
     w[:, dead] = 0
+    return w, h
+
+
+def damped_inverse_factor(h, damp):
+    """U, upper, with (h + damp * mean(diag h) * I)^-1 = U^T U."""
+    h = h + damp * np.mean(np.diag(h)) * np.eye(h.shape[0])
+    return np.linalg.cholesky(np.linalg.inv(h)).T
+
+
+def gptq_reference(w, h, act_order, damp=0.01, blocksize=128):
+    rows, n = w.shape
+    w, h = without_dead_inputs(w, h)
     perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(n)
     grids = np.zeros((rows, n // QK), dtype=np.float32)
     if act_order:
@@ -56,9 +69,7 @@ def gptq_reference(w, h, act_order, damp=0.01, blocksize=128):
             for g in range(n // QK):
                 grids[r, g] = q4_0_grid(w[r, g * QK:(g + 1) * QK].astype(np.float32))
     w = w[:, perm]
-    h = h[perm][:, perm]
-    h += damp * np.mean(np.diag(h)) * np.eye(n)
-    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper, H^-1 = U^T U
+    u = damped_inverse_factor(h[perm][:, perm], damp)
     q = np.zeros_like(w)
     for i1 in range(0, n, blocksize):
         i2 = min(i1 + blocksize, n)
@@ -148,3 +159,64 @@ def test_awq_scale_search_matches_reference(tmp_path):
     assert got[0] == pytest.approx(alpha)
     np.testing.assert_allclose(got[1:], scales, rtol=1e-5)
     assert alpha > 0, "with loud channels, some scaling must beat plain rounding"
+
+
+def sparsegpt_reference(w, h, sparsity=0.5, keep=0, group=0, damp=0.01, blocksize=128):
+    """The paper's code (lazy batches of 128 columns, the mask of a block over all its rows from
+    w^2 / U_jj^2, n:m masks per group from the weights as updated so far). Ties in the mask go to
+    the lower flat index, as tern's do; `keep` of every `group` stay."""
+    rows, n = w.shape
+    w, h = without_dead_inputs(w, h)
+    u = damped_inverse_factor(h, damp)
+    for i1 in range(0, n, blocksize):
+        i2 = min(i1 + blocksize, n)
+        w1 = w[:, i1:i2].copy()
+        q1 = np.zeros_like(w1)
+        err1 = np.zeros_like(w1)
+        u1 = u[i1:i2, i1:i2]
+        mask = np.zeros(w1.shape, dtype=bool)
+        if not group:
+            tmp = (w1 ** 2 / np.diag(u1).reshape(1, -1) ** 2).astype(np.float32).ravel()
+            k = int(np.floor(tmp.size * sparsity))
+            mask.ravel()[np.argsort(tmp, kind="stable")[:k]] = True
+        for i in range(i2 - i1):
+            if group and i % group == 0:
+                tmp = (w1[:, i:i + group] ** 2 / np.diag(u1)[i:i + group].reshape(1, -1) ** 2).astype(np.float32)
+                idx = np.argsort(tmp, axis=1, kind="stable")[:, :group - keep]
+                for r in range(rows):
+                    mask[r, i + idx[r]] = True
+            col = w1[:, i]
+            q = np.where(mask[:, i], 0.0, col)
+            q1[:, i] = q
+            e = (col - q) / u1[i, i]
+            w1[:, i:] -= np.outer(e, u1[i, i:])
+            err1[:, i] = e
+        w[:, i1:i2] = q1
+        w[:, i2:] -= err1 @ u[i1:i2, i2:]
+    return w.astype(np.float32)
+
+
+@pytest.mark.parametrize("pattern", ["0.5", "2:4"])
+@pytest.mark.parametrize("rows,n", [(24, 256), (9, 160)])
+def test_sparsegpt_matches_reference(tmp_path, pattern, rows, n):
+    tokens = 400
+    w, x = make_problem(rows, n, tokens, seed=rows + n + len(pattern))
+    got = run_tool(tmp_path, "sparsegpt", ["f32", rows, n, tokens, pattern], w, x, rows * n).reshape(rows, n)
+    h = x.astype(np.float64).T @ x.astype(np.float64) / tokens
+    keep, group = (2, 4) if pattern == "2:4" else (0, 0)
+    want = sparsegpt_reference(w, h, 0.5, keep, group)
+    # The same weights removed (float order differs: lazy batches against row sweeps, so only a
+    # score at an exact tie could differ), the same values kept.
+    assert np.mean((got == 0) == (want == 0)) > 0.995
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    if group:
+        assert np.all((got.reshape(rows, -1, 4) == 0).sum(-1) >= 2)
+    # The point of SparseGPT: less output error than removing the same share by magnitude.
+    mag = w.copy()
+    for r in range(rows):
+        if group:
+            for g in range(0, n, 4):
+                mag[r, g + np.argsort(np.abs(mag[r, g:g + 4]), kind="stable")[:2]] = 0
+        else:
+            mag[r, np.argsort(np.abs(mag[r]), kind="stable")[:n // 2]] = 0
+    assert output_error(w, got, h) < 0.7 * output_error(w, mag, h)

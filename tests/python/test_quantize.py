@@ -109,13 +109,46 @@ def test_bad_requests(f32_model, tmp_path):
     assert_clean_error(tern("quantize", f32_model, out, "--type", "iq4_nl"), "iq4_nl", "q4_k")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "q8_1"), "q8_1")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "gptq"), "gptq", "--calib")
-    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "wanda"), "wanda",
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "smoothquant"), "smoothquant",
                        "not implemented yet")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "wanda"), "wanda", "--calib")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q8_0", "--method", "magnitude", "--pattern", "4:2"),
+                       "--pattern 4:2")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q8_0", "--pattern", "2:4"), "--pattern", "pruning")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q8_0", "--method", "magnitude", "--calib",
+                            f32_model), "magnitude", "no calibration")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--group-size", "64"), "--group-size 64", "32")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "f16", "--method", "gptq", "--calib", f32_model),
                        "f16")
     assert_clean_error(tern("quantize", tmp_path / "nope.gguf", out, "--type", "q4_0"), "nope.gguf")
     assert not out.exists() and not (tmp_path / "out.gguf.tmp").exists()
+
+
+@pytest.mark.parametrize("pattern", [None, "2:4"])
+def test_magnitude_pruning_zeroes_the_blocks_matrices(f32_model, tmp_path, pattern):
+    """Half of every block matrix row zeroed (or 2 of every 4), the embeddings and the head kept
+    dense, and the pruned file runs."""
+    out = tmp_path / "pruned.gguf"
+    extra = ["--pattern", pattern] if pattern else ["--sparsity", "0.5"]
+    r = tern("quantize", f32_model, out, "--type", "f32", "--method", "magnitude", *extra, "-t", 2)
+    assert r.returncode == 0, r.stderr
+    assert "50.00% of the blocks' matrix weights zeroed" in r.stderr
+    src, dst = gguf.GGUFReader(str(f32_model)), gguf.GGUFReader(str(out))
+    assert dst.fields["tern.quantize.sparsity"].parts[-1].tobytes().decode() == (pattern or "0.5")
+    before = {t.name: np.array(t.data) for t in src.tensors}
+    for t in dst.tensors:
+        w = np.array(t.data)
+        if t.name.startswith("blk.") and len(t.shape) == 2:
+            rows = w.reshape(-1, int(t.shape[0]))
+            if pattern:
+                assert np.all((rows.reshape(rows.shape[0], -1, 4) == 0).sum(-1) == 2), t.name
+            else:
+                assert np.all((rows == 0).sum(1) == rows.shape[1] // 2), t.name
+            kept = rows != 0
+            assert np.array_equal(rows[kept], before[t.name].reshape(rows.shape)[kept]), t.name
+        else:
+            assert np.array_equal(w, before[t.name]), t.name
+    assert len(greedy_ids(out)) == 8
 
 
 def test_unconvertible_tensor_is_named(tmp_path):

@@ -39,6 +39,8 @@ struct QuantizeOptions {
   int calib_ctx = 512;
   std::string imatrix;        // importance matrix file (rtn)
   int group_size = 0;         // 0: the type's own
+  double sparsity = 0.5;      // pruning: the share of weights zeroed (unstructured)
+  std::string pattern;        // pruning: "N:M" (N of every M kept) instead
   int threads = 0;
   bool quiet = false;
 };
@@ -136,9 +138,12 @@ void convert_rows(const gguf::TensorInfo& t, DType dst_type, uint8_t* dst, int n
 
 void quantize(QuantizeOptions& o) {
   const std::string& method = o.method.method;
-  if (method == "smoothquant" || method == "magnitude" || method == "wanda" || method == "sparsegpt")
-    fail("--method {}: not implemented yet (available: rtn, gptq, awq)", method);
-  TERN_CHECK(method == "rtn" || method == "gptq" || method == "awq", "--method {}: unknown (rtn, gptq, awq)", method);
+  if (method == "smoothquant") fail("--method smoothquant: not implemented yet (available: rtn, gptq, awq, magnitude, wanda, sparsegpt)");
+  const bool prunes = o.method.prunes();
+  TERN_CHECK(method == "rtn" || method == "gptq" || method == "awq" || prunes,
+             "--method {}: unknown (rtn, gptq, awq, magnitude, wanda, sparsegpt)", method);
+  if (prunes) o.method.sparsity = quant::parse_sparsity(o.pattern, o.sparsity);
+  TERN_CHECK(prunes || o.pattern.empty(), "--pattern is for the pruning methods (magnitude, wanda, sparsegpt)");
   const DType target = parse_target(o.type);
   if (o.group_size > 0) {
     const int g = quant::grid_group_size(target);
@@ -149,9 +154,14 @@ void quantize(QuantizeOptions& o) {
              "--method gptq: {} is not a type GPTQ can write (q4_0, q4_1, q5_0, q5_1, q8_0, q3_k, q4_k, q5_k)",
              dtype_name(target));
   TERN_CHECK(method != "awq" || traits(target).quantized, "--method awq: {} is not a quantised type", dtype_name(target));
-  TERN_CHECK(method == "rtn" || !o.calib.empty(), "--method {} needs calibration text: --calib FILE (scripts/fetch-eval-text)",
+  const bool needs_calib = method == "gptq" || method == "awq" || method == "sparsegpt";
+  TERN_CHECK(!needs_calib || !o.calib.empty(), "--method {} needs calibration text: --calib FILE (scripts/fetch-eval-text)",
              method);
-  TERN_CHECK(method == "rtn" || o.imatrix.empty(), "--imatrix is for --method rtn ({} collects its own statistics)", method);
+  TERN_CHECK(method != "wanda" || !o.calib.empty() || !o.imatrix.empty(),
+             "--method wanda needs the inputs' norms: --calib FILE or --imatrix FILE");
+  TERN_CHECK(method != "magnitude" || (o.calib.empty() && o.imatrix.empty()), "--method magnitude uses no calibration");
+  TERN_CHECK(o.imatrix.empty() || method == "rtn" || method == "wanda",
+             "--imatrix is for --method rtn and wanda ({} collects its own statistics)", method);
   TERN_CHECK(o.imatrix.empty() || o.calib.empty(), "give --imatrix or --calib, not both");
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -163,13 +173,13 @@ void quantize(QuantizeOptions& o) {
 
   // Calibrated methods and importance-weighted RTN decide what they need before anything is written.
   std::unique_ptr<CalibratedQuantizer> calibrated;
-  if (!o.calib.empty() || !o.imatrix.empty()) {
+  if (!o.calib.empty() || !o.imatrix.empty() || prunes) {
     std::map<std::string, std::shared_ptr<quant::InputStats>> inputs;
     if (!o.imatrix.empty()) {
       inputs = read_imatrix(o.imatrix);
-    } else {
+    } else if (!o.calib.empty()) {
       inputs = calibrate({.model_path = o.in, .text_file = o.calib, .tokens = o.calib_tokens, .ctx = o.calib_ctx,
-                          .threads = n_threads, .hessian = method != "rtn", .quiet = o.quiet})
+                          .threads = n_threads, .hessian = needs_calib, .quiet = o.quiet})
                    .inputs;
     }
     calibrated = std::make_unique<CalibratedQuantizer>(f, target, o.method, std::move(inputs), pool, o.quiet);
@@ -180,6 +190,8 @@ void quantize(QuantizeOptions& o) {
   w.set_u32("general.file_type", llama_ftypes().at(target));
   if (traits(target).quantized) w.set_u32("general.quantization_version", 2);  // ggml's GGML_QNT_VERSION
   w.set_string("tern.quantize.method", method + (calibrated && method == "rtn" ? "+imatrix" : ""));
+  if (prunes)
+    w.set_string("tern.quantize.sparsity", o.pattern.empty() ? fmt::format("{:g}", o.sparsity) : o.pattern);
   if (!o.calib.empty()) w.set_string("tern.quantize.calibration", o.calib);
 
   // Plan every tensor first, and try one block of each conversion, so an unsupported input type
@@ -271,16 +283,22 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--type", o->type, "target type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k")
       ->required();
   cmd->add_option("--method", o->method.method,
-                  "rtn (round to nearest), gptq (error feedback through calibration Hessians) or awq "
-                  "(activation-aware channel scales folded into the norms)")
+                  "rtn (round to nearest), gptq (error feedback through calibration Hessians), awq "
+                  "(activation-aware channel scales folded into the norms); pruning the blocks' matrices, then "
+                  "rtn: magnitude, wanda (|w| times the input's norm) or sparsegpt (pruning with error feedback)")
       ->check(CLI::IsMember({"rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt"}));
-  cmd->add_option("--calib", o->calib, "calibration text for gptq/awq (rtn: weight the rounding by its activations)");
+  cmd->add_option("--calib", o->calib,
+                  "calibration text for gptq, awq, wanda and sparsegpt (rtn: weight the rounding by its activations)");
   cmd->add_option("--calib-tokens", o->calib_tokens, "calibration tokens (default 16384)")->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   cmd->add_option("--calib-ctx", o->calib_ctx, "tokens per calibration window (default 512)")->check(CLI::Range(8, 1 << 16));
-  cmd->add_option("--imatrix", o->imatrix, "importance matrix from tern imatrix (rtn)");
+  cmd->add_option("--imatrix", o->imatrix, "importance matrix from tern imatrix (rtn, wanda)");
   cmd->add_option("--group-size", o->group_size, "elements per quantisation group; must be the type's own (32 for "
                                                  "q4_0..q8_0 and q4_k, 16 for q3_k)")
       ->check(CLI::Range(0, 1 << 16));
+  cmd->add_option("--sparsity", o->sparsity, "pruning: the share of each row zeroed (default 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--pattern", o->pattern, "pruning: N:M keeps N of every M consecutive weights of a row (e.g. 2:4) "
+                                           "instead of --sparsity");
   cmd->add_flag("--act-order", o->method.gptq.act_order, "gptq: quantise columns in order of decreasing activation energy");
   cmd->add_option("--damp", o->method.gptq.damp, "gptq: Hessian damping as a fraction of its mean diagonal (default 0.01)")
       ->check(CLI::Range(0.0, 10.0));

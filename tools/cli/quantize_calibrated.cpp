@@ -7,11 +7,24 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "quant/awq.h"
+#include "quant/prune.h"
 #include "quant/quant.h"
 
 namespace tern::cli {
 
 namespace {
+
+// The matrices pruning applies to: the linear layers of the transformer blocks (the papers' choice;
+// embeddings and the output head stay dense).
+bool prunable(const gguf::TensorInfo* t) {
+  if (!t || t->ndim != 2) return false;
+  const std::string& n = t->name;
+  if (n.rfind("blk.", 0) != 0) return false;
+  for (const char* s : {".attn_q.weight", ".attn_k.weight", ".attn_v.weight", ".attn_output.weight", ".ffn_gate.weight",
+                        ".ffn_up.weight", ".ffn_down.weight"})
+    if (n.size() > std::strlen(s) && n.compare(n.size() - std::strlen(s), std::string::npos, s) == 0) return true;
+  return false;
+}
 
 std::vector<float> to_f32(const gguf::TensorInfo& t) {
   const int64_t ne0 = t.ne[0], rows = t.nelements() / ne0;
@@ -42,13 +55,47 @@ struct CalibratedQuantizer::Impl {
   std::map<const quant::InputStats*, Factor> factors;
   double rtn_error = 0, method_error = 0;
   int n_matrices = 0;
+  int64_t pruned = 0, pruned_of = 0;  // zeros written, weights pruned
   std::vector<double> alphas;
 
   const gguf::TensorInfo* tensor(const std::string& name) const { return file.find_tensor(name); }
 
   void plan_awq();
   void awq_group(const std::string& prev, bool prev_is_rows, const std::vector<std::string>& mats);
+  // Prunes w (t's weights as f32) in place by the method, and accounts for it.
+  void prune(const gguf::TensorInfo& t, std::vector<float>& w, const quant::InputStats* stats);
 };
+
+void CalibratedQuantizer::Impl::prune(const gguf::TensorInfo& t, std::vector<float>& w, const quant::InputStats* stats) {
+  const int64_t n = t.ne[0], rows = t.nelements() / n;
+  const std::string& how = method.method;
+  TERN_CHECK(how == "magnitude" || stats, "{}: no calibration statistics for {} (its input was never seen)", how, t.name);
+  const std::vector<float> before = stats && stats->has_hessian() ? w : std::vector<float>{};
+  if (how == "magnitude") {
+    quant::magnitude_prune(w.data(), rows, n, method.sparsity);
+  } else if (how == "wanda") {
+    quant::wanda_prune(w.data(), rows, n, stats->sum_sq(), method.sparsity);
+  } else {
+    Factor& f = factors[stats];
+    quant::GptqConfig cfg = method.gptq;
+    cfg.act_order = false;  // SparseGPT sweeps the columns in their own order
+    if (!f.f) f.f = std::make_shared<quant::GptqFactor>(quant::gptq_factor(stats->hessian(), n, cfg));
+    quant::sparsegpt_prune(w.data(), rows, n, *f.f, method.sparsity, &pool);
+    if (--f.users_left == 0) f.f.reset();
+  }
+  int64_t zeros = 0;
+  for (float v : w) zeros += v == 0.0f;
+  pruned += zeros;
+  pruned_of += static_cast<int64_t>(w.size());
+  if (!before.empty()) {
+    const double e = quant::output_error(DType::F32, before.data(), w.data(), rows, n, stats->hessian());
+    method_error += e;
+    ++n_matrices;
+    if (!quiet) fmt::print(stderr, "{}: {:<28} {:.1f}% zeros, output error {:.4g}\n", how, t.name, 100.0 * zeros / w.size(), e);
+  } else if (!quiet) {
+    fmt::print(stderr, "{}: {:<28} {:.1f}% zeros\n", how, t.name, 100.0 * zeros / w.size());
+  }
+}
 
 CalibratedQuantizer::CalibratedQuantizer(const gguf::File& file, DType target, MethodOptions method,
                                          std::map<std::string, std::shared_ptr<quant::InputStats>> inputs,
@@ -63,8 +110,9 @@ CalibratedQuantizer::CalibratedQuantizer(const gguf::File& file, DType target, M
     m.inputs.erase("output.weight");
   }
   if (m.method.method == "awq") m.plan_awq();
-  if (m.method.method == "gptq")
-    for (const auto& [name, stats] : m.inputs) ++m.factors[stats.get()].users_left;
+  if (m.method.method == "gptq" || m.method.method == "sparsegpt")
+    for (const auto& [name, stats] : m.inputs)
+      if (m.method.method == "gptq" || prunable(file.find_tensor(name))) ++m.factors[stats.get()].users_left;
 }
 
 CalibratedQuantizer::~CalibratedQuantizer() = default;
@@ -115,6 +163,7 @@ void CalibratedQuantizer::Impl::awq_group(const std::string& prev, bool prev_is_
 
 bool CalibratedQuantizer::handles(const std::string& name) const {
   const Impl& m = *impl_;
+  if (m.method.prunes() && prunable(m.tensor(name))) return true;
   return m.inputs.count(name) || m.col_scale.count(name) || m.row_div.count(name) || m.vec_div.count(name);
 }
 
@@ -142,7 +191,9 @@ void CalibratedQuantizer::convert(const gguf::TensorInfo& t, DType dst, std::spa
   const auto stats_it = m.inputs.find(t.name);
   const quant::InputStats* stats = stats_it != m.inputs.end() ? stats_it->second.get() : nullptr;
 
-  if (m.method.method == "gptq" && stats && traits(dst).quantized) {
+  if (m.method.prunes() && prunable(&t)) {
+    m.prune(t, w, stats);
+  } else if (m.method.method == "gptq" && stats && traits(dst).quantized) {
     Impl::Factor& f = m.factors[stats];
     if (!f.f) f.f = std::make_shared<quant::GptqFactor>(quant::gptq_factor(stats->hessian(), n, m.method.gptq));
     quant::gptq_quantize(dst, w.data(), rows, *f.f, m.method.gptq, out.data(), &m.pool);
@@ -171,7 +222,8 @@ void CalibratedQuantizer::convert(const gguf::TensorInfo& t, DType dst, std::spa
     return;
   }
   // Round to nearest; with method rtn weighted by the input's mean square (the imatrix rule). AWQ
-  // rounds plainly, as its search assumed.
+  // and the pruning methods round plainly (a pruned zero stays exactly zero in the symmetric types:
+  // f32, f16, bf16, q8_0, q4_0, q5_0; the affine ones round it to their nearest level).
   std::vector<float> importance;
   if (stats && m.method.method == "rtn") {
     importance.resize(static_cast<size_t>(n));
@@ -187,6 +239,12 @@ void CalibratedQuantizer::convert(const gguf::TensorInfo& t, DType dst, std::spa
 
 std::string CalibratedQuantizer::summary() const {
   const Impl& m = *impl_;
+  if (m.method.prunes()) {
+    std::string s = fmt::format("{}: {:.2f}% of the blocks' matrix weights zeroed", m.method.method,
+                                m.pruned_of ? 100.0 * m.pruned / m.pruned_of : 0.0);
+    if (m.n_matrices) s += fmt::format(", mean output error {:.4g} over {} matrices", m.method_error / m.n_matrices, m.n_matrices);
+    return s;
+  }
   if (m.n_matrices == 0) return {};
   std::string s = fmt::format("{}: mean output error {:.4g} against plain RTN's {:.4g} ({:+.1f}%) over {} {}",
                               m.method.method, m.method_error / m.n_matrices, m.rtn_error / m.n_matrices,

@@ -13,6 +13,7 @@
 #include "core/dtype.h"
 #include "formats/gguf/gguf.h"
 #include "quant/gptq.h"
+#include "quant/prune.h"
 
 namespace tern {
 class ThreadPool;
@@ -21,8 +22,10 @@ class ThreadPool;
 namespace tern::cli {
 
 struct MethodOptions {
-  std::string method = "rtn";  // rtn, gptq, awq
+  std::string method = "rtn";  // rtn, gptq, awq; magnitude, wanda, sparsegpt (pruning)
   quant::GptqConfig gptq;
+  quant::SparsityPattern sparsity;
+  bool prunes() const { return method == "magnitude" || method == "wanda" || method == "sparsegpt"; }
 };
 
 class CalibratedQuantizer {
@@ -33,8 +36,9 @@ class CalibratedQuantizer {
                       std::map<std::string, std::shared_ptr<quant::InputStats>> inputs, ThreadPool& pool, bool quiet);
   ~CalibratedQuantizer();
 
-  // Whether tensor `name` is converted here (a matrix with statistics or a scale, or a norm vector
-  // that absorbs AWQ scales) rather than copied or streamed through plain RTN.
+  // Whether tensor `name` is converted here (a matrix with statistics or a scale, a norm vector
+  // that absorbs AWQ scales, or a block's matrix to prune) rather than copied or streamed through
+  // plain RTN.
   bool handles(const std::string& name) const;
   // Writes tensor t converted to dst (a matrix) or, for an absorbing norm vector, its new F32 values.
   void convert(const gguf::TensorInfo& t, DType dst, std::span<uint8_t> out);

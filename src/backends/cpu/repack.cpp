@@ -1,5 +1,7 @@
 #include "backends/cpu/repack.h"
 
+#include "quant/k_scales.h"
+
 #include <cstring>
 
 namespace tern::cpu {
@@ -91,16 +93,13 @@ void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
 namespace {
 
 
-// ggml's 12-byte packing of eight 6-bit (scale, min) pairs (get_scale_min_k4 and its inverse).
 inline void get_scale_min(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
+  int s = 0, mn = 0;
+  quant::get_scale_min_k4(j, q, s, mn);
+  sc = static_cast<uint8_t>(s);
+  m = static_cast<uint8_t>(mn);
 }
+// The inverse of get_scale_min_k4 (quant/k_scales.h) over a field that holds other pairs already.
 inline void set_scale_min(int j, uint8_t sc, uint8_t m, uint8_t* q) {
   if (j < 4) {
     q[j] = static_cast<uint8_t>((q[j] & 0xC0) | sc);

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "quant/k_scales.h"
 
 namespace tern::cuda {
 
@@ -220,22 +221,12 @@ struct LegacyUnit {
   }
 };
 
-template <>
-struct Unit<DType::Q4_0, false> : LegacyUnit<DType::Q4_0, false> {};
-template <>
-struct Unit<DType::Q4_0, true> : LegacyUnit<DType::Q4_0, true> {};
-template <>
-struct Unit<DType::Q4_1, false> : LegacyUnit<DType::Q4_1, false> {};
-template <>
-struct Unit<DType::Q4_1, true> : LegacyUnit<DType::Q4_1, true> {};
-template <>
-struct Unit<DType::Q5_0, false> : LegacyUnit<DType::Q5_0, false> {};
-template <>
-struct Unit<DType::Q5_1, false> : LegacyUnit<DType::Q5_1, false> {};
-template <>
-struct Unit<DType::Q8_0, false> : LegacyUnit<DType::Q8_0, false> {};
-template <>
-struct Unit<DType::Q8_0, true> : LegacyUnit<DType::Q8_0, true> {};
+constexpr bool is_legacy_type(DType t) {
+  return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1 || t == DType::Q8_0;
+}
+template <DType T, bool kSplit>
+  requires(is_legacy_type(T))
+struct Unit<T, kSplit> : LegacyUnit<T, kSplit> {};
 
 // --- K-quants: 256-element super-blocks, unit j = u % 8 of block u / 8 ---------------------------
 
@@ -256,11 +247,6 @@ struct Unit<DType::Q2_K, false> {
   }
 };
 
-__device__ __forceinline__ int q3k_scale(int j, const uint8_t* s) {
-  const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
-  return lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
-}
-
 template <>
 struct Unit<DType::Q3_K, false> {
   __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
@@ -270,7 +256,7 @@ struct Unit<DType::Q3_K, false> {
     const uint8_t* qs = b + 32 + (j / 4) * 32;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float dl = d_all * static_cast<float>(q3k_scale(2 * j + h, b + 96) - 32);
+      const float dl = d_all * static_cast<float>(quant::get_scale_q3k(2 * j + h, b + 96) - 32);
 #pragma unroll
       for (int l = 0; l < 16; ++l) {
         const int e = 16 * h + l;
@@ -281,21 +267,11 @@ struct Unit<DType::Q3_K, false> {
   }
 };
 
-__device__ __forceinline__ void k4_scale_min(int j, const uint8_t* q, int& sc, int& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
 template <bool kFive>
 __device__ void decode_affine_k(const uint8_t* b, int j, float (&y)[32]) {
   const float d = h2f(ld16(b)), dmin = h2f(ld16(b + 2));
   int sc, m;
-  k4_scale_min(j, b + 4, sc, m);
+  quant::get_scale_min_k4(j, b + 4, sc, m);
   const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
   const uint8_t* qh = b + 16;
   const uint8_t* qs = b + (kFive ? 48 : 16) + (j / 2) * 32;

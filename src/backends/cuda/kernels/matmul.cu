@@ -75,9 +75,6 @@ constexpr DType act_type(DType t) {
     default: return DType::Q8_K;
   }
 }
-constexpr bool is_legacy(DType t) {
-  return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1 || t == DType::Q8_0;
-}
 
 // The weights of one launch: rows [row0[i], row0[i] + n_out[i]) of the concatenation are weight i's.
 struct GemvArgs {
@@ -108,7 +105,7 @@ template <DType T, bool kSplit, int NT, DType A>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kernel(GemvArgs args, Activation act, int n_tok) {
   constexpr bool kBytes = A == DType::Q8_0 || A == DType::Q8_1 || A == DType::Q8_K;
-  constexpr bool kLevels = kBytes && is_legacy(T);
+  constexpr bool kLevels = kBytes && is_legacy_type(T);
   constexpr bool kAffine = T == DType::Q4_1 || T == DType::Q5_1;
   constexpr int kGroup = A == DType::Q8_K ? 256 : 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
