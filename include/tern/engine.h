@@ -39,6 +39,9 @@ struct EngineConfig {
   // Token slots per KV cache block. Small blocks waste less memory at the end of each sequence (half
   // a block on average) and let the prefix cache match at a finer grain; the kernels do not care.
   int kv_block_size = 8;
+  // KV cache storage: "f16" (default), "f32", "q8_0" (8-bit levels, an f16 scale per 32 values:
+  // 53% of f16's bytes) or "fp8" (E4M3: half). Attention reads it directly.
+  std::string kv_type = "f16";
   // KV cache budget in bytes, allocated once as a pool of blocks shared by all requests.
   // 0: room for one full context (n_ctx tokens). It must hold at least one full context.
   size_t kv_memory = 0;

@@ -24,6 +24,7 @@ constexpr std::array kTypes = {
     Entry{24, {"i8", 1, 1, false}},      Entry{25, {"i16", 1, 2, false}},
     Entry{26, {"i32", 1, 4, false}},     Entry{27, {"i64", 1, 8, false}},
     Entry{28, {"f64", 1, 8, false}},     Entry{30, {"bf16", 1, 2, false}},
+    Entry{0x10000, {"fp8_e4m3", 1, 1, false, false}},
 };
 
 }  // namespace

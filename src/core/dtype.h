@@ -30,6 +30,8 @@ enum class DType : uint32_t {
   I64 = 27,
   F64 = 28,
   BF16 = 30,
+  // tern's own, never in a file (an id far beyond GGUF's): KV cache storage only.
+  F8_E4M3 = 0x10000,  // OCP FP8 E4M3 (1 sign, 4 exponent bits, 3 mantissa bits; no infinities)
 };
 
 struct DTypeTraits {
@@ -37,6 +39,7 @@ struct DTypeTraits {
   int64_t block_elems;      // elements per block (1 for plain types)
   size_t block_bytes;       // bytes per block
   bool quantized;
+  bool in_files = true;  // a GGUF tensor type (false: tern-internal storage)
 };
 
 // Traits for a known type; nullopt for an id that is not a type tern knows (e.g. from a file).

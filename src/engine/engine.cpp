@@ -33,6 +33,15 @@ std::string_view finish_reason_name(FinishReason r) {
 
 namespace {
 
+// The KV cache's storage type from its name (EngineConfig::kv_type).
+DType parse_kv_type(const std::string& name) {
+  if (name == "f16") return DType::F16;
+  if (name == "f32") return DType::F32;
+  if (name == "q8_0" || name == "int8") return DType::Q8_0;
+  if (name == "fp8" || name == "fp8_e4m3") return DType::F8_E4M3;
+  fail("KV cache type '{}' unknown (f16, f32, q8_0 or int8, fp8 or fp8_e4m3)", name);
+}
+
 // The most tokens drafted per step: --spec-k, else a default per method.
 int32_t spec_k_max(const SpeculativeConfig& sc) { return sc.k > 0 ? sc.k : (sc.method == "ngram" ? 8 : 4); }
 
@@ -191,7 +200,10 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
   const int block_size = config.kv_block_size;
   TERN_CHECK(block_size >= 1 && block_size <= 256, "the KV block size must be in 1..256, got {}", block_size);
   const int ctx_blocks = static_cast<int>((n_ctx + block_size - 1) / block_size);
-  const size_t block_bytes = static_cast<size_t>(2) * mi.n_layer * mi.n_kv_head * mi.head_dim * sizeof(uint16_t) * block_size;
+  const DType kv_type = parse_kv_type(config.kv_type);
+  TERN_CHECK(mi.head_dim % traits(kv_type).block_elems == 0, "--kv-type {}: head size {} is not whole blocks of {}",
+             config.kv_type, mi.head_dim, traits(kv_type).block_elems);
+  const size_t block_bytes = static_cast<size_t>(2) * mi.n_layer * mi.n_kv_head * row_bytes(kv_type, mi.head_dim) * block_size;
   int64_t n_blocks = ctx_blocks;
   if (config.kv_memory == 0 && config.kv_memory_fraction > 0) {
     TERN_CHECK(config.kv_memory_fraction <= 1, "the KV memory fraction must be in (0, 1], got {}", config.kv_memory_fraction);
@@ -210,7 +222,7 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig& config) {
                                                                  .head_dim = mi.head_dim,
                                                                  .block_size = block_size,
                                                                  .n_blocks = static_cast<int>(n_blocks),
-                                                                 .dtype = DType::F16},
+                                                                 .dtype = kv_type},
                                                     *impl->backend);
   impl->kv = std::make_unique<kv::KvCache>(static_cast<int32_t>(n_blocks), block_size);
   impl->scheduler = std::make_unique<Scheduler>(

@@ -7,7 +7,9 @@ namespace tern {
 KvStorage::KvStorage(const KvStorageConfig& c, Backend& backend) : config_(c), backend_(backend) {
   TERN_CHECK(c.n_layer > 0 && c.n_kv_head > 0 && c.head_dim > 0 && c.block_size > 0 && c.n_blocks > 0,
              "KV cache: invalid geometry");
-  TERN_CHECK(c.dtype == DType::F16 || c.dtype == DType::F32, "KV cache: type {} unsupported", dtype_name(c.dtype));
+  TERN_CHECK(is_kv_type(c.dtype), "KV cache: type {} unsupported (f16, f32, q8_0, fp8_e4m3)", dtype_name(c.dtype));
+  TERN_CHECK(c.head_dim % traits(c.dtype).block_elems == 0, "KV cache: head size {} is not whole {} blocks of {}",
+             c.head_dim, dtype_name(c.dtype), traits(c.dtype).block_elems);
   tensor_bytes_ = row_bytes(c.dtype, c.head_dim) * c.n_kv_head * static_cast<size_t>(c.block_size) * c.n_blocks;
   buffer_ = backend.alloc(tensor_bytes_ * 2 * c.n_layer);
 }

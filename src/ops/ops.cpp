@@ -44,12 +44,20 @@ void check_rope(const TensorView& x, const RopeParams& p) {
 
 void check_kv_store(const TensorView& src, const TensorView& cache) {
   check_f32("kv_store", "src", src);
-  TERN_CHECK(cache.dtype == DType::F16 || cache.dtype == DType::F32, "kv_store: cache type {} unsupported",
+  TERN_CHECK(is_kv_type(cache.dtype), "kv_store: cache type {} unsupported (f32, f16, q8_0, fp8_e4m3)",
+             dtype_name(cache.dtype));
+  TERN_CHECK(src.ne[0] % traits(cache.dtype).block_elems == 0, "kv_store: head size {} is not whole {} blocks", src.ne[0],
              dtype_name(cache.dtype));
   TERN_CHECK(src.ne[0] == cache.ne[0] && src.ne[1] == cache.ne[1], "kv_store: src heads do not match the cache");
 }
 
+bool is_kv_type(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::Q8_0 || t == DType::F8_E4M3;
+}
+
 void check_attention(const AttentionArgs& a) {
+  TERN_CHECK(a.k.dtype == a.v.dtype && is_kv_type(a.k.dtype), "attention: cache types {} / {} unsupported",
+             dtype_name(a.k.dtype), dtype_name(a.v.dtype));
   check_f32("attention", "q", a.q);
   check_f32("attention", "out", a.out);
   check_same_shape("attention", a.q, a.out);

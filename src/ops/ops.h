@@ -1,5 +1,6 @@
 // Op signatures shared by every backend. All activations are F32 and contiguous along dimension 0;
-// weights may be any GGUF type; the KV cache is F16 or F32. Shapes use ggml order (ne[0] innermost).
+// weights may be any GGUF type; the KV cache is F16, F32, Q8_0 (8-bit levels with a scale per 32
+// values) or FP8 E4M3. Shapes use ggml order (ne[0] innermost).
 //
 // The KV cache of one layer is a tensor [head_dim, n_kv_head, n_slots]; a sequence's tokens live in
 // fixed-size blocks of slots named by its block table (PagedAttention). A contiguous cache is the case
@@ -61,5 +62,7 @@ void check_rope(const TensorView& x, const RopeParams& p);
 void check_kv_store(const TensorView& src, const TensorView& cache);
 void check_attention(const AttentionArgs& a);
 void check_same_shape(const char* op, const TensorView& a, const TensorView& b);
+// The types a KV cache can be stored in.
+bool is_kv_type(DType t);
 
 }  // namespace tern

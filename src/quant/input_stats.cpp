@@ -10,7 +10,7 @@
 namespace tern::quant {
 
 InputStats::InputStats(int64_t n_in, bool with_hessian)
-    : n_in_(n_in), sum_sq_(static_cast<size_t>(n_in)), sum_abs_(static_cast<size_t>(n_in)) {
+    : n_in_(n_in), sum_sq_(static_cast<size_t>(n_in)), sum_abs_(static_cast<size_t>(n_in)), max_abs_(static_cast<size_t>(n_in)) {
   TERN_CHECK(n_in > 0, "activation statistics of {} channels", n_in);
   if (with_hessian) h_.assign(static_cast<size_t>(n_in * n_in), 0.0);
 }
@@ -19,6 +19,7 @@ InputStats InputStats::from_sum_sq(std::vector<double> sum_sq, int64_t count) {
   InputStats s(static_cast<int64_t>(sum_sq.size()), false);
   TERN_CHECK(count >= 0, "importance matrix with a negative count {}", count);
   s.sum_sq_ = std::move(sum_sq);
+  s.max_abs_.clear();  // not in the file
   s.count_ = count;
   return s;
 }
@@ -82,6 +83,7 @@ void InputStats::add(const float* x, int64_t n_tokens, ThreadPool* pool) {
       const double v = x[t * n + i];
       sum_sq_[i] += v * v;
       sum_abs_[i] += std::fabs(v);
+      max_abs_[i] = std::max(max_abs_[i], std::fabs(v));
     }
   count_ += n_tokens;
   if (h_.empty()) return;

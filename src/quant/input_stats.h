@@ -1,5 +1,6 @@
 // What calibrated quantisers learn about the activations entering one weight matrix: per-channel
-// sums of squares (llama.cpp's importance matrix), of magnitudes (AWQ's activation scale) and,
+// sums of squares (llama.cpp's importance matrix), of magnitudes (AWQ's activation scale), the
+// largest magnitudes (SmoothQuant's) and,
 // when asked, the full second-moment matrix sum x x^T (GPTQ's and SparseGPT's Hessian, up to a
 // factor 2; AWQ's output-error measure). Matrices that share an input (q/k/v, gate/up) share one.
 #pragma once
@@ -29,12 +30,14 @@ class InputStats {
   bool has_hessian() const { return !h_.empty(); }
   std::span<const double> sum_sq() const { return sum_sq_; }
   std::span<const double> sum_abs() const { return sum_abs_; }
+  // Per channel, the largest |x| seen; empty for statistics read from an importance matrix.
+  std::span<const double> max_abs() const { return max_abs_; }
   // The mean second moment (sum x x^T) / count as a full symmetric n_in x n_in matrix, row-major.
   std::vector<double> hessian() const;
 
  private:
   int64_t n_in_, count_ = 0;
-  std::vector<double> sum_sq_, sum_abs_;
+  std::vector<double> sum_sq_, sum_abs_, max_abs_;
   std::vector<double> h_;  // lower triangle in use (row i, columns 0..i), n_in x n_in storage
 };
 

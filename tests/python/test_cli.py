@@ -87,11 +87,25 @@ def test_prompt_longer_than_context(default_model):
     (["-t", "-2"], "-t"),
     (["--output-format", "xml"], "--output-format"),
     (["--no-such-flag"], "no-such-flag"),
+    (["--kv-type", "q4_0"], "--kv-type"),
+    (["--backend", "tpu"], "--backend"),
 ])
 def test_invalid_flag_values(args, needle, default_model):
     r = tern("run", "-m", default_model, "-p", "hi", *args)
     assert r.returncode == 2
     assert_clean_error(r, needle)
+
+
+@pytest.mark.parametrize("kv_type", ["q8_0", "fp8"])
+def test_quantized_kv_cache_runs(kv_type, default_model):
+    """A quantised KV cache generates, and its greedy tokens start like the f16 cache's (8-bit keys
+    and values move the logits a little; the first tokens of this prompt have wide margins)."""
+    def ids(kv):
+        r = tern("run", "-m", default_model, "-p", "The capital of France is", "-n", 4, "--temp", 0, "--ignore-eos",
+                 "-t", 2, "--kv-type", kv, "--output-format", "json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout.strip().splitlines()[-1])["generated_ids"]
+    assert ids(kv_type)[:2] == ids("f16")[:2]
 
 
 def test_help_for_every_subcommand():

@@ -1,4 +1,5 @@
-"""GPTQ, AWQ and SparseGPT against numpy references of the same algorithms on small random matrices.
+"""GPTQ, AWQ, SmoothQuant and SparseGPT against numpy references of the same algorithms on small
+random matrices.
 
 GPTQ's reference is the paper's Algorithm 1 as written (lazy batches of 128 columns, H^-1 through
 its upper Cholesky factor), not tern's row-at-a-time sweep: the two must agree in update order and
@@ -220,3 +221,20 @@ def test_sparsegpt_matches_reference(tmp_path, pattern, rows, n):
         else:
             mag[r, np.argsort(np.abs(mag[r]), kind="stable")[:n // 2]] = 0
     assert output_error(w, got, h) < 0.7 * output_error(w, mag, h)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.8])
+def test_smoothquant_scales_match_reference(tmp_path, alpha):
+    rows, n, tokens = 40, 96, 300
+    w, x = make_problem(rows, n, tokens, seed=11)
+    got = run_tool(tmp_path, "smoothquant", ["q8_0", rows, n, tokens, alpha], w, x, n)
+    a = np.abs(x.astype(np.float64)).max(0)
+    m = np.abs(w.astype(np.float64)).max(0)
+    want = np.ones(n)
+    live = (a > 0) & (m > 0)
+    want[live] = np.maximum(1e-5, a[live] ** alpha / m[live] ** (1 - alpha))
+    np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-6)
+    assert got[3] == 1  # the dead channel keeps its scale
+    # The point: the smoothed input's loud channels come down relative to the rest.
+    xs = np.abs(x / got).max(0)
+    assert xs[live].max() / np.median(xs[live]) < a[live].max() / np.median(a[live])

@@ -109,8 +109,10 @@ def test_bad_requests(f32_model, tmp_path):
     assert_clean_error(tern("quantize", f32_model, out, "--type", "iq4_nl"), "iq4_nl", "q4_k")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "q8_1"), "q8_1")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "gptq"), "gptq", "--calib")
-    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "smoothquant"), "smoothquant",
-                       "not implemented yet")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q8_0", "--method", "smoothquant"), "smoothquant",
+                       "--calib")
+    assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "smoothquant", "--calib",
+                            f32_model), "smoothquant", "q8_0")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "q4_0", "--method", "wanda"), "wanda", "--calib")
     assert_clean_error(tern("quantize", f32_model, out, "--type", "q8_0", "--method", "magnitude", "--pattern", "4:2"),
                        "--pattern 4:2")

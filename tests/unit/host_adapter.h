@@ -18,6 +18,7 @@ class HostAdapter final : public Backend {
  public:
   HostAdapter(std::unique_ptr<Backend> inner, std::string name) : inner_(std::move(inner)), name_(std::move(name)) {}
   std::string_view name() const override { return name_; }
+  Device device() const override { return inner_->device(); }
   bool supports_weight(DType t) const override { return inner_->supports_weight(t); }
   TensorView prepare_weight(const TensorView& w) override { return inner_->prepare_weight(w); }
 

@@ -392,6 +392,52 @@ TEST(Ops, FlashAttentionTilesAndSplitContexts) {
   }
 }
 
+// The quantised KV caches (Q8_0: 8-bit levels with a scale per 32 values; FP8 E4M3) on the CPU
+// backends: stores match the reference's bytes, and attention reads the caches directly.
+TEST(Ops, QuantizedKvCaches) {
+  for (DType kv_type : {DType::Q8_0, DType::F8_E4M3}) {
+    const int64_t d = 64, n_head = 6, n_kv = 2, block = 16, n_blocks = 40;
+    const RandomCache cache(kv_type, d, n_kv, block * n_blocks, 61);
+    std::vector<int32_t> table0, table1;
+    for (int32_t b = 0; b < 30; ++b) table0.push_back((b * 7) % 30);
+    for (int32_t b = 30; b < 40; ++b) table1.push_back(b);
+    const KvSeq seqs[] = {{table0.data(), 30}, {table1.data(), 10}};
+    std::vector<int32_t> tok_seq, tok_pos;
+    for (int32_t p = 100; p < 137; ++p) tok_seq.push_back(1), tok_pos.push_back(p);
+    tok_seq.push_back(0), tok_pos.push_back(470);
+    const int64_t T = static_cast<int64_t>(tok_seq.size());
+    auto q = random_floats(d * n_head * T, 63, 2.0f);
+    const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
+                          .v = cache.v, .seqs = seqs, .token_seq = tok_seq.data(), .token_pos = tok_pos.data(),
+                          .block_size = block, .scale = 0.125f};
+    const int64_t n = a.q.nelements();
+    Guarded e(static_cast<size_t>(n));
+    AttentionArgs ar = a;
+    ar.out = TensorView::contiguous(e.data(), DType::F32, {d, n_head, T});
+    ref::attention(ar);
+    // And kv_store: the same bytes as the reference's.
+    const int32_t slots[] = {5, 77, 300};
+    const auto src = random_floats(static_cast<size_t>(d * n_kv * 3), 65);
+    std::vector<uint8_t> want(cache.kbuf.size()), got(cache.kbuf.size());
+    const auto cache_of = [&](std::vector<uint8_t>& b) {
+      return TensorView::contiguous(b.data(), kv_type, {d, n_kv, block * n_blocks});
+    };
+    ref::kv_store(TensorView::contiguous(const_cast<float*>(src.data()), DType::F32, {d, n_kv, 3}), cache_of(want), slots);
+    for (auto& be : backends_under_test()) {
+      if (be->device() != Device::CPU) continue;  // the CUDA backend stores f16 and f32 caches only, for now
+      Guarded g(static_cast<size_t>(n));
+      AttentionArgs ab = a;
+      ab.out = TensorView::contiguous(g.data(), DType::F32, {d, n_head, T});
+      be->attention(ab);
+      EXPECT_TRUE(g.guards_intact()) << be->name();
+      EXPECT_LT(nmse(g.data(), e.data(), g.n), 1e-11) << be->name() << " " << dtype_name(kv_type);
+      std::fill(got.begin(), got.end(), 0);
+      be->kv_store(TensorView::contiguous(const_cast<float*>(src.data()), DType::F32, {d, n_kv, 3}), cache_of(got), slots);
+      EXPECT_EQ(got, want) << be->name() << " " << dtype_name(kv_type);
+    }
+  }
+}
+
 // Larger heads (Llama 3's 128, Gemma 3's 256) and a wide GQA group: a prefill run long enough for
 // two query tiles, next to decode tokens of another sequence.
 TEST(Ops, AttentionHeadSizes) {

@@ -138,10 +138,9 @@ void convert_rows(const gguf::TensorInfo& t, DType dst_type, uint8_t* dst, int n
 
 void quantize(QuantizeOptions& o) {
   const std::string& method = o.method.method;
-  if (method == "smoothquant") fail("--method smoothquant: not implemented yet (available: rtn, gptq, awq, magnitude, wanda, sparsegpt)");
   const bool prunes = o.method.prunes();
-  TERN_CHECK(method == "rtn" || method == "gptq" || method == "awq" || prunes,
-             "--method {}: unknown (rtn, gptq, awq, magnitude, wanda, sparsegpt)", method);
+  TERN_CHECK(method == "rtn" || method == "gptq" || method == "awq" || method == "smoothquant" || prunes,
+             "--method {}: unknown (rtn, gptq, awq, smoothquant, magnitude, wanda, sparsegpt)", method);
   if (prunes) o.method.sparsity = quant::parse_sparsity(o.pattern, o.sparsity);
   TERN_CHECK(prunes || o.pattern.empty(), "--pattern is for the pruning methods (magnitude, wanda, sparsegpt)");
   const DType target = parse_target(o.type);
@@ -154,7 +153,11 @@ void quantize(QuantizeOptions& o) {
              "--method gptq: {} is not a type GPTQ can write (q4_0, q4_1, q5_0, q5_1, q8_0, q3_k, q4_k, q5_k)",
              dtype_name(target));
   TERN_CHECK(method != "awq" || traits(target).quantized, "--method awq: {} is not a quantised type", dtype_name(target));
-  const bool needs_calib = method == "gptq" || method == "awq" || method == "sparsegpt";
+  TERN_CHECK(method != "smoothquant" || target == DType::Q8_0,
+             "--method smoothquant: W8A8 stores q8_0 (8-bit weights, 8-bit activations at run time), not {}",
+             dtype_name(target));
+  const bool needs_calib = method == "gptq" || method == "awq" || method == "sparsegpt" || method == "smoothquant";
+  const bool needs_hessian = method == "gptq" || method == "awq" || method == "sparsegpt";
   TERN_CHECK(!needs_calib || !o.calib.empty(), "--method {} needs calibration text: --calib FILE (scripts/fetch-eval-text)",
              method);
   TERN_CHECK(method != "wanda" || !o.calib.empty() || !o.imatrix.empty(),
@@ -179,7 +182,7 @@ void quantize(QuantizeOptions& o) {
       inputs = read_imatrix(o.imatrix);
     } else if (!o.calib.empty()) {
       inputs = calibrate({.model_path = o.in, .text_file = o.calib, .tokens = o.calib_tokens, .ctx = o.calib_ctx,
-                          .threads = n_threads, .hessian = needs_calib, .quiet = o.quiet})
+                          .threads = n_threads, .hessian = needs_hessian, .quiet = o.quiet})
                    .inputs;
     }
     calibrated = std::make_unique<CalibratedQuantizer>(f, target, o.method, std::move(inputs), pool, o.quiet);
@@ -192,6 +195,7 @@ void quantize(QuantizeOptions& o) {
   w.set_string("tern.quantize.method", method + (calibrated && method == "rtn" ? "+imatrix" : ""));
   if (prunes)
     w.set_string("tern.quantize.sparsity", o.pattern.empty() ? fmt::format("{:g}", o.sparsity) : o.pattern);
+  if (method == "smoothquant") w.set_f32("tern.quantize.smoothquant_alpha", static_cast<float>(o.method.alpha));
   if (!o.calib.empty()) w.set_string("tern.quantize.calibration", o.calib);
 
   // Plan every tensor first, and try one block of each conversion, so an unsupported input type
@@ -284,17 +288,20 @@ void register_quantize(CLI::App& app) {
       ->required();
   cmd->add_option("--method", o->method.method,
                   "rtn (round to nearest), gptq (error feedback through calibration Hessians), awq "
-                  "(activation-aware channel scales folded into the norms); pruning the blocks' matrices, then "
+                  "(activation-aware channel scales folded into the norms), smoothquant (W8A8: activation outliers "
+                  "migrated into the q8_0 weights); pruning the blocks' matrices, then "
                   "rtn: magnitude, wanda (|w| times the input's norm) or sparsegpt (pruning with error feedback)")
       ->check(CLI::IsMember({"rtn", "gptq", "awq", "smoothquant", "magnitude", "wanda", "sparsegpt"}));
   cmd->add_option("--calib", o->calib,
-                  "calibration text for gptq, awq, wanda and sparsegpt (rtn: weight the rounding by its activations)");
+                  "calibration text for gptq, awq, smoothquant, wanda and sparsegpt (rtn: weight the rounding by its "
+                  "activations)");
   cmd->add_option("--calib-tokens", o->calib_tokens, "calibration tokens (default 16384)")->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   cmd->add_option("--calib-ctx", o->calib_ctx, "tokens per calibration window (default 512)")->check(CLI::Range(8, 1 << 16));
   cmd->add_option("--imatrix", o->imatrix, "importance matrix from tern imatrix (rtn, wanda)");
   cmd->add_option("--group-size", o->group_size, "elements per quantisation group; must be the type's own (32 for "
                                                  "q4_0..q8_0 and q4_k, 16 for q3_k)")
       ->check(CLI::Range(0, 1 << 16));
+  cmd->add_option("--alpha", o->method.alpha, "smoothquant: migration strength (default 0.5)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--sparsity", o->sparsity, "pruning: the share of each row zeroed (default 0.5)")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--pattern", o->pattern, "pruning: N:M keeps N of every M consecutive weights of a row (e.g. 2:4) "

@@ -30,6 +30,7 @@ EngineConfig ModelOptions::engine_config() const {
                  .n_threads = threads,
                  .n_ctx = ctx,
                  .max_batch_tokens = batch,
+                 .kv_type = kv_type,
                  .backend = backend};
   if (!spec.empty()) c.speculative = parse_speculative(spec);
   c.speculative.k = spec_k;
@@ -52,6 +53,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--backend,--device", o.backend,
                  "cpu, cuda (every layer on the GPU) or ref (the scalar reference; slow)")
       ->check(CLI::IsMember({"cpu", "cuda", "ref"}));
+  app.add_option("--kv-type", o.kv_type,
+                 "KV cache storage: f16 (default), f32, q8_0 (8-bit, a scale per 32 values; alias int8) or fp8 (E4M3)")
+      ->check(CLI::IsMember({"f16", "f32", "q8_0", "int8", "fp8", "fp8_e4m3"}));
 }
 
 void add_speculative_options(CLI::App& app, ModelOptions& o) {

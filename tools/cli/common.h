@@ -19,6 +19,7 @@ struct ModelOptions {
   int ctx = 0;
   int batch = 512;
   std::string backend = "cpu";
+  std::string kv_type = "f16";
   std::string spec;  // --spec: ngram, layerskip:L, draft:FILE
   int spec_k = 0;
   int spec_max_batch = 0;

@@ -9,6 +9,7 @@
 #include "quant/awq.h"
 #include "quant/prune.h"
 #include "quant/quant.h"
+#include "quant/smoothquant.h"
 
 namespace tern::cli {
 
@@ -45,7 +46,8 @@ struct CalibratedQuantizer::Impl {
   ThreadPool& pool;
   bool quiet;
 
-  // AWQ: columns of a matrix times s; rows of a matrix divided by s; a norm vector divided by s.
+  // AWQ, SmoothQuant: columns of a matrix times s; rows of a matrix divided by s; a norm vector
+  // divided by s.
   std::map<std::string, std::vector<float>> col_scale, row_div, vec_div;
   // GPTQ: one factor per input, dropped once its last matrix is written.
   struct Factor {
@@ -60,8 +62,9 @@ struct CalibratedQuantizer::Impl {
 
   const gguf::TensorInfo* tensor(const std::string& name) const { return file.find_tensor(name); }
 
-  void plan_awq();
-  void awq_group(const std::string& prev, bool prev_is_rows, const std::vector<std::string>& mats);
+  // The input scales of AWQ or SmoothQuant, per group of matrices sharing an input.
+  void plan_scales();
+  void scale_group(const std::string& prev, bool prev_is_rows, const std::vector<std::string>& mats);
   // Prunes w (t's weights as f32) in place by the method, and accounts for it.
   void prune(const gguf::TensorInfo& t, std::vector<float>& w, const quant::InputStats* stats);
 };
@@ -109,7 +112,7 @@ CalibratedQuantizer::CalibratedQuantizer(const gguf::File& file, DType target, M
     m.inputs["token_embd.weight"] = m.inputs["output.weight"];
     m.inputs.erase("output.weight");
   }
-  if (m.method.method == "awq") m.plan_awq();
+  if (m.method.method == "awq" || m.method.method == "smoothquant") m.plan_scales();
   if (m.method.method == "gptq" || m.method.method == "sparsegpt")
     for (const auto& [name, stats] : m.inputs)
       if (m.method.method == "gptq" || prunable(file.find_tensor(name))) ++m.factors[stats.get()].users_left;
@@ -119,21 +122,25 @@ CalibratedQuantizer::~CalibratedQuantizer() = default;
 
 // AWQ's groups in a llama-style block: q/k/v behind attn_norm, gate/up behind ffn_norm, down behind
 // up's rows (silu(gate) * up is linear in up), and the output projection behind v's rows when every
-// query head has its own value head (with GQA a value channel feeds several heads; AutoAWQ skips it too).
-void CalibratedQuantizer::Impl::plan_awq() {
+// query head has its own value head (with GQA a value channel feeds several heads; AutoAWQ skips it
+// too). SmoothQuant smooths the two groups behind the norms, as the paper's code does for Llama.
+void CalibratedQuantizer::Impl::plan_scales() {
+  const bool awq = method.method == "awq";
   for (int l = 0;; ++l) {
     const std::string p = fmt::format("blk.{}.", l);
     if (!tensor(p + "attn_q.weight")) break;
-    awq_group(p + "attn_norm.weight", false, {p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"});
-    awq_group(p + "ffn_norm.weight", false, {p + "ffn_gate.weight", p + "ffn_up.weight"});
-    awq_group(p + "ffn_up.weight", true, {p + "ffn_down.weight"});
+    scale_group(p + "attn_norm.weight", false, {p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"});
+    scale_group(p + "ffn_norm.weight", false, {p + "ffn_gate.weight", p + "ffn_up.weight"});
+    if (!awq) continue;
+    scale_group(p + "ffn_up.weight", true, {p + "ffn_down.weight"});
     const auto* v = tensor(p + "attn_v.weight");
     const auto* o = tensor(p + "attn_output.weight");
-    if (v && o && v->ne[1] == o->ne[0]) awq_group(p + "attn_v.weight", true, {p + "attn_output.weight"});
+    if (v && o && v->ne[1] == o->ne[0]) scale_group(p + "attn_v.weight", true, {p + "attn_output.weight"});
   }
 }
 
-void CalibratedQuantizer::Impl::awq_group(const std::string& prev, bool prev_is_rows, const std::vector<std::string>& mats) {
+void CalibratedQuantizer::Impl::scale_group(const std::string& prev, bool prev_is_rows,
+                                           const std::vector<std::string>& mats) {
   const auto* pt = tensor(prev);
   if (!pt || !inputs.count(mats[0])) return;
   const auto& stats = *inputs.at(mats[0]);
@@ -143,22 +150,33 @@ void CalibratedQuantizer::Impl::awq_group(const std::string& prev, bool prev_is_
   std::vector<quant::AwqMatrix> am;
   for (const auto& name : mats) {
     const auto* t = tensor(name);
-    TERN_CHECK(t && t->ne[0] == n, "AWQ: {} does not read {} inputs", name, n);
+    TERN_CHECK(t && t->ne[0] == n, "{}: {} does not read {} inputs", method.method, name, n);
     floats.push_back(to_f32(*t));
     am.push_back({floats.back().data(), t->nelements() / n});
   }
-  std::vector<double> mean_abs(stats.sum_abs().begin(), stats.sum_abs().end());
-  for (double& v : mean_abs) v /= static_cast<double>(std::max<int64_t>(1, stats.count()));
-  const auto r = quant::awq_search(target, am, n, stats.hessian(), mean_abs, {}, &pool);
-  for (const auto& name : mats) col_scale[name] = r.scales;
-  (prev_is_rows ? row_div : vec_div)[prev] = r.scales;
-  rtn_error += r.plain_error;
-  method_error += r.error;
-  ++n_matrices;
-  alphas.push_back(r.alpha);
-  if (!quiet)
-    fmt::print(stderr, "awq: {:<28} alpha {:.2f}, output error {:.4g} -> {:.4g} ({:+.1f}%)\n", mats[0], r.alpha,
-               r.plain_error, r.error, r.plain_error > 0 ? 100 * (r.error / r.plain_error - 1) : 0.0);
+  std::vector<float> scales;
+  if (method.method == "smoothquant") {
+    TERN_CHECK(!stats.max_abs().empty(), "smoothquant: no activation maxima for {} (calibrate with --calib)", mats[0]);
+    scales = quant::smoothquant_scales(stats.max_abs(), am, n, method.alpha);
+    if (!quiet) {
+      const auto [lo, hi] = std::minmax_element(scales.begin(), scales.end());
+      fmt::print(stderr, "smoothquant: {:<28} scales {:.3g} .. {:.3g}\n", mats[0], *lo, *hi);
+    }
+  } else {
+    std::vector<double> mean_abs(stats.sum_abs().begin(), stats.sum_abs().end());
+    for (double& v : mean_abs) v /= static_cast<double>(std::max<int64_t>(1, stats.count()));
+    const auto r = quant::awq_search(target, am, n, stats.hessian(), mean_abs, {}, &pool);
+    scales = r.scales;
+    rtn_error += r.plain_error;
+    method_error += r.error;
+    ++n_matrices;
+    alphas.push_back(r.alpha);
+    if (!quiet)
+      fmt::print(stderr, "awq: {:<28} alpha {:.2f}, output error {:.4g} -> {:.4g} ({:+.1f}%)\n", mats[0], r.alpha,
+                 r.plain_error, r.error, r.plain_error > 0 ? 100 * (r.error / r.plain_error - 1) : 0.0);
+  }
+  for (const auto& name : mats) col_scale[name] = scales;
+  (prev_is_rows ? row_div : vec_div)[prev] = scales;
 }
 
 bool CalibratedQuantizer::handles(const std::string& name) const {
@@ -170,7 +188,8 @@ bool CalibratedQuantizer::handles(const std::string& name) const {
 void CalibratedQuantizer::convert(const gguf::TensorInfo& t, DType dst, std::span<uint8_t> out) {
   Impl& m = *impl_;
   if (auto it = m.vec_div.find(t.name); it != m.vec_div.end()) {  // a norm vector absorbing 1 / s
-    TERN_CHECK(dst == DType::F32 && out.size() == it->second.size() * sizeof(float), "AWQ: {} is not an F32 vector", t.name);
+    TERN_CHECK(dst == DType::F32 && out.size() == it->second.size() * sizeof(float), "{}: {} is not an F32 vector",
+               m.method.method, t.name);
     std::vector<float> v = to_f32(t);
     for (size_t i = 0; i < v.size(); ++i) v[i] /= it->second[i];
     std::memcpy(out.data(), v.data(), out.size());
@@ -182,8 +201,8 @@ void CalibratedQuantizer::convert(const gguf::TensorInfo& t, DType dst, std::spa
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t i = 0; i < n; ++i) w[r * n + i] *= it->second[i];
   if (auto it = m.row_div.find(t.name); it != m.row_div.end()) {
-    TERN_CHECK(static_cast<int64_t>(it->second.size()) == rows, "AWQ: {} has {} rows, the scales {}", t.name, rows,
-               it->second.size());
+    TERN_CHECK(static_cast<int64_t>(it->second.size()) == rows, "{}: {} has {} rows, the scales {}", m.method.method,
+               t.name, rows, it->second.size());
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t i = 0; i < n; ++i) w[r * n + i] /= it->second[r];
   }

@@ -22,9 +22,10 @@ class ThreadPool;
 namespace tern::cli {
 
 struct MethodOptions {
-  std::string method = "rtn";  // rtn, gptq, awq; magnitude, wanda, sparsegpt (pruning)
+  std::string method = "rtn";  // rtn, gptq, awq, smoothquant; magnitude, wanda, sparsegpt (pruning)
   quant::GptqConfig gptq;
   quant::SparsityPattern sparsity;
+  double alpha = 0.5;  // SmoothQuant's migration strength
   bool prunes() const { return method == "magnitude" || method == "wanda" || method == "sparsegpt"; }
 };
 

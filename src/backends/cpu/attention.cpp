@@ -5,6 +5,8 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "core/fp8.h"
+#include "quant/quant.h"
 
 namespace tern::cpu {
 namespace {
@@ -58,10 +60,17 @@ struct FlashAttention::Item {
   int64_t kvh, s0, s1, d, group;
   const KvSeq& seq;
 
+  // A cache row as floats: F32 in place; F16, FP8 and Q8_0 (per-block scales) converted into buf.
   const float* cache_row(const TensorView& c, int64_t p, float* buf) const {
     const void* r = c.row(kvh, kv_slot(seq, a.block_size, p));
-    if (c.dtype == DType::F32) return static_cast<const float*>(r);
-    k.f16_to_f32(static_cast<const uint16_t*>(r), buf, d);
+    switch (c.dtype) {
+      case DType::F32: return static_cast<const float*>(r);
+      case DType::F16: k.f16_to_f32(static_cast<const uint16_t*>(r), buf, d); break;
+      case DType::F8_E4M3:
+        for (int64_t i = 0; i < d; ++i) buf[i] = fp8_e4m3_to_f32(static_cast<const uint8_t*>(r)[i]);
+        break;
+      default: quant::dequantize_row(c.dtype, r, buf, d); break;
+    }
     return buf;
   }
 
@@ -146,8 +155,6 @@ struct FlashAttention::Item {
 
 void FlashAttention::run(const AttentionArgs& a, const Kernels& k, ThreadPool& pool, bool exact) {
   check_attention(a);
-  TERN_CHECK(a.k.dtype == a.v.dtype && (a.k.dtype == DType::F16 || a.k.dtype == DType::F32),
-             "attention: cache type {} unsupported", dtype_name(a.k.dtype));
   const int64_t T = a.q.ne[2], d = a.q.ne[0], n_kv_head = a.k.ne[1], group = a.q.ne[1] / n_kv_head;
   // The peer's rounding: q meets an f16 key as f16 (products then exact, scores exact in double).
   const bool round_q = !exact && a.k.dtype == DType::F16;

@@ -268,6 +268,8 @@ class CudaBackend final : public Backend {
 
   void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
     check_kv_store(src, cache);
+    TERN_CHECK(cache.dtype == DType::F16 || cache.dtype == DType::F32,
+               "cuda backend: KV cache type {} not supported yet (f16, f32)", dtype_name(cache.dtype));
     on_device("kv_store", {&src, &cache});
     const int32_t* host_slots = mirror(slots, src.ne[2]);
     for (int64_t t = 0; t < src.ne[2]; ++t)
@@ -460,7 +462,8 @@ void CudaBackend::attention(const AttentionArgs& a) {
                             .block_size = a.block_size,
                             .scale = a.scale,
                             .cache_type = a.k.dtype};
-  TERN_CHECK(a.v.dtype == a.k.dtype, "cuda attention: K and V caches of different types");
+  TERN_CHECK(a.k.dtype == DType::F16 || a.k.dtype == DType::F32,
+             "cuda backend: KV cache type {} not supported yet (f16, f32)", dtype_name(a.k.dtype));
   const PlanKey key{a.token_seq, a.token_pos, a.seqs, T};
   if (!(key == plan_key_)) {
     // A second plan in one pass: what was recorded may still read the first from the pinned buffer.

@@ -304,7 +304,8 @@ void File::Impl::parse_tensor_info(ByteCursor& c, size_t i) {
   }
   const uint32_t type = c.u32(what + " type");
   const auto tr = dtype_traits(type);
-  TERN_CHECK(tr.has_value(), "{}: unsupported tensor type {} for tensor '{}'", path, type, printable(name));
+  TERN_CHECK(tr.has_value() && tr->in_files, "{}: unsupported tensor type {} for tensor '{}'", path, type,
+             printable(name));
   t.dtype = static_cast<DType>(type);
   t.offset = c.u64(what + " offset");
 

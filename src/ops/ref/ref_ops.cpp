@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "core/fp8.h"
 #include "quant/quant.h"
 
 namespace tern::ref {
@@ -15,9 +16,21 @@ float* frow(const TensorView& t, int64_t i1, int64_t i2 = 0, int64_t i3 = 0) {
   return static_cast<float*>(t.row(i1, i2, i3));
 }
 
-float load_cache(const TensorView& c, const char* p, int64_t i) {
-  return c.dtype == DType::F16 ? fp16_to_f32(reinterpret_cast<const uint16_t*>(p)[i])
-                               : reinterpret_cast<const float*>(p)[i];
+// A cache row (head_dim values of one KV head at one slot) as floats.
+void load_cache_row(const TensorView& c, const void* p, std::vector<double>& out) {
+  const int64_t d = c.ne[0];
+  out.resize(static_cast<size_t>(d));
+  if (c.dtype == DType::F32 || c.dtype == DType::F16) {
+    for (int64_t i = 0; i < d; ++i)
+      out[i] = c.dtype == DType::F16 ? fp16_to_f32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+  } else if (c.dtype == DType::F8_E4M3) {
+    for (int64_t i = 0; i < d; ++i) out[i] = fp8_e4m3_to_f32(static_cast<const uint8_t*>(p)[i]);
+  } else {
+    thread_local std::vector<float> f;
+    f.resize(static_cast<size_t>(d));
+    quant::dequantize_row(c.dtype, p, f.data(), d);
+    std::copy(f.begin(), f.end(), out.begin());
+  }
 }
 
 }  // namespace
@@ -104,8 +117,12 @@ void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slo
       void* d = cache.row(h, slots[t]);
       if (cache.dtype == DType::F16) {
         for (int64_t i = 0; i < src.ne[0]; ++i) static_cast<uint16_t*>(d)[i] = f32_to_fp16(s[i]);
-      } else {
+      } else if (cache.dtype == DType::F8_E4M3) {
+        for (int64_t i = 0; i < src.ne[0]; ++i) static_cast<uint8_t*>(d)[i] = f32_to_fp8_e4m3(s[i]);
+      } else if (cache.dtype == DType::F32) {
         std::memcpy(d, s, src.ne[0] * sizeof(float));
+      } else {  // Q8_0: per-block scales, the format's own rounding
+        quant::quantize_row(cache.dtype, s, d, src.ne[0]);
       }
     }
   }
@@ -122,7 +139,7 @@ void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact
     return exact || cache != DType::F16 ? v : static_cast<double>(fp16_to_f32(f32_to_fp16(static_cast<float>(v))));
   };
   // Per-thread scratch, grown once: the CPU backend runs this inside every decode step.
-  thread_local std::vector<double> scores, q, acc;
+  thread_local std::vector<double> scores, q, acc, row;
   q.resize(static_cast<size_t>(d));
   acc.resize(static_cast<size_t>(d));
   for (int64_t t = t0; t < t1; ++t) {
@@ -136,9 +153,9 @@ void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact
       const int64_t kvh = h / group;
       double mx = -INFINITY;
       for (int64_t p = 0; p < n_kv; ++p) {
-        const auto* kr = static_cast<const char*>(a.k.row(kvh, kv_slot(seq, a.block_size, p)));
+        load_cache_row(a.k, a.k.row(kvh, kv_slot(seq, a.block_size, p)), row);
         double s = 0;
-        for (int64_t i = 0; i < d; ++i) s += q[i] * load_cache(a.k, kr, i);
+        for (int64_t i = 0; i < d; ++i) s += q[i] * row[i];
         scores[p] = s * a.scale;
         mx = std::max(mx, scores[p]);
       }
@@ -147,8 +164,8 @@ void attention_tokens(const AttentionArgs& a, int64_t t0, int64_t t1, bool exact
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t p = 0; p < n_kv; ++p) {
         const double w = scores[p] / sum;
-        const auto* vr = static_cast<const char*>(a.v.row(kvh, kv_slot(seq, a.block_size, p)));
-        for (int64_t i = 0; i < d; ++i) acc[i] += w * load_cache(a.v, vr, i);
+        load_cache_row(a.v, a.v.row(kvh, kv_slot(seq, a.block_size, p)), row);
+        for (int64_t i = 0; i < d; ++i) acc[i] += w * row[i];
       }
       float* o = frow(a.out, h, t);
       for (int64_t i = 0; i < d; ++i) o[i] = static_cast<float>(acc[i]);
