@@ -1,5 +1,5 @@
-"""GPTQ, AWQ, SmoothQuant and SparseGPT against numpy references of the same algorithms on small
-random matrices.
+"""GPTQ, AWQ, SmoothQuant, magnitude, Wanda and SparseGPT against numpy references of the same
+algorithms on small random matrices.
 
 GPTQ's reference is the paper's Algorithm 1 as written (lazy batches of 128 columns, H^-1 through
 its upper Cholesky factor), not tern's row-at-a-time sweep: the two must agree in update order and
@@ -238,3 +238,31 @@ def test_smoothquant_scales_match_reference(tmp_path, alpha):
     # The point: the smoothed input's loud channels come down relative to the rest.
     xs = np.abs(x / got).max(0)
     assert xs[live].max() / np.median(xs[live]) < a[live].max() / np.median(a[live])
+
+
+def prune_by_score_reference(w, score, sparsity=0.5, keep=0, group=0):
+    """Per row, the lowest scores zeroed (ties: lower column first): a share of the row, or
+    group - keep of every group."""
+    w = w.copy()
+    rows, n = w.shape
+    for r in range(rows):
+        if group:
+            for g in range(0, n, group):
+                w[r, g + np.argsort(score[r, g:g + group], kind="stable")[:group - keep]] = 0
+        else:
+            w[r, np.argsort(score[r], kind="stable")[:int(np.floor(n * sparsity))]] = 0
+    return w
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda"])
+@pytest.mark.parametrize("pattern", ["0.5", "0.3", "2:4"])
+def test_magnitude_and_wanda_match_reference(tmp_path, method, pattern):
+    rows, n, tokens = 12, 128, 200
+    w, x = make_problem(rows, n, tokens, seed=17)
+    got = run_tool(tmp_path, method, ["f32", rows, n, tokens, pattern], w, x, rows * n).reshape(rows, n)
+    score = np.abs(w)
+    if method == "wanda":  # |w| times the input's L2 norm over the calibration tokens
+        score = (score * np.sqrt((x.astype(np.float64) ** 2).sum(0)).astype(np.float32)).astype(np.float32)
+    keep, group = (2, 4) if pattern == "2:4" else (0, 0)
+    sparsity = 0.5 if group else float(pattern)
+    np.testing.assert_array_equal(got, prune_by_score_reference(w, score, sparsity, keep, group))

@@ -7,6 +7,8 @@
 //       AWQ's scale search for W alone; writes alpha, then the N scales.
 //   tool_quant_calibrated smoothquant q8_0 ROWS N TOKENS ALPHA W.f32 X.f32 OUT.f32
 //       SmoothQuant's scales for W with the activation maxima of X; writes the N scales.
+//   tool_quant_calibrated magnitude|wanda f32 ROWS N TOKENS PATTERN W.f32 X.f32 OUT.f32
+//       Magnitude or Wanda pruning of W (Wanda with the input norms of X); writes the pruned W.
 //   tool_quant_calibrated sparsegpt f32 ROWS N TOKENS PATTERN W.f32 X.f32 OUT.f32
 //       SparseGPT (damp 0.01) of W with the Hessian of X; PATTERN a sparsity (0.5) or N:M (2:4);
 //       writes the pruned W [ROWS x N].
@@ -51,7 +53,8 @@ int run(int argc, char** argv) {
   const auto type = tern::dtype_from_name(argv[2]);
   TERN_CHECK(type.has_value(), "unknown type {}", argv[2]);
   const int64_t rows = std::stoll(argv[3]), n = std::stoll(argv[4]), tokens = std::stoll(argv[5]);
-  const int a = mode == "gptq" || mode == "sparsegpt" || mode == "smoothquant" ? 7 : 6;
+  const bool prune = mode == "magnitude" || mode == "wanda" || mode == "sparsegpt";
+  const int a = mode == "gptq" || prune || mode == "smoothquant" ? 7 : 6;
   TERN_CHECK(argc == a + 3, "wrong number of arguments for {}", mode);
   const auto w = read_f32(argv[a], static_cast<size_t>(rows * n));
   const auto x = read_f32(argv[a + 1], static_cast<size_t>(tokens * n));
@@ -80,13 +83,14 @@ int run(int argc, char** argv) {
   } else if (mode == "smoothquant") {
     const tern::quant::AwqMatrix m{w.data(), rows};
     write_f32(argv[a + 2], tern::quant::smoothquant_scales(stats.max_abs(), {&m, 1}, n, std::stod(argv[6])));
-  } else if (mode == "sparsegpt") {
+  } else if (prune) {
     const std::string pattern = argv[6];
     const auto p = pattern.find(':') != std::string::npos ? tern::quant::parse_sparsity(pattern, 0.5)
                                                           : tern::quant::parse_sparsity("", std::stod(pattern));
-    const auto factor = tern::quant::gptq_factor(h, n, {});
     std::vector<float> out = w;
-    tern::quant::sparsegpt_prune(out.data(), rows, n, factor, p);
+    if (mode == "magnitude") tern::quant::magnitude_prune(out.data(), rows, n, p);
+    else if (mode == "wanda") tern::quant::wanda_prune(out.data(), rows, n, stats.sum_sq(), p);
+    else tern::quant::sparsegpt_prune(out.data(), rows, n, tern::quant::gptq_factor(h, n, {}), p);
     write_f32(argv[a + 2], out);
   } else {
     tern::fail("unknown mode {}", mode);
