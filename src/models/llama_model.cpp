@@ -3,7 +3,7 @@
 #include "models/llama_model.h"
 
 #include <cmath>
-#include <cstring>
+#include <cstdio>
 
 #include "core/error.h"
 #include "models/weights.h"

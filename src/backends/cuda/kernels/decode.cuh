@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "core/dtype.h"
 #include "quant/k_scales.h"
@@ -44,8 +45,17 @@ struct Unit<DType::F32, false> {
   }
 };
 
-template <>
-struct Unit<DType::F16, false> {
+// Two 16-bit floats packed in a word (element order: low half first) as two floats.
+__device__ __forceinline__ float2 unpack2(const uint32_t w, std::integral_constant<DType, DType::F16>) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&w));
+}
+__device__ __forceinline__ float2 unpack2(const uint32_t w, std::integral_constant<DType, DType::BF16>) {
+  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xFFFF0000u));
+}
+
+// F16 and BF16 rows: a unit is 64 bytes, four 16-byte loads.
+template <DType T>
+struct Unit16 {
   __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
     const auto* p = reinterpret_cast<const uint4*>(w.data + row * w.row_bytes) + 4 * u;
 #pragma unroll
@@ -54,29 +64,16 @@ struct Unit<DType::F16, false> {
       const uint32_t words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&words[i]));
+        const float2 f = unpack2(words[i], std::integral_constant<DType, T>{});
         y[8 * k + 2 * i] = f.x, y[8 * k + 2 * i + 1] = f.y;
       }
     }
   }
 };
-
 template <>
-struct Unit<DType::BF16, false> {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
-    const auto* p = reinterpret_cast<const uint4*>(w.data + row * w.row_bytes) + 4 * u;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const uint4 v = __ldg(p + k);
-      const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        y[8 * k + 2 * i] = __uint_as_float(words[i] << 16);
-        y[8 * k + 2 * i + 1] = __uint_as_float(words[i] & 0xFFFF0000u);
-      }
-    }
-  }
-};
+struct Unit<DType::F16, false> : Unit16<DType::F16> {};
+template <>
+struct Unit<DType::BF16, false> : Unit16<DType::BF16> {};
 
 // --- legacy 32-element blocks -------------------------------------------------------------------
 //
