@@ -121,10 +121,6 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     for (void* p : owned_) cudaFree(p);
-    for (Scratch* s : {&x_half_, &w_half_, &partial_, &act_}) {
-      if (s->p) cudaFree(s->p);
-      s->p = nullptr;
-    }
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }

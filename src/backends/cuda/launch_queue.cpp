@@ -10,15 +10,17 @@ LaunchQueue::~LaunchQueue() {
   for (Graph& g : graphs_cache_) cudaGraphExecDestroy(g.exec);
 }
 
+// Runs once per decode step over a few hundred records, so it mixes whole words (the blobs are
+// zero-filled past their size, so the padding words hash alike).
 uint64_t LaunchQueue::hash() const {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over each record's function and bytes
-  auto mix = [&h](const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  };
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t w) { h = (h ^ w) * 1099511628211ull; };
   for (size_t i = 0; i < n_; ++i) {
-    mix(&records_[i].run, sizeof records_[i].run);
-    mix(records_[i].blob, records_[i].size);
+    const Record& r = records_[i];
+    mix(reinterpret_cast<uintptr_t>(r.run));
+    uint64_t w[kBlob / 8];
+    std::memcpy(w, r.blob, sizeof w);
+    for (size_t k = 0; k < (r.size + 7u) / 8u; ++k) mix(w[k]);
   }
   return h;
 }
