@@ -183,7 +183,7 @@ class CpuKernelsFourBitGroups : public ::testing::TestWithParam<FourBitGroups> {
 
 TEST_P(CpuKernelsFourBitGroups, RoundTripAndDot) {
   const FourBitGroups& f = GetParam();
-  const int64_t n = 32 * 21, rows = 16;
+  const int64_t n = 32 * 21, rows = 24;  // three groups: the 512-bit pair kernels and their odd tail
   const size_t rb = row_bytes(f.type, n);
   std::vector<uint8_t> wq(rb * rows), packed(rb * rows), back(rb * 8);
   for (int64_t r = 0; r < rows; ++r)
@@ -235,7 +235,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(dtype_name(info.param.type)); });
 
 TEST(CpuKernels, Q8_0GroupsOfEightRoundTripAndDot) {
-  const int64_t n = 32 * 7, rows = 16, n_tok = 13;
+  const int64_t n = 32 * 7, rows = 24, n_tok = 13;
   const size_t rb = row_bytes(DType::Q8_0, n), gb = rb * 8;
   std::vector<uint8_t> wq(rb * rows), packed(rb * rows), back(rb * 8);
   for (int64_t r = 0; r < rows; ++r)
@@ -269,7 +269,7 @@ TEST(CpuKernels, Q8_0GroupsOfEightRoundTripAndDot) {
 }
 
 TEST(CpuKernels, Q4_KGroupsOfEightRoundTripAndDot) {
-  const int64_t n = 256 * 3, rows = 16;
+  const int64_t n = 256 * 3, rows = 24;
   const size_t rb = row_bytes(DType::Q4_K, n), gb = static_cast<size_t>(n / 256 * cpu::kQ4_Kx8Block);
   std::vector<uint8_t> wq(rb * rows), packed(gb * rows / 8), back(rb * 8);
   for (int64_t r = 0; r < rows; ++r)

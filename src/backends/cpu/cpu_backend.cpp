@@ -54,10 +54,12 @@ class CpuBackend final : public Backend {
     const Grouped* g = grouped_for(w.dtype);
     if (exact_ || !g || w.ne[1] % 8 != 0 || w.ne[2] * w.ne[3] != 1 || w.layout != 0) return w;
     const size_t bytes = g->group_bytes(w.ne[0]) * static_cast<size_t>(w.ne[1] / 8);
-    auto buf = std::make_unique<uint8_t[]>(bytes);
-    g->repack(static_cast<const uint8_t*>(w.data), w.nb[1], w.ne[1], w.ne[0], buf.get());
+    // The backend's mapping, not make_unique<uint8_t[]>: that would zero every page before the
+    // repack writes it.
+    std::unique_ptr<Buffer> buf = alloc(bytes);
+    g->repack(static_cast<const uint8_t*>(w.data), w.nb[1], w.ne[1], w.ne[0], static_cast<uint8_t*>(buf->data()));
     TensorView r = w;
-    r.data = buf.get();
+    r.data = buf->data();
     r.layout = g->layout;
     prepared_.push_back(std::move(buf));
     return r;
@@ -353,7 +355,7 @@ class CpuBackend final : public Backend {
   cpu::FlashAttention attention_;
   std::vector<uint8_t> x_quantized_[kMaxGroup];
   std::vector<float> panel_prep_[kMaxGroup];
-  std::vector<std::unique_ptr<uint8_t[]>> prepared_;  // repacked weights
+  std::vector<std::unique_ptr<Buffer>> prepared_;  // repacked weights
 };
 
 }  // namespace
