@@ -1,5 +1,6 @@
 """Bad input gets a clear one-line error and a non-zero exit, never a crash."""
 import json
+import os
 import pathlib
 
 import gguf
@@ -139,3 +140,20 @@ def test_chat_answers_capital_of_germany(default_model):
              "-t", "2")
     assert r.returncode == 0, r.stderr
     assert "Berlin" in r.stdout
+
+
+def test_cuda_libraries_stay_out_of_cpu_runs():
+    """cuBLAS and the CUDA runtime live in the backend module (backends/cuda/cuda_module.h), loaded
+    only when the CUDA backend is asked for: the executable itself links neither."""
+    r = run(["ldd", binary("tern")])
+    assert r.returncode == 0, r.stderr
+    for lib in ("libcublas", "libcudart", "libcuda."):
+        assert lib not in r.stdout, r.stdout
+
+
+def test_cuda_module_missing(tmp_path, default_model):
+    env = dict(os.environ, TERN_CUDA_MODULE=str(tmp_path / "libtern_cuda.so"))
+    r = run([binary("tern"), "run", "-m", default_model, "--backend", "cuda", "-n", "1", "-p", "hi"], env=env, timeout=120)
+    # A CUDA build names the module it could not load; a build without CUDA says so.
+    assert_clean_error(r, "cuda backend: ")
+    assert str(tmp_path / "libtern_cuda.so") in r.stderr or "built without CUDA" in r.stderr, r.stderr

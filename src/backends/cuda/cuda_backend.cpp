@@ -6,6 +6,7 @@
 // Every launch goes through queue_: between begin_pass() and the pass's first copy to the host it
 // is recorded (a closure over plain values: never over `this`, whose members change), then run.
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_module.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -304,7 +305,7 @@ class CudaBackend final : public Backend {
 
  private:
   static cudaStream_t make_stream(int device) {
-    const std::string why = cuda_unavailable_reason();
+    const std::string why = cuda_module_unavailable_reason();
     TERN_CHECK(why.empty(), "cuda backend: {}", why);
     int n = 0;
     check(cudaGetDeviceCount(&n), "counting devices");
@@ -532,7 +533,7 @@ void CudaBackend::attention(const AttentionArgs& a) {
 
 }  // namespace
 
-std::string cuda_unavailable_reason() {
+std::string cuda_module_unavailable_reason() {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) return std::string("no usable CUDA device (") + cudaGetErrorString(e) + ")";
@@ -540,7 +541,7 @@ std::string cuda_unavailable_reason() {
   return "";
 }
 
-std::unique_ptr<Backend> make_cuda_backend(const CudaBackendConfig& config) {
+std::unique_ptr<Backend> cuda_module_make_backend(const CudaBackendConfig& config) {
   return std::make_unique<CudaBackend>(config);
 }
 

@@ -1,6 +1,7 @@
 // The CUDA backend: every op of the Llama path on one NVIDIA GPU, weights and KV cache in device
-// memory, one stream. Built with -DTERN_CUDA=ON (the default where CMake finds nvcc); without it,
-// make_cuda_backend() throws saying so.
+// memory, one stream. Built with -DTERN_CUDA=ON (the default where CMake finds nvcc) as the module
+// libtern_cuda.so, which make_cuda_backend() loads on first use (cuda_module.h); without CUDA it
+// throws saying so.
 #pragma once
 
 #include <memory>
