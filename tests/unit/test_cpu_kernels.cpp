@@ -154,13 +154,18 @@ TEST(CpuKernels, PanelGemmEqualsSinglePairDots) {
 // included.
 TEST(CpuKernels, ActivationQuantisationMatchesReference) {
   for (cpu::Isa isa : runnable()) {
-    for (DType at : {DType::Q8_0, DType::Q8_1, DType::F16}) {
+    for (DType at : {DType::Q8_0, DType::Q8_1, DType::Q8_K, DType::F16}) {
       const cpu::QuantizeActFn q = cpu::kernels(isa).quantize_act[static_cast<size_t>(at)];
       if (!q) continue;
-      const int64_t n = 32 * 9 + (at == DType::F16 ? 5 : 0);  // F16 rows need not be whole blocks
+      const int64_t blk = at == DType::Q8_K ? 256 : 32;
+      const int64_t n = blk * 9 + (at == DType::F16 ? 5 : 0);  // F16 rows need not be whole blocks
       auto x = gaussian(n, 77, 3.f);
-      for (int i = 0; i < 32; ++i) x[static_cast<size_t>(32 + i)] = 0.0f;                  // an all-zero block
-      for (int i = 0; i < 32; ++i) x[static_cast<size_t>(64 + i)] = i == 0 ? 127.f : 0.5f * i;  // ties at id = 1
+      for (int64_t i = 0; i < blk; ++i) x[static_cast<size_t>(blk + i)] = 0.0f;                  // an all-zero block
+      for (int64_t i = 0; i < 32; ++i) x[static_cast<size_t>(2 * blk + i)] = i == 0 ? 127.f : 0.5f * i;  // ties at id = 1
+      if (at == DType::Q8_K) {  // two elements of the largest magnitude: the first one's sign sets the scale
+        x[static_cast<size_t>(3 * blk + 7)] = -40.f;
+        x[static_cast<size_t>(3 * blk + 200)] = 40.f;
+      }
       std::vector<uint8_t> want(row_bytes(at, n)), got(row_bytes(at, n), 0xAB);
       quant::quantize_activation_row(at, x.data(), want.data(), n);
       q(x.data(), got.data(), n);

@@ -213,16 +213,22 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
       wbias = _mm512_sub_epi32(_mm512_setzero_si512(), wbias);
     }
     const __m512 dw = scales_pair(b0, b1);
+    // Unrolled so that acc[] stays in registers (a loop kept them in memory), and each token's
+    // block sum in two chains of four multiply-adds (integer sums: exact in any order).
+#pragma GCC unroll 8
     for (int u = 0; u < NT; ++u) {
       const uint8_t* qa = a + u * a_stride + b * kActBlock + kActLevels;
-      __m512i isum = kKind == 0 ? _mm512_set1_epi32(bias[u * stat_stride + b]) : kKind == 1 ? wbias : _mm512_setzero_si512();
+      __m512i isum[2] = {kKind == 0 ? _mm512_set1_epi32(bias[u * stat_stride + b]) : kKind == 1 ? wbias : _mm512_setzero_si512(),
+                         _mm512_setzero_si512()};
+#pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
         int32_t v;
         std::memcpy(&v, qa + 4 * k, 4);
-        isum = kKind != 1 ? _mm512_dpbusd_epi32(isum, q[k], _mm512_set1_epi32(v))
-                          : _mm512_dpbusd_epi32(isum, _mm512_set1_epi32(v), q[k]);
+        isum[k & 1] = kKind != 1 ? _mm512_dpbusd_epi32(isum[k & 1], q[k], _mm512_set1_epi32(v))
+                                 : _mm512_dpbusd_epi32(isum[k & 1], _mm512_set1_epi32(v), q[k]);
       }
-      acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da[u * stat_stride + b])), _mm512_cvtepi32_ps(isum), acc[u]);
+      acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da[u * stat_stride + b])),
+                               _mm512_cvtepi32_ps(_mm512_add_epi32(isum[0], isum[1])), acc[u]);
     }
   }
   if constexpr (kKind == 2) {
@@ -333,15 +339,18 @@ void q4k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint
       std::memcpy(&m1, b1 + 96 + 8 * j, 8);
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_set_epi64x(s1, s0));
       const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x(m1, m0)));
+      // Unrolled, with two chains per sub-block dot, as in x8_pair_tile.
+#pragma GCC unroll 8
       for (int u = 0; u < NT; ++u) {
         const uint8_t* qa = a + u * a_stride + b * 292 + 4 + 32 * j;
-        __m512i dot = _mm512_setzero_si512();
+        __m512i dot[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+#pragma GCC unroll 8
         for (int k = 0; k < 8; ++k) {
           int32_t v;
           std::memcpy(&v, qa + 4 * k, 4);
-          dot = _mm512_dpbusd_epi32(dot, q[k], _mm512_set1_epi32(v));
+          dot[k & 1] = _mm512_dpbusd_epi32(dot[k & 1], q[k], _mm512_set1_epi32(v));
         }
-        isum[u] = _mm512_add_epi32(isum[u], _mm512_mullo_epi32(dot, sc));
+        isum[u] = _mm512_add_epi32(isum[u], _mm512_mullo_epi32(_mm512_add_epi32(dot[0], dot[1]), sc));
         msum[u] = _mm512_fmadd_ps(mn, _mm512_set1_ps(bsp[(u * stat_stride + b) * 8 + j]), msum[u]);
       }
     }
