@@ -313,7 +313,7 @@ void gemv_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void
 // Q4_K groups g, g + 1 against NT tokens, as gemm_q4_k_x8_x86 per lane.
 template <int NT>
 void q4k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
-                   const float* da, const float* bsp, int64_t stat_stride, float* y, size_t y_stride) {
+                   const float* da, const int32_t* bpair, int64_t stat_stride, float* y, size_t y_stride) {
   __m512 acc[NT], accm[NT];
   for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps(), accm[u] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -323,8 +323,7 @@ void q4k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint
     prefetch_ahead<1184>(b0);
     prefetch_ahead<1184>(b1);
     __m512i isum[NT];
-    __m512 msum[NT];
-    for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512(), msum[u] = _mm512_setzero_ps();
+    for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
       __m512i q[8];
       for (int k = 0; k < 4; ++k) {
@@ -332,13 +331,10 @@ void q4k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint
         q[k] = _mm512_and_si512(v, low4);
         q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
       }
-      int64_t s0, s1, m0, m1;
+      int64_t s0, s1;
       std::memcpy(&s0, b0 + 32 + 8 * j, 8);
       std::memcpy(&s1, b1 + 32 + 8 * j, 8);
-      std::memcpy(&m0, b0 + 96 + 8 * j, 8);
-      std::memcpy(&m1, b1 + 96 + 8 * j, 8);
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_set_epi64x(s1, s0));
-      const __m512 mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x(m1, m0)));
       // Unrolled, with two chains per sub-block dot, as in x8_pair_tile.
 #pragma GCC unroll 8
       for (int u = 0; u < NT; ++u) {
@@ -351,14 +347,27 @@ void q4k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint
           dot[k & 1] = _mm512_dpbusd_epi32(dot[k & 1], q[k], _mm512_set1_epi32(v));
         }
         isum[u] = _mm512_add_epi32(isum[u], _mm512_mullo_epi32(_mm512_add_epi32(dot[0], dot[1]), sc));
-        msum[u] = _mm512_fmadd_ps(mn, _mm512_set1_ps(bsp[(u * stat_stride + b) * 8 + j]), msum[u]);
       }
     }
+    // The mins' term of each row, sum over sub-blocks of min * activation sub-block sum, in int32 on
+    // int16 pairs: lane r holds (m[2i][r], m[2i + 1][r]) against the token's pair of sums. Every
+    // product and sum is an integer below 2^24, so this is the value the other kernels form in f32.
+    __m512i mpair[4];
+    for (int i = 0; i < 4; ++i) {
+      const auto m8 = [](const uint8_t* p) { return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)); };
+      const __m128i g0 = _mm_unpacklo_epi8(m8(b0 + 96 + 16 * i), m8(b0 + 104 + 16 * i));
+      const __m128i g1 = _mm_unpacklo_epi8(m8(b1 + 96 + 16 * i), m8(b1 + 104 + 16 * i));
+      mpair[i] = _mm512_cvtepu8_epi16(_mm256_set_m128i(g1, g0));
+    }
     const __m512 dw = scales_pair(b0, b1), dmin = scales_pair(b0 + 16, b1 + 16);
+#pragma GCC unroll 8
     for (int u = 0; u < NT; ++u) {
+      const int32_t* bp = bpair + (u * stat_stride + b) * 4;
+      __m512i ms = _mm512_setzero_si512();
+      for (int i = 0; i < 4; ++i) ms = _mm512_dpwssd_epi32(ms, mpair[i], _mm512_set1_epi32(bp[i]));
       const __m512 vda = _mm512_set1_ps(da[u * stat_stride + b]);
       acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, vda), _mm512_cvtepi32_ps(isum[u]), acc[u]);
-      accm[u] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, vda), msum[u], accm[u]);
+      accm[u] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, vda), _mm512_cvtepi32_ps(ms), accm[u]);
     }
   }
   for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, _mm512_sub_ps(acc[u], accm[u]));
@@ -375,11 +384,11 @@ void gemm_q4_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, cons
     int64_t t = 0;
     for (; t + 4 <= n_tok; t += 4)
       q4k_pair_tile<4>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
-                       tab.da + t * nsb, tab.bsp + t * nsb * 8, nsb,
+                       tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb,
                        y + t * y_stride + 8 * g, y_stride);
     for (; t < n_tok; ++t)
       q4k_pair_tile<1>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
-                       tab.da + t * nsb, tab.bsp + t * nsb * 8, nsb,
+                       tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb,
                        y + t * y_stride + 8 * g, y_stride);
   }
   if (g < n_groups) gemm_q4_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
