@@ -12,6 +12,7 @@
 #include "backends/cpu/kernels/kernels.h"
 #include "backends/cpu/repack.h"
 #include "core/dtype.h"
+#include "core/fp16.h"
 #include "quant/quant.h"
 
 using namespace tern;
@@ -373,3 +374,23 @@ TEST(CpuKernels, X86VariantsAgreeBitwise) {
 TEST(CpuKernels, SelectedIsaIsRunnable) { EXPECT_TRUE(cpu::isa_supported(cpu::selected_isa())); }
 
 }  // namespace
+
+// Attention scores: every variant gives the generic kernel's bits (the sums are exact, so any
+// order agrees), over odd row and position counts that leave remainders in every blocking.
+TEST(CpuKernels, AttentionScoresMatchGeneric) {
+  for (const int64_t d : {64, 128}) {
+    const int64_t n_rows = 7, n_pos = 29, ld = 32;
+    std::vector<double> q(static_cast<size_t>(n_rows * d));
+    const auto qf = gaussian(n_rows * d, 900 + static_cast<uint32_t>(d), 2.f);
+    cpu::kernels(cpu::Isa::Generic).round_f16(qf.data(), q.data(), n_rows * d);
+    std::vector<float> k = gaussian(n_pos * d, 901, 2.f);
+    for (float& v : k) v = fp16_to_f32(f32_to_fp16(v));  // keys come from an f16 cache
+    std::vector<float> want(static_cast<size_t>(n_rows * ld), -1.f);
+    cpu::kernels(cpu::Isa::Generic).scores(q.data(), n_rows, k.data(), n_pos, d, 0.125f, want.data(), ld);
+    for (cpu::Isa isa : runnable()) {
+      std::vector<float> got(static_cast<size_t>(n_rows * ld), -1.f);
+      cpu::kernels(isa).scores(q.data(), n_rows, k.data(), n_pos, d, 0.125f, got.data(), ld);
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float))) << cpu::isa_name(isa) << " d=" << d;
+    }
+  }
+}

@@ -400,21 +400,58 @@ void gemv_q4_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const
 
 // --- Attention primitives at 512 bits (same bits as the 256-bit ones: the scores' double sums are
 // exact in any order, and each accumulator element sees the same FMAs in the same order) ----------
+// Lane u of the result: the sum of v[u]'s eight lanes (three rounds of shuffles and adds for all
+// eight, where a reduction per vector would take three each).
+inline __m512d sum8(const __m512d v[8]) {
+  __m512d s[4];
+  for (int j = 0; j < 4; ++j)
+    s[j] = _mm512_add_pd(_mm512_unpacklo_pd(v[2 * j], v[2 * j + 1]), _mm512_unpackhi_pd(v[2 * j], v[2 * j + 1]));
+  // s[j]'s 128-bit lane l: (v[2j], v[2j+1]) partial sums over elements 2l, 2l + 1.
+  const __m512d a = _mm512_add_pd(_mm512_shuffle_f64x2(s[0], s[1], 0x88), _mm512_shuffle_f64x2(s[0], s[1], 0xDD));
+  const __m512d b = _mm512_add_pd(_mm512_shuffle_f64x2(s[2], s[3], 0x88), _mm512_shuffle_f64x2(s[2], s[3], 0xDD));
+  // a's lanes: (v0, v1) halves 0 and 1, then (v2, v3) halves 0 and 1; b's the same for v4..v7.
+  return _mm512_add_pd(_mm512_shuffle_f64x2(a, b, 0x88), _mm512_shuffle_f64x2(a, b, 0xDD));
+}
+
+// Eight positions at a time, two query rows against them (each key chunk widened once for both),
+// the eight sums reduced together. The sums are exact (see ScoresFn), so the order is free.
 void scores_zmm(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale, float* out,
                 int64_t ld) {
   if (d % 8 != 0) return scores_x86(q, n_rows, k, n_pos, d, scale, out, ld);
-  for (int64_t p = 0; p < n_pos; ++p) {
+  const __m512 vs = _mm512_set1_ps(scale);
+  int64_t p = 0;
+  for (; p + 8 <= n_pos; p += 8) {
     const float* kp = k + p * d;
     int64_t i = 0;
-    for (; i + 4 <= n_rows; i += 4) {
-      __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+    for (; i + 2 <= n_rows; i += 2) {
+      __m512d acc0[8], acc1[8];
+      for (int u = 0; u < 8; ++u) acc0[u] = _mm512_setzero_pd(), acc1[u] = _mm512_setzero_pd();
       for (int64_t c = 0; c < d; c += 8) {
-        const __m512d kv = _mm512_cvtps_pd(_mm256_loadu_ps(kp + c));
-        for (int u = 0; u < 4; ++u) acc[u] = _mm512_fmadd_pd(_mm512_loadu_pd(q + (i + u) * d + c), kv, acc[u]);
+        const __m512d q0 = _mm512_loadu_pd(q + i * d + c), q1 = _mm512_loadu_pd(q + (i + 1) * d + c);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; ++u) {
+          const __m512d kv = _mm512_cvtps_pd(_mm256_loadu_ps(kp + u * d + c));
+          acc0[u] = _mm512_fmadd_pd(q0, kv, acc0[u]);
+          acc1[u] = _mm512_fmadd_pd(q1, kv, acc1[u]);
+        }
       }
-      for (int u = 0; u < 4; ++u) out[(i + u) * ld + p] = static_cast<float>(_mm512_reduce_add_pd(acc[u])) * scale;
+      _mm256_storeu_ps(out + i * ld + p, _mm256_mul_ps(_mm512_cvtpd_ps(sum8(acc0)), _mm512_castps512_ps256(vs)));
+      _mm256_storeu_ps(out + (i + 1) * ld + p, _mm256_mul_ps(_mm512_cvtpd_ps(sum8(acc1)), _mm512_castps512_ps256(vs)));
     }
     for (; i < n_rows; ++i) {
+      __m512d acc[8];
+      for (int u = 0; u < 8; ++u) acc[u] = _mm512_setzero_pd();
+      for (int64_t c = 0; c < d; c += 8) {
+        const __m512d q0 = _mm512_loadu_pd(q + i * d + c);
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; ++u) acc[u] = _mm512_fmadd_pd(q0, _mm512_cvtps_pd(_mm256_loadu_ps(kp + u * d + c)), acc[u]);
+      }
+      _mm256_storeu_ps(out + i * ld + p, _mm256_mul_ps(_mm512_cvtpd_ps(sum8(acc)), _mm512_castps512_ps256(vs)));
+    }
+  }
+  for (; p < n_pos; ++p) {  // the last positions one at a time
+    const float* kp = k + p * d;
+    for (int64_t i = 0; i < n_rows; ++i) {
       __m512d acc = _mm512_setzero_pd();
       for (int64_t c = 0; c < d; c += 8)
         acc = _mm512_fmadd_pd(_mm512_loadu_pd(q + i * d + c), _mm512_cvtps_pd(_mm256_loadu_ps(kp + c)), acc);
