@@ -341,6 +341,20 @@ std::vector<float> expect_attention_matches_reference(AttentionArgs a, double ma
   return {e.data(), e.data() + n};
 }
 
+// Block tables of two sequences: sequence 0 owns blocks [0, n0) in the shuffled order
+// (b * stride) % n0 (stride coprime with n0), sequence 1 the next n1 blocks in order.
+struct TwoSequenceTables {
+  std::vector<int32_t> table0, table1;
+  KvSeq seqs[2];
+  TwoSequenceTables(int32_t n0, int32_t n1, int32_t stride) {
+    for (int32_t b = 0; b < n0; ++b) table0.push_back((b * stride) % n0);
+    for (int32_t b = n0; b < n0 + n1; ++b) table1.push_back(b);
+    seqs[0] = {table0.data(), n0};
+    seqs[1] = {table1.data(), n1};
+  }
+  TwoSequenceTables(const TwoSequenceTables&) = delete;  // seqs point into the tables
+};
+
 // Attention through block tables (blocks deliberately out of order), GQA, several sequences.
 TEST(Ops, PagedAttentionMatchesReference) {
   for (DType kv_type : {DType::F32, DType::F16}) {
@@ -378,10 +392,8 @@ TEST(Ops, FlashAttentionTilesAndSplitContexts) {
     const int64_t slots = block * n_blocks;
     const RandomCache cache(kv_type, d, n_kv, slots, 31);
     // Sequence 0: 70 blocks in a scrambled order; sequence 1: the other 10.
-    std::vector<int32_t> table0, table1;
-    for (int32_t b = 0; b < 70; ++b) table0.push_back((b * 37) % 70);
-    for (int32_t b = 70; b < 80; ++b) table1.push_back(b);
-    const KvSeq seqs[] = {{table0.data(), 70}, {table1.data(), 10}};
+    const TwoSequenceTables tables(70, 10, 37);
+    const KvSeq* seqs = tables.seqs;
     // 37 prefill tokens of sequence 1 (positions 100..136), then one decode token of sequence 0 at
     // position 1100, then one of sequence 1 at 150.
     std::vector<int32_t> tok_seq, tok_pos;
@@ -403,10 +415,8 @@ TEST(Ops, QuantizedKvCaches) {
   for (DType kv_type : {DType::Q8_0, DType::F8_E4M3}) {
     const int64_t d = 64, n_head = 6, n_kv = 2, block = 16, n_blocks = 40;
     const RandomCache cache(kv_type, d, n_kv, block * n_blocks, 61);
-    std::vector<int32_t> table0, table1;
-    for (int32_t b = 0; b < 30; ++b) table0.push_back((b * 7) % 30);
-    for (int32_t b = 30; b < 40; ++b) table1.push_back(b);
-    const KvSeq seqs[] = {{table0.data(), 30}, {table1.data(), 10}};
+    const TwoSequenceTables tables(30, 10, 7);
+    const KvSeq* seqs = tables.seqs;
     std::vector<int32_t> tok_seq, tok_pos;
     for (int32_t p = 100; p < 137; ++p) tok_seq.push_back(1), tok_pos.push_back(p);
     tok_seq.push_back(0), tok_pos.push_back(470);
@@ -449,10 +459,8 @@ TEST(Ops, AttentionHeadSizes) {
   for (const int64_t d : {128, 256}) {
     const int64_t n_head = 8, n_kv = 1, block = 16, n_blocks = 24;
     const RandomCache cache(DType::F16, d, n_kv, block * n_blocks, 51);
-    std::vector<int32_t> table0, table1;
-    for (int32_t b = 0; b < 20; ++b) table0.push_back((b * 7) % 20);
-    for (int32_t b = 20; b < 24; ++b) table1.push_back(b);
-    const KvSeq seqs[] = {{table0.data(), 20}, {table1.data(), 4}};
+    const TwoSequenceTables tables(20, 4, 7);
+    const KvSeq* seqs = tables.seqs;
     std::vector<int32_t> tok_seq, tok_pos;
     tok_seq.push_back(1), tok_pos.push_back(40);
     for (int32_t p = 200; p < 290; ++p) tok_seq.push_back(0), tok_pos.push_back(p);
@@ -473,10 +481,8 @@ TEST(Ops, AttentionIsBatchInvariant) {
   for (DType kv_type : {DType::F32, DType::F16}) {
     const int64_t d = 64, n_head = 4, n_kv = 2, block = 16, n_blocks = 64;
     const RandomCache cache(kv_type, d, n_kv, block * n_blocks, 41);
-    std::vector<int32_t> table0, table1;
-    for (int32_t b = 0; b < 48; ++b) table0.push_back((b * 29) % 48);
-    for (int32_t b = 48; b < 64; ++b) table1.push_back(b);
-    const KvSeq seqs[] = {{table0.data(), 48}, {table1.data(), 16}};
+    const TwoSequenceTables tables(48, 16, 29);
+    const KvSeq* seqs = tables.seqs;
     // Sequence 0's tokens at positions 500..539 (crossing the 512 segment boundary).
     const int32_t first = 500, n = 40;
     auto q = random_floats(d * n_head * n, 43, 2.0f);
