@@ -111,7 +111,7 @@ __device__ __forceinline__ void load_act(const Activation& a, int64_t t, int64_t
       x.v[4 * k] = f.x, x.v[4 * k + 1] = f.y, x.v[4 * k + 2] = f.z, x.v[4 * k + 3] = f.w;
     }
   } else {
-    const RowRef r{static_cast<const uint8_t*>(a.q), nullptr, a.n_in / 32, a.n_in * 2};
+    const RowRef r{static_cast<const uint8_t*>(a.q), nullptr, a.n_in / 32, a.n_in * 2, 0};
     Unit<A, false>::decode(r, t, u, x.v);
   }
 }

@@ -1,6 +1,7 @@
 // Rounding a matmul's input on the device once per launch group, exactly as the CPU backend does
 // (activation.cuh has the per-unit arithmetic).
 #include "backends/cuda/kernels/activation.cuh"
+#include "backends/cuda/kernels/dependent_launch.cuh"
 
 namespace tern::cuda {
 namespace {
@@ -9,11 +10,15 @@ size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 template <bool kSum>
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t n_units, int8_t* q, float* d, float* s) {
+  release_dependents();
+  wait_for_inputs();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n_units) quantize_q8_unit<kSum>(x + i * 32, q + i * 32, d + i, kSum ? s + i : nullptr);
 }
 
 __global__ void quantize_q8k_kernel(const float* __restrict__ x, int64_t n_blocks, int8_t* q, float* d) {
+  release_dependents();
+  wait_for_inputs();
   const int64_t b = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (b < n_blocks) quantize_q8k_block(x + b * 256, q + b * 256, d + b, static_cast<int>(threadIdx.x % 32));
 }
@@ -23,6 +28,8 @@ __device__ __forceinline__ void round16(float v, __nv_bfloat16& out) { out = __f
 
 template <class T>
 __global__ void round16_kernel(const float* __restrict__ x, T* __restrict__ out, int64_t n) {
+  release_dependents();
+  wait_for_inputs();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) round16(x[i], out[i]);
 }
@@ -59,18 +66,27 @@ void quantize_activation(const Activation& a, const float* x, int64_t n_tok, cud
   const int64_t n = a.n_in * n_tok;
   auto* q = static_cast<int8_t*>(const_cast<void*>(a.q));
   auto* d = const_cast<float*>(a.d);
+  const char* what = "quantize_activation";
   switch (a.type) {
     case DType::F32: return;
-    case DType::F16: round16_kernel<<<blocks(n, 256), 256, 0, s>>>(x, reinterpret_cast<__half*>(q), n); break;
-    case DType::BF16: round16_kernel<<<blocks(n, 256), 256, 0, s>>>(x, reinterpret_cast<__nv_bfloat16*>(q), n); break;
-    case DType::Q8_0: quantize_q8_kernel<false><<<blocks(n / 32, 128), 128, 0, s>>>(x, n / 32, q, d, nullptr); break;
-    case DType::Q8_1:
-      quantize_q8_kernel<true><<<blocks(n / 32, 128), 128, 0, s>>>(x, n / 32, q, d, const_cast<float*>(a.s));
+    case DType::F16:
+      launch_dependent(what, round16_kernel<__half>, blocks(n, 256), 256, 0, s, x, reinterpret_cast<__half*>(q), n);
       break;
-    case DType::Q8_K: quantize_q8k_kernel<<<blocks(n / 256, 4), 128, 0, s>>>(x, n / 256, q, d); break;
+    case DType::BF16:
+      launch_dependent(what, round16_kernel<__nv_bfloat16>, blocks(n, 256), 256, 0, s, x,
+                       reinterpret_cast<__nv_bfloat16*>(q), n);
+      break;
+    case DType::Q8_0:
+      launch_dependent(what, quantize_q8_kernel<false>, blocks(n / 32, 128), 128, 0, s, x, n / 32, q, d,
+                       static_cast<float*>(nullptr));
+      break;
+    case DType::Q8_1:
+      launch_dependent(what, quantize_q8_kernel<true>, blocks(n / 32, 128), 128, 0, s, x, n / 32, q, d,
+                       const_cast<float*>(a.s));
+      break;
+    case DType::Q8_K: launch_dependent(what, quantize_q8k_kernel, blocks(n / 256, 4), 128, 0, s, x, n / 256, q, d); break;
     default: check(cudaErrorInvalidValue, "quantize_activation: not an activation type");
   }
-  check_launch("quantize_activation");
 }
 
 }  // namespace tern::cuda

@@ -14,7 +14,7 @@
 
 #include <cfloat>
 
-#include "backends/cuda/kernels/launch.h"
+#include "backends/cuda/kernels/dependent_launch.cuh"
 
 namespace tern::cuda {
 namespace {
@@ -54,6 +54,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
     decode_split_kernel(const float* __restrict__ q, const CT* __restrict__ k, const CT* __restrict__ v,
                         const KvSeq* __restrict__ seqs, const DecodeItem* __restrict__ items, AttnDims dims,
                         int max_splits, float* __restrict__ partial) {
+  release_dependents();
+  wait_for_inputs();
   const DecodeItem item = items[blockIdx.x];
   const int split = blockIdx.z;
   const int p0 = split * kSplitPositions;
@@ -172,6 +174,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
 template <int D>
 __global__ void decode_merge_kernel(const DecodeItem* __restrict__ items, const float* __restrict__ partial,
                                     int n_head, int max_splits, float* __restrict__ out) {
+  release_dependents();
+  wait_for_inputs();
   const DecodeItem item = items[blockIdx.x];
   const int h = blockIdx.y, n_splits = (item.n_kv + kSplitPositions - 1) / kSplitPositions;
   const float* base = partial + (static_cast<int64_t>(blockIdx.x) * n_head + h) * max_splits * partial_stride<D>();
@@ -248,6 +252,8 @@ __global__ void __launch_bounds__(kFlashThreads)
     flash_prefill_kernel(const float* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
                          float* __restrict__ out, const KvSeq* __restrict__ seqs, const FlashTile* __restrict__ tiles,
                          AttnDims dims) {
+  release_dependents();
+  wait_for_inputs();
   extern __shared__ __align__(16) unsigned char flash_smem[];
   constexpr int SR = smem_row<D>();
   constexpr float kLog2e = 1.4426950408889634f;
@@ -417,12 +423,11 @@ void launch_decode(const float* q, const void* k, const void* v, float* out, con
   const int chunks = (group + kMaxHeadsPerBlock - 1) / kMaxHeadsPerBlock;
   const dim3 grid(static_cast<unsigned>(n_items), static_cast<unsigned>(dims.n_kv_head * chunks),
                   static_cast<unsigned>(max_splits));
-  decode_split_kernel<D, CT><<<grid, kDecodeThreads, 0, s>>>(q, static_cast<const CT*>(k), static_cast<const CT*>(v),
-                                                             seqs, items, dims, max_splits, partial);
-  check_launch("decode attention");
-  decode_merge_kernel<D><<<dim3(static_cast<unsigned>(n_items), static_cast<unsigned>(dims.n_head)), D < 128 ? D : 128,
-                           0, s>>>(items, partial, dims.n_head, max_splits, out);
-  check_launch("decode attention merge");
+  launch_dependent("decode attention", decode_split_kernel<D, CT>, grid, kDecodeThreads, 0, s, q,
+                   static_cast<const CT*>(k), static_cast<const CT*>(v), seqs, items, dims, max_splits, partial);
+  launch_dependent("decode attention merge", decode_merge_kernel<D>,
+                   dim3(static_cast<unsigned>(n_items), static_cast<unsigned>(dims.n_head)), D < 128 ? D : 128, 0, s,
+                   items, partial, dims.n_head, max_splits, out);
 }
 
 template <int D>
@@ -436,9 +441,8 @@ template <int D>
 void launch_flash(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs, const FlashTile* tiles,
                   int n_tiles, const AttnDims& dims, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(dims.n_head));
-  flash_prefill_kernel<D><<<grid, kFlashThreads, flash_smem_bytes<D>(), s>>>(
-      q, static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims);
-  check_launch("flash attention");
+  launch_dependent("flash attention", flash_prefill_kernel<D>, grid, kFlashThreads, flash_smem_bytes<D>(), s, q,
+                   static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims);
 }
 
 }  // namespace

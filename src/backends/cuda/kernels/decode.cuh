@@ -24,10 +24,11 @@ __device__ __forceinline__ uint32_t ld32_2(const uint8_t* p) {  // 4 bytes at a 
 
 // Where a weight's rows are and how long they are, for the decoders.
 struct RowRef {
-  const uint8_t* data;    // file layout: the rows; split layout: the quants
-  const uint8_t* scales;  // split layout: the scales (f16 d, or d and m pairs), unit after unit
-  int64_t n_units;        // 32-element units per row
-  int64_t row_bytes;      // file layout
+  const uint8_t* data;      // file layout: the rows; split layout: the quants
+  const uint8_t* scales;    // split layout: the scales (f16 d, or d and m pairs), unit after unit
+  int64_t n_units;          // 32-element units per row
+  int64_t row_bytes;        // file layout: a row's bytes; split layout: a row's quants
+  int64_t scale_row_bytes;  // split layout: a row's scales
 };
 
 template <DType T, bool kSplit>

@@ -1,10 +1,12 @@
 // Element-wise ops of the Llama path: RMSNorm, RoPE, SwiGLU, residual add, KV stores, conversions.
 // Each follows the scalar reference's arithmetic (src/ops/ref) step for step where that is cheap
-// (RoPE's angle recurrence and fma pattern), so the GPU's q and k match the CPU's closely.
+// (RoPE's angle recurrence and fma pattern), so the GPU's q and k match the CPU's closely. Every
+// kernel is launched to overlap the one before it (dependent_launch.cuh) and begins by releasing its
+// successor and waiting for its inputs.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "backends/cuda/kernels/launch.h"
+#include "backends/cuda/kernels/dependent_launch.cuh"
 
 namespace tern::cuda {
 namespace {
@@ -26,6 +28,8 @@ __device__ float block_sum(float v) {
 
 // One block per row.
 __global__ void rms_norm_kernel(const float* x, const float* w, float* out, int64_t n, float eps) {
+  release_dependents();
+  wait_for_inputs();
   const float* xr = x + blockIdx.x * n;
   float* o = out + blockIdx.x * n;
   float ss = 0;
@@ -38,6 +42,8 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* out, int6
 // One thread per rotated pair (i, head, token).
 __global__ void rope_kernel(float* x, const int32_t* pos, int64_t d, int64_t heads, int64_t T, int half,
                             float theta_scale, bool neox) {
+  release_dependents();
+  wait_for_inputs();
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= half * heads * T) return;
   const int i = static_cast<int>(idx % half);
@@ -56,11 +62,15 @@ __global__ void rope_kernel(float* x, const int32_t* pos, int64_t d, int64_t hea
 }
 
 __global__ void swiglu_kernel(const float* g, const float* u, float* out, int64_t n) {
+  release_dependents();
+  wait_for_inputs();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 __global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
+  release_dependents();
+  wait_for_inputs();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) out[i] = a[i] + b[i];
 }
@@ -76,6 +86,8 @@ __device__ float convert<float>(float v) { return v; }
 
 template <class T>
 __global__ void kv_store_kernel(const float* src, T* cache, const int32_t* slots, int64_t d, int64_t heads, int64_t T_) {
+  release_dependents();
+  wait_for_inputs();
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= d * heads * T_) return;
   const int64_t t = idx / (d * heads), rest = idx % (d * heads);
@@ -84,6 +96,8 @@ __global__ void kv_store_kernel(const float* src, T* cache, const int32_t* slots
 
 template <class T>
 __global__ void convert_kernel(const float* x, T* out, int64_t n) {
+  release_dependents();
+  wait_for_inputs();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) out[i] = convert<T>(x[i]);
 }
@@ -92,8 +106,7 @@ __global__ void convert_kernel(const float* x, T* out, int64_t n) {
 
 void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t rows, float eps, cudaStream_t s) {
   if (rows == 0) return;
-  rms_norm_kernel<<<static_cast<unsigned>(rows), n >= 1024 ? 1024 : 256, 0, s>>>(x, w, out, n, eps);
-  check_launch("rms_norm");
+  launch_dependent("rms_norm", rms_norm_kernel, static_cast<unsigned>(rows), n >= 1024 ? 1024 : 256, 0, s, x, w, out, n, eps);
 }
 
 void rope(float* x, const int32_t* pos, int64_t d, int64_t heads, int64_t T, int n_rot, float theta_scale, bool neox,
@@ -101,20 +114,17 @@ void rope(float* x, const int32_t* pos, int64_t d, int64_t heads, int64_t T, int
   const int half = n_rot / 2;
   const int64_t n = half * heads * T;
   if (n == 0) return;
-  rope_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, pos, d, heads, T, half, theta_scale, neox);
-  check_launch("rope");
+  launch_dependent("rope", rope_kernel, blocks_for(n), kThreads, 0, s, x, pos, d, heads, T, half, theta_scale, neox);
 }
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
   if (n == 0) return;
-  swiglu_kernel<<<blocks_for(n), kThreads, 0, s>>>(gate, up, out, n);
-  check_launch("swiglu");
+  launch_dependent("swiglu", swiglu_kernel, blocks_for(n), kThreads, 0, s, gate, up, out, n);
 }
 
 void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s) {
   if (n == 0) return;
-  add_kernel<<<blocks_for(n), kThreads, 0, s>>>(a, b, out, n);
-  check_launch("add");
+  launch_dependent("add", add_kernel, blocks_for(n), kThreads, 0, s, a, b, out, n);
 }
 
 void kv_store(const float* src, void* cache, DType cache_type, const int32_t* slots, int64_t d, int64_t heads,
@@ -122,22 +132,22 @@ void kv_store(const float* src, void* cache, DType cache_type, const int32_t* sl
   const int64_t n = d * heads * T;
   if (n == 0) return;
   if (cache_type == DType::F16)
-    kv_store_kernel<<<blocks_for(n), kThreads, 0, s>>>(src, static_cast<__half*>(cache), slots, d, heads, T);
+    launch_dependent("kv_store", kv_store_kernel<__half>, blocks_for(n), kThreads, 0, s, src, static_cast<__half*>(cache),
+                     slots, d, heads, T);
   else
-    kv_store_kernel<<<blocks_for(n), kThreads, 0, s>>>(src, static_cast<float*>(cache), slots, d, heads, T);
-  check_launch("kv_store");
+    launch_dependent("kv_store", kv_store_kernel<float>, blocks_for(n), kThreads, 0, s, src, static_cast<float*>(cache),
+                     slots, d, heads, T);
 }
 
 void f32_to_f16(const float* x, void* out, int64_t n, cudaStream_t s) {
   if (n == 0) return;
-  convert_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, static_cast<__half*>(out), n);
-  check_launch("f32_to_f16");
+  launch_dependent("f32_to_f16", convert_kernel<__half>, blocks_for(n), kThreads, 0, s, x, static_cast<__half*>(out), n);
 }
 
 void f32_to_bf16(const float* x, void* out, int64_t n, cudaStream_t s) {
   if (n == 0) return;
-  convert_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, static_cast<__nv_bfloat16*>(out), n);
-  check_launch("f32_to_bf16");
+  launch_dependent("f32_to_bf16", convert_kernel<__nv_bfloat16>, blocks_for(n), kThreads, 0, s, x,
+                   static_cast<__nv_bfloat16*>(out), n);
 }
 
 }  // namespace tern::cuda

@@ -3,15 +3,20 @@
 // K-quants and float formats decoded to f32), embedding-row gathers, and dequantisation to f16 for
 // cuBLAS.
 //
-// GEMV work split: a warp per two output rows, its lanes over the rows' 32-element units (lane l
-// takes units l, l + 32, ...), one partial sum per row and token reduced across the warp in a fixed
-// order. A token's result therefore never depends on the other tokens of the batch.
+// GEMV work split: a group of 1, 2 or 4 warps per two output rows, its threads over the rows'
+// 32-element units (thread i of the group takes units i, i + group size, ...), so that a thread holds
+// at most two units of a row on the 1.1B shape and the 5632-wide down projection launches as many
+// warps as the narrow matrices. Partial sums are reduced across each warp, then across the group's
+// warps, in a fixed order: a token's result never depends on the other tokens of the batch.
+//
+// A GEMV is launched to overlap the kernel before it (dependent_launch.cuh): before waiting for its
+// input it asks L2 for its rows, so the weight stream starts while the previous kernel finishes.
 #include <algorithm>
 #include <cstring>
 
 #include "backends/cuda/kernels/activation.cuh"
 #include "backends/cuda/kernels/decode.cuh"
-#include "backends/cuda/kernels/launch.h"
+#include "backends/cuda/kernels/dependent_launch.cuh"
 
 namespace tern::cuda {
 namespace {
@@ -55,8 +60,13 @@ SplitSizes split_sizes(DType t) {
 
 RowRef row_ref(const Weight& w) {
   const int64_t n_units = w.n_in / 32;
-  RowRef r{static_cast<const uint8_t*>(w.data), nullptr, n_units, static_cast<int64_t>(row_bytes(w.type, w.n_in))};
-  if (w.layout == kSplitLayout) r.scales = r.data + w.n_out * n_units * split_sizes(w.type).quant_bytes;
+  RowRef r{static_cast<const uint8_t*>(w.data), nullptr, n_units, static_cast<int64_t>(row_bytes(w.type, w.n_in)), 0};
+  if (w.layout == kSplitLayout) {
+    const SplitSizes z = split_sizes(w.type);
+    r.scales = r.data + w.n_out * n_units * z.quant_bytes;
+    r.row_bytes = n_units * z.quant_bytes;
+    r.scale_row_bytes = n_units * z.scale_bytes;
+  }
   return r;
 }
 
@@ -100,17 +110,35 @@ __device__ __forceinline__ RowOf locate(const GemvArgs& a, int64_t row) {
   return r;
 }
 
-// A: the activation type, act_type(T) or F32 (exact).
+// Warps sharing a row group: enough that a thread holds at most two units of a row (up to 256 units).
+int group_warps(int64_t n_units) { return n_units <= 64 ? 1 : n_units <= 128 ? 2 : 4; }
+
+// Asks L2 for bytes [p, p + n), one 128-byte line per request, requests spread over `count` threads.
+__device__ __forceinline__ void prefetch_l2(const uint8_t* p, int64_t n, int index, int count) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{127};
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(n);
+  for (uintptr_t a = first + static_cast<uintptr_t>(index) * 128; a < end; a += static_cast<uintptr_t>(count) * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+}
+
+__device__ __forceinline__ void prefetch_row(const RowRef& w, int64_t row, int index, int count) {
+  prefetch_l2(w.data + row * w.row_bytes, w.row_bytes, index, count);
+  if (w.scale_row_bytes) prefetch_l2(w.scales + row * w.scale_row_bytes, w.scale_row_bytes, index, count);
+}
+
+// A: the activation type, act_type(T) or F32 (exact). wr: warps per row group (group_warps).
 template <DType T, bool kSplit, int NT, DType A>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    gemv_kernel(GemvArgs args, Activation act, int n_tok) {
+    gemv_kernel(GemvArgs args, Activation act, int n_tok, int wr) {
   constexpr bool kBytes = A == DType::Q8_0 || A == DType::Q8_1 || A == DType::Q8_K;
   constexpr bool kLevels = kBytes && is_legacy_type(T);
   constexpr bool kAffine = T == DType::Q4_1 || T == DType::Q5_1;
   constexpr int kGroup = A == DType::Q8_K ? 256 : 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp) * kRowsPerWarp;
-  if (r0 >= args.total_rows) return;
+  const int group = warp / wr, part = warp % wr;
+  const int first = part * 32 + lane, stride = wr * 32;  // this thread's first unit, and the step
+  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * (kWarpsPerBlock / wr) + group) * kRowsPerWarp;
+  const bool any = r0 < args.total_rows;
   const int t0 = static_cast<int>(blockIdx.y) * NT;
   const int nt = min(NT, n_tok - t0);
   RowOf rows[kRowsPerWarp];
@@ -118,31 +146,36 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     live[r] = r0 + r < args.total_rows;
-    rows[r] = locate(args, live[r] ? r0 + r : r0);
+    rows[r] = locate(args, live[r] ? r0 + r : 0);
+    if (live[r] && blockIdx.y == 0) prefetch_row(rows[r].w, rows[r].row, first, stride);
   }
+  release_dependents();
+  wait_for_inputs();
+
   float acc[kRowsPerWarp][NT];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
 
-  if constexpr (kLevels) {
-    // Two units per lane per step, all their weight loads issued before any arithmetic.
-    for (int64_t ub = lane; ub < args.n_units; ub += 64) {
+  if (!any) {
+  } else if constexpr (kLevels) {
+    // Two units per thread per step, all their weight loads issued before any arithmetic.
+    for (int64_t ub = first; ub < args.n_units; ub += 2 * stride) {
       Levels lv[2][kRowsPerWarp];
 #pragma unroll
       for (int k = 0; k < 2; ++k)
 #pragma unroll
         for (int r = 0; r < kRowsPerWarp; ++r)
-          if (live[r] && ub + 32 * k < args.n_units) Legacy<T, kSplit>::load(rows[r].w, rows[r].row, ub + 32 * k, lv[k][r]);
+          if (live[r] && ub + stride * k < args.n_units) Legacy<T, kSplit>::load(rows[r].w, rows[r].row, ub + stride * k, lv[k][r]);
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
-        if (ub + 32 * k >= args.n_units) break;
+        if (ub + stride * k >= args.n_units) break;
 #pragma unroll
         for (int t = 0; t < NT; ++t) {
           if (t < nt) {
             ByteAct a;
-            load_act<kGroup>(act, t0 + t, ub + 32 * k, a);
+            load_act<kGroup>(act, t0 + t, ub + stride * k, a);
 #pragma unroll
             for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit<kAffine>(lv[k][r], a);
           }
@@ -150,7 +183,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       }
     }
   } else {
-    for (int64_t u = lane; u < args.n_units; u += 32) {
+    for (int64_t u = first; u < args.n_units; u += stride) {
       float wv[kRowsPerWarp][32];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r)
@@ -173,13 +206,32 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       }
     }
   }
+
+  // Each warp's sums, then (wr > 1) the group's warps' sums in warp order.
+  __shared__ float partial[kWarpsPerBlock][kRowsPerWarp][NT];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       float v = acc[r][t];
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0 && live[r] && t < nt) rows[r].y[(t0 + t) * rows[r].n_out + rows[r].row] = v;
+      if (wr == 1) {
+        if (lane == 0 && live[r] && t < nt) rows[r].y[(t0 + t) * rows[r].n_out + rows[r].row] = v;
+      } else if (lane == 0) {
+        partial[warp][r][t] = v;
+      }
+    }
+  }
+  if (wr == 1) return;
+  __syncthreads();
+  if (part != 0) return;
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int t = lane - r * NT;
+    if (t >= 0 && t < nt && live[r]) {
+      float v = 0.0f;
+      for (int p = 0; p < wr; ++p) v += partial[group * wr + p][r][t];
+      rows[r].y[(t0 + t) * rows[r].n_out + rows[r].row] = v;
     }
   }
 }
@@ -320,8 +372,11 @@ void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, 
     constexpr DType A = decltype(is_exact)::value ? DType::F32 : act_type(T);
     const auto go = [&](auto nt) {
       constexpr int NT = decltype(nt)::value;
-      const dim3 grid(blocks(args.total_rows, kWarpsPerBlock * kRowsPerWarp), static_cast<unsigned>((n_tok + NT - 1) / NT));
-      gemv_kernel<T, decltype(is_split)::value, NT, A><<<grid, threads, 0, s>>>(args, x, static_cast<int>(n_tok));
+      const int wr = group_warps(args.n_units);
+      const dim3 grid(blocks(args.total_rows, kWarpsPerBlock / wr * kRowsPerWarp),
+                      static_cast<unsigned>((n_tok + NT - 1) / NT));
+      launch_dependent("gemv", gemv_kernel<T, decltype(is_split)::value, NT, A>, grid, threads, 0, s, args, x,
+                       static_cast<int>(n_tok), wr);
     };
     if (n_tok == 1) go(std::integral_constant<int, 1>{});
     else if (n_tok == 2) go(std::integral_constant<int, 2>{});
