@@ -10,7 +10,8 @@
 // warps, in a fixed order: a token's result never depends on the other tokens of the batch.
 //
 // A GEMV is launched to overlap the kernel before it (dependent_launch.cuh): before waiting for its
-// input it asks L2 for its rows, so the weight stream starts while the previous kernel finishes.
+// input it asks L2 for its rows (quantised formats), so the weight stream starts while the previous
+// kernel finishes.
 #include <algorithm>
 #include <cstring>
 
@@ -141,13 +142,16 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const bool any = r0 < args.total_rows;
   const int t0 = static_cast<int>(blockIdx.y) * NT;
   const int nt = min(NT, n_tok - t0);
+  // The L2 prefetch pays for the quantised formats (q4_0 step 0.69 -> 0.61 ms on an H100) and costs
+  // the 16-bit ones (bf16 1.06 -> 1.19 ms), whose 16-byte loads already keep enough bytes in flight.
+  constexpr bool kPrefetch = T != DType::F32 && T != DType::F16 && T != DType::BF16;
   RowOf rows[kRowsPerWarp];
   bool live[kRowsPerWarp];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     live[r] = r0 + r < args.total_rows;
     rows[r] = locate(args, live[r] ? r0 + r : 0);
-    if (live[r] && blockIdx.y == 0) prefetch_row(rows[r].w, rows[r].row, first, stride);
+    if (kPrefetch && live[r] && blockIdx.y == 0) prefetch_row(rows[r].w, rows[r].row, first, stride);
   }
   release_dependents();
   wait_for_inputs();
