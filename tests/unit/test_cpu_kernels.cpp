@@ -68,8 +68,8 @@ TEST(CpuKernels, VecDotMatchesReferenceOnEveryVariant) {
 // the same (ggml's) order, so they agree to the bit.
 TEST(CpuKernels, Avx2ProvidesItsKernelsAndAgreesBitwise) {
   if (!cpu::isa_supported(cpu::Isa::Avx2)) GTEST_SKIP() << "this CPU has no AVX2/FMA/F16C";
-  for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q4_K,
-                  DType::Q5_K, DType::Q6_K, DType::F32, DType::F16, DType::BF16}) {
+  for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32, DType::F16, DType::BF16}) {
     const auto slot = static_cast<size_t>(w);
     EXPECT_NE(cpu::kernels(cpu::Isa::Avx2).vec_dot[slot], cpu::kernels(cpu::Isa::Generic).vec_dot[slot]) << dtype_name(w);
     const DType at = quant::vec_dot_type(w);

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "quant/k_scales.h"
 #include "quant/quant.h"
 
 namespace tern::cpu {
@@ -141,17 +142,21 @@ float lane_order_qk(const void* vw, const void* va, int64_t n) {
   return lane_tree_sum(acc) - acc_min;
 }
 
-// Q6_K against Q8_K in the x86 kernels' order (kernels_x86.inc, struct Q6_K).
-float lane_order_q6_k(const void* vw, const void* va, int64_t n) {
+// Q6_K and Q3_K against Q8_K in the x86 kernels' order (kernels_x86.inc, structs Q6_K and Q3_K):
+// unsigned levels u with signed per-16 scales, the level offset (32, 4) taken off through the
+// activation's 16-element sums. P: the block's size, d, scales and levels.
+template <class P>
+float lane_order_offset_k(const void* vw, const void* va, int64_t n) {
   const auto* w = static_cast<const uint8_t*>(vw);
   const auto* a = static_cast<const uint8_t*>(va);
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   float acc_min = 0;
-  for (int64_t b = 0; b < n / 256; ++b, w += 210, a += 292) {
-    const float dw = fp16_to_f32(static_cast<uint16_t>(w[208] | w[209] << 8));
+  for (int64_t b = 0; b < n / 256; ++b, w += P::kBlock, a += 292) {
+    const float dw = fp16_to_f32(static_cast<uint16_t>(w[P::kD] | w[P::kD + 1] << 8));
     float da;
     std::memcpy(&da, a, 4);
-    const auto* sc = reinterpret_cast<const int8_t*>(w + 192);
+    int32_t sc[16];
+    for (int i = 0; i < 16; ++i) sc[i] = P::scale(w, i);
     const auto* qa = reinterpret_cast<const int8_t*>(a + 4);
     int16_t bs[16];
     std::memcpy(bs, a + 260, 32);
@@ -162,19 +167,40 @@ float lane_order_q6_k(const void* vw, const void* va, int64_t n) {
           int32_t dot = 0;
           for (int i = 0; i < 4; ++i) {
             const int l = 4 * k + i;  // element 128h + 32x + l
-            const uint8_t lo = w[64 * h + 32 * (x & 1) + l];
-            const int q = ((x < 2 ? lo : lo >> 4) & 0x0F) | ((w[128 + 32 * h + l] >> (2 * x)) & 3) << 4;
-            dot += q * qa[128 * h + 32 * x + l];
+            dot += P::level(w, h, x, l) * qa[128 * h + 32 * x + l];
           }
           lanes[k] += sc[(128 * h + 32 * x + 4 * k) / 16] * dot;
         }
     for (int i = 0; i < 16; ++i) msum += sc[i] * bs[i];
     const float d = dw * da;
     for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
-    acc_min = std::fma(d, static_cast<float>(32 * msum), acc_min);
+    acc_min = std::fma(d, static_cast<float>(P::kOffset * msum), acc_min);
   }
   return lane_tree_sum(acc) - acc_min;
 }
+
+// Q6_K: low nibbles in bytes 64h + 32(x & 1) + l (high nibble for x >= 2), two high bits at bit 2x
+// of byte 128 + 32h + l; int8 scales at 192; d at 208.
+struct Q6Lanes {
+  static constexpr size_t kBlock = 210, kD = 208;
+  static constexpr int kOffset = 32;
+  static int32_t scale(const uint8_t* w, int i) { return static_cast<int8_t>(w[192 + i]); }
+  static int level(const uint8_t* w, int h, int x, int l) {
+    const uint8_t lo = w[64 * h + 32 * (x & 1) + l];
+    return ((x < 2 ? lo : lo >> 4) & 0x0F) | ((w[128 + 32 * h + l] >> (2 * x)) & 3) << 4;
+  }
+};
+
+// Q3_K: two low bits at bit 2x of byte 32 + 32h + l, the third at bit 4h + x of byte l; 6-bit
+// scales (minus 32) at 96; d at 108.
+struct Q3Lanes {
+  static constexpr size_t kBlock = 110, kD = 108;
+  static constexpr int kOffset = 4;
+  static int32_t scale(const uint8_t* w, int i) { return quant::get_scale_q3k(i, w + 96) - 32; }
+  static int level(const uint8_t* w, int h, int x, int l) {
+    return ((w[32 + 32 * h + l] >> (2 * x)) & 3) | ((w[l] >> (4 * h + x)) & 1) << 2;
+  }
+};
 
 // Q2_K against Q8_K in the x86 kernels' order (kernels_x86.inc, struct Q2_K).
 float lane_order_q2_k(const void* vw, const void* va, int64_t n) {
@@ -438,8 +464,9 @@ Kernels make_generic_kernels() {
   k.vec_dot[static_cast<size_t>(DType::Q5_1)] = lane_order_vec_dot<DType::Q5_1>;
   k.vec_dot[static_cast<size_t>(DType::Q4_K)] = lane_order_qk<false>;
   k.vec_dot[static_cast<size_t>(DType::Q5_K)] = lane_order_qk<true>;
-  k.vec_dot[static_cast<size_t>(DType::Q6_K)] = lane_order_q6_k;
+  k.vec_dot[static_cast<size_t>(DType::Q6_K)] = lane_order_offset_k<Q6Lanes>;
   k.vec_dot[static_cast<size_t>(DType::Q2_K)] = lane_order_q2_k;
+  k.vec_dot[static_cast<size_t>(DType::Q3_K)] = lane_order_offset_k<Q3Lanes>;
   k.vec_dot[static_cast<size_t>(DType::F32)] = lane_order_plain_dot<DType::F32>;
   k.vec_dot[static_cast<size_t>(DType::F16)] = lane_order_plain_dot<DType::F16>;
   k.vec_dot[static_cast<size_t>(DType::BF16)] = lane_order_plain_dot<DType::BF16>;

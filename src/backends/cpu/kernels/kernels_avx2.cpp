@@ -10,6 +10,8 @@
 #include <cstring>
 #include <vector>
 
+#include "quant/k_scales.h"
+
 namespace tern::cpu {
 namespace avx2 {
 namespace {

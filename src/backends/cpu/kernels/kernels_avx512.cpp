@@ -13,6 +13,8 @@
 #include <cstring>
 #include <vector>
 
+#include "quant/k_scales.h"
+
 namespace tern::cpu {
 namespace avx512 {
 namespace {
