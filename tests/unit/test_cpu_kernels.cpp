@@ -85,6 +85,36 @@ TEST(CpuKernels, Avx2ProvidesItsKernelsAndAgreesBitwise) {
   }
 }
 
+// The variants share one kernel source (the x86 ones differ only in the integer multiply-add, whose
+// int32 lanes are identical) or follow its order (generic): every variant present gives the generic
+// variant's bits, one token at a time and four at once.
+TEST(CpuKernels, EveryVariantAgreesBitwiseWithGeneric) {
+  for (cpu::Isa isa : runnable()) {
+    for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
+                    DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F32, DType::F16, DType::BF16}) {
+      const auto slot = static_cast<size_t>(w);
+      const DType at = quant::vec_dot_type(w);
+      for (int64_t n : {256, 768, 2048}) {
+        const auto wf = gaussian(n, 17, 0.5f);
+        std::vector<uint8_t> wq(row_bytes(w, n)), aq(row_bytes(at, n) * 4);
+        quant::quantize_row(w, wf.data(), wq.data(), n);
+        for (int t = 0; t < 4; ++t)
+          quant::quantize_activation_row(at, gaussian(n, 18 + t, 2.f).data(), aq.data() + t * row_bytes(at, n), n);
+        const float want = cpu::vec_dot_for(cpu::Isa::Generic, w)(wq.data(), aq.data(), n);
+        EXPECT_EQ(cpu::vec_dot_for(isa, w)(wq.data(), aq.data(), n), want)
+            << cpu::isa_name(isa) << " " << dtype_name(w) << " n=" << n;
+        if (const auto rows4 = cpu::kernels(isa).vec_dot_rows4[slot]) {
+          float out[4];
+          rows4(wq.data(), wq.size(), 1, aq.data(), row_bytes(at, n), n, out);
+          for (int t = 0; t < 4; ++t)
+            EXPECT_EQ(out[t], cpu::vec_dot_for(cpu::Isa::Generic, w)(wq.data(), aq.data() + t * row_bytes(at, n), n))
+                << cpu::isa_name(isa) << " " << dtype_name(w) << " n=" << n << " token " << t;
+        }
+      }
+    }
+  }
+}
+
 // The four-token kernels (prefill) give exactly the single-pair kernels' results, for every variant
 // and type that has them, over several weight rows, at strides that are not multiples of anything.
 TEST(CpuKernels, FourTokenKernelsEqualSinglePairOnes) {
@@ -350,24 +380,6 @@ TEST(CpuKernels, SoftmaxExpAgreesAcrossVariantsAndWithLibm) {
     cpu::kernels(isa).swiglu(g.data(), q.data(), sw1.data(), static_cast<int64_t>(g.size()));
     cpu::kernels(cpu::Isa::Generic).swiglu(g.data(), q.data(), sw2.data(), static_cast<int64_t>(g.size()));
     EXPECT_EQ(sw1, sw2) << cpu::isa_name(isa);
-  }
-}
-
-// The x86 variants share one kernel source and differ only in the integer multiply-add
-// instruction, whose int32 lanes are identical: every type they accelerate agrees bitwise.
-TEST(CpuKernels, X86VariantsAgreeBitwise) {
-  if (!cpu::isa_supported(cpu::Isa::Avx512)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
-  for (DType w : kWeightTypes) {
-    const auto slot = static_cast<size_t>(w);
-    if (cpu::kernels(cpu::Isa::Avx2).vec_dot[slot] == cpu::kernels(cpu::Isa::Generic).vec_dot[slot]) continue;
-    const DType at = quant::vec_dot_type(w);
-    const int64_t n = 2048;
-    std::vector<uint8_t> wq(row_bytes(w, n)), aq(row_bytes(at, n));
-    quant::quantize_row(w, gaussian(n, 5, 0.5f).data(), wq.data(), n);
-    quant::quantize_activation_row(at, gaussian(n, 6, 2.f).data(), aq.data(), n);
-    EXPECT_EQ(cpu::kernels(cpu::Isa::Avx2).vec_dot[slot](wq.data(), aq.data(), n),
-              cpu::kernels(cpu::Isa::Avx512).vec_dot[slot](wq.data(), aq.data(), n))
-        << dtype_name(w);
   }
 }
 
