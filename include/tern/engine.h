@@ -191,14 +191,16 @@ class Engine {
   void wait_for_work(double seconds);
   EngineMetrics metrics() const;
   // The single-sequence helpers below need an engine with no submitted requests.
-  // Forward passes timed as llama-bench times them, for `tern bench`: `prompt` from position 0 in
-  // batches of max_batch_tokens (logits of the last token only), then, on a cleared context,
-  // `n_gen` single-token passes from position 0 feeding back the argmax (no sampler).
+  // Forward passes timed as llama-bench times them, for `tern bench`: `prompt` in batches of
+  // max_batch_tokens (logits of the last token only), then, on a cleared context, `n_gen`
+  // single-token passes feeding back the argmax (no sampler). Both start after `depth` tokens of
+  // context (llama-bench's -d), prefilled untimed before each of them: the tokens of `prompt`, again
+  // and again.
   struct PassTiming {
     double prompt_seconds = 0;
     double gen_seconds = 0;
   };
-  PassTiming time_passes(std::span<const int32_t> prompt, int n_gen);
+  PassTiming time_passes(std::span<const int32_t> prompt, int n_gen, int depth = 0);
   // Logits of positions first_row.. of `ids` ([n_vocab] per position, concatenated): for reference
   // checks and perplexity (which scores only part of each window).
   std::vector<float> logits(std::span<const int32_t> ids, size_t first_row = 0);

@@ -272,26 +272,42 @@ std::string Engine::apply_chat_template(const std::vector<ChatMessage>& messages
   return render_chat(impl_->chat_template, impl_->tokenizer, j, add_generation_prompt);
 }
 
-Engine::PassTiming Engine::time_passes(std::span<const int32_t> prompt, int n_gen) {
+Engine::PassTiming Engine::time_passes(std::span<const int32_t> prompt, int n_gen, int depth) {
   Impl& m = *impl_;
   m.require_idle("time_passes");
   m.check_prompt(prompt);
-  TERN_CHECK(n_gen >= 0 && n_gen < m.summary.n_ctx, "{} generated tokens do not fit the context of {}", n_gen,
-             m.summary.n_ctx);
+  TERN_CHECK(depth >= 0 && n_gen >= 0 && static_cast<int64_t>(depth) + n_gen < m.summary.n_ctx &&
+                 static_cast<int64_t>(depth) + static_cast<int64_t>(prompt.size()) <= m.summary.n_ctx,
+             "depth {} with {} prompt and {} generated tokens does not fit the context of {}", depth, prompt.size(),
+             n_gen, m.summary.n_ctx);
   using clock = std::chrono::steady_clock;
+  const size_t chunk = static_cast<size_t>(m.config.max_batch_tokens);
+  // Tokens [0, n) of `ids` at positions from `pos0`, in batches, logits of the last row only.
+  auto prefill = [&](kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0) {
+    for (size_t b = 0; b < ids.size(); b += chunk) {
+      const size_t e = std::min(ids.size(), b + chunk);
+      m.run_private(s, ids.subspan(b, e - b), pos0 + static_cast<int32_t>(b), e - b - 1, m.logits.data());
+    }
+  };
+  // The context before each timed part: the prompt's tokens repeated up to `depth`.
+  auto fill_depth = [&](kv::SeqBlocks& s) {
+    for (int32_t pos = 0; pos < depth;) {
+      const size_t n = std::min(prompt.size(), static_cast<size_t>(depth - pos));
+      prefill(s, prompt.first(n), pos);
+      pos += static_cast<int32_t>(n);
+    }
+  };
   PassTiming t;
   kv::SeqBlocks s;
+  fill_depth(s);
   auto t0 = clock::now();
-  const size_t chunk = static_cast<size_t>(m.config.max_batch_tokens);
-  for (size_t b = 0; b < prompt.size(); b += chunk) {
-    const size_t e = std::min(prompt.size(), b + chunk);
-    m.run_private(s, prompt.subspan(b, e - b), static_cast<int32_t>(b), e - b - 1, m.logits.data());
-  }
+  prefill(s, prompt, depth);
   t.prompt_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   m.kv->free(s);
+  fill_depth(s);
   int32_t tok = prompt[0];
   t0 = clock::now();
-  for (int32_t pos = 0; pos < n_gen; ++pos) {
+  for (int32_t pos = depth; pos < depth + n_gen; ++pos) {
     m.run_private(s, std::span<const int32_t>(&tok, 1), pos, 0, m.logits.data());
     tok = static_cast<int32_t>(std::max_element(m.logits.begin(), m.logits.end()) - m.logits.begin());
   }

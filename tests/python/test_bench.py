@@ -26,3 +26,20 @@ def test_bench_json_has_medians_memory_and_roofline(default_model, tmp_path):
 def test_bench_rejects_nothing_to_do(default_model):
     r = run([binary("tern"), "bench", "-m", str(default_model), "-p", "0", "-n", "0"], timeout=60)
     assert r.returncode != 0 and "nothing to measure" in r.stderr
+
+
+def test_bench_depth_counts_the_context_in_the_decode_bytes(default_model):
+    """-d N (llama-bench's depth): the timed passes start after N context tokens, whose K/V every
+    decode step also reads; the label says so."""
+    def bench(*extra):
+        r = run([binary("tern"), "bench", "-m", str(default_model), "-p", "8", "-n", "4", "-r", "1", "-t", "1",
+                 *extra], timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+    plain = json.loads(bench("-o", "json").strip().splitlines()[-1])
+    deep = json.loads(bench("-o", "json", "-d", "40").strip().splitlines()[-1])
+    assert plain["n_depth"] == 0 and deep["n_depth"] == 40
+    kv_per_token = (deep["decode_bytes_per_token"] - plain["decode_bytes_per_token"]) / 40
+    assert kv_per_token > 0
+    assert "tg4 @ d40" in bench("-d", "40") and "pp8 @ d40" in bench("-d", "40")
+

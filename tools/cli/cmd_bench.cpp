@@ -22,6 +22,7 @@ struct BenchOptions {
   ModelOptions model;
   int n_prompt = 512;
   int n_gen = 128;
+  int depth = 0;  // context tokens before the timed prompt and decode (llama-bench's -d)
   int reps = 5;
   std::string output = "text";
   std::string machine_file;
@@ -115,7 +116,7 @@ void run(BenchOptions& o) {
   TERN_CHECK(o.n_prompt > 0 || o.n_gen > 0, "nothing to measure: -p and -n are both 0");
   EngineConfig cfg = o.model.engine_config();
   cfg.max_batch_tokens = std::max(1, std::min(o.model.batch, std::max(o.n_prompt, 1)));
-  cfg.n_ctx = std::max({o.model.ctx, o.n_prompt + 1, o.n_gen + 1});
+  cfg.n_ctx = std::max({o.model.ctx, o.depth + o.n_prompt + 1, o.depth + o.n_gen + 1});
   if (o.parallel > 0) {
     // One pool holding every parallel sequence (plus a block of slack each), all running at once.
     cfg.kv_memory_fraction = 0;
@@ -136,7 +137,8 @@ void run(BenchOptions& o) {
   engine->time_passes(std::span(prompt).first(std::min<size_t>(prompt.size(), 64)), std::min(o.n_gen, 2));
   Stats pp, tg;
   for (int r = 0; r < o.reps; ++r) {
-    const auto t = engine->time_passes(o.n_prompt > 0 ? std::span(prompt) : std::span(prompt).first(1), o.n_gen);
+    const auto t =
+        engine->time_passes(o.n_prompt > 0 ? std::span(prompt) : std::span(prompt).first(1), o.n_gen, o.depth);
     if (o.n_prompt > 0) pp.runs.push_back(o.n_prompt / t.prompt_seconds);
     if (o.n_gen > 0) tg.runs.push_back(o.n_gen / t.gen_seconds);
     if (text) std::fprintf(stderr, "\rtern bench: run %d/%d", r + 1, o.reps);
@@ -151,7 +153,7 @@ void run(BenchOptions& o) {
   // Roofline: decode reads every weight once per token plus the K/V of the context so far (on
   // average half of n_gen positions); prefill multiplies every weight once per token.
   const double bytes_per_token =
-      static_cast<double>(s.decode_weight_bytes) + static_cast<double>(s.kv_bytes_per_token) * (o.n_gen - 1) / 2.0;
+      static_cast<double>(s.decode_weight_bytes) + static_cast<double>(s.kv_bytes_per_token) * (o.depth + (o.n_gen - 1) / 2.0);
   const double decode_gbs = bytes_per_token * tg.median() / 1e9;
   const double prefill_gflops = 2.0 * static_cast<double>(s.matmul_params) * pp.median() / 1e9;
   const auto ceil = load_ceilings(o.machine_file.empty() ? default_machine_file() : o.machine_file,
@@ -161,12 +163,18 @@ void run(BenchOptions& o) {
   if (text) {
     std::printf("model        %s (%s, %.1f MiB of weights)\n", s.path.c_str(), s.name.c_str(), s.weight_bytes / 1048576.0);
     std::printf("threads      %d (%s)\n", s.n_threads, s.backend.c_str());
+    // llama-bench's labels: pp512, tg128, and "@ d512" after a prefilled context.
+    const auto label = [&](const char* kind, int n) {
+      std::string l = kind + std::to_string(n);
+      if (o.depth > 0) l += " @ d" + std::to_string(o.depth);
+      return l;
+    };
     if (o.n_prompt > 0)
-      std::printf("pp%-5d      %8.2f tok/s  (median of %d; min %.2f, max %.2f)\n", o.n_prompt, pp.median(), o.reps,
-                  pp.min(), pp.max());
+      std::printf("%-12s %8.2f tok/s  (median of %d; min %.2f, max %.2f)\n", label("pp", o.n_prompt).c_str(), pp.median(),
+                  o.reps, pp.min(), pp.max());
     if (o.n_gen > 0)
-      std::printf("tg%-5d      %8.2f tok/s  (median of %d; min %.2f, max %.2f)\n", o.n_gen, tg.median(), o.reps,
-                  tg.min(), tg.max());
+      std::printf("%-12s %8.2f tok/s  (median of %d; min %.2f, max %.2f)\n", label("tg", o.n_gen).c_str(), tg.median(),
+                  o.reps, tg.min(), tg.max());
     if (!par.runs.empty())
       std::printf("tg%d x %-3d   %8.2f tok/s  (%d sequences decoding together, aggregate; median of %d; min %.2f, max %.2f)\n",
                   o.n_gen, o.parallel, par.median(), o.parallel, o.reps, par.min(), par.max());
@@ -195,6 +203,7 @@ void run(BenchOptions& o) {
                       {"threads", s.n_threads},
                       {"n_prompt", o.n_prompt},
                       {"n_gen", o.n_gen},
+                      {"n_depth", o.depth},
                       {"reps", o.reps},
                       {"weight_bytes", s.weight_bytes},
                       {"peak_rss_bytes", rss},
@@ -223,6 +232,8 @@ void register_bench(CLI::App& app) {
   add_model_options(*c, o->model);
   c->add_option("-p,--n-prompt", o->n_prompt, "prompt tokens processed in one batch (0: skip)")->check(CLI::Range(0, 65536));
   c->add_option("-n,--n-gen", o->n_gen, "tokens decoded one at a time (0: skip)")->check(CLI::Range(0, 65536));
+  c->add_option("-d,--n-depth", o->depth, "context tokens before the timed prompt and decode, prefilled untimed")
+      ->check(CLI::Range(0, 1048576));
   c->add_option("-r,--repetitions", o->reps, "repetitions; medians are reported")->check(CLI::Range(1, 1000));
   c->add_option("-o,--output", o->output, "text or json")->check(CLI::IsMember({"text", "json"}));
   c->add_option("--parallel", o->parallel,
