@@ -379,7 +379,7 @@ void gemm_q4_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, cons
                       int64_t n_tok, int64_t n, float* y, size_t y_stride) {
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
-  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb);
+  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, true);
   const auto* w = static_cast<const uint8_t*>(vw);
   int64_t g = 0;
   for (; g + 2 <= n_groups; g += 2) {
