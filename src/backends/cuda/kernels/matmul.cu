@@ -162,19 +162,19 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
 
-  if (!any) {
-  } else if constexpr (kLevels) {
+  const int64_t n_units = any ? args.n_units : 0;  // a group past the last row only joins the reduction
+  if constexpr (kLevels) {
     // Two units per thread per step, all their weight loads issued before any arithmetic.
-    for (int64_t ub = first; ub < args.n_units; ub += 2 * stride) {
+    for (int64_t ub = first; ub < n_units; ub += 2 * stride) {
       Levels lv[2][kRowsPerWarp];
 #pragma unroll
       for (int k = 0; k < 2; ++k)
 #pragma unroll
         for (int r = 0; r < kRowsPerWarp; ++r)
-          if (live[r] && ub + stride * k < args.n_units) Legacy<T, kSplit>::load(rows[r].w, rows[r].row, ub + stride * k, lv[k][r]);
+          if (live[r] && ub + stride * k < n_units) Legacy<T, kSplit>::load(rows[r].w, rows[r].row, ub + stride * k, lv[k][r]);
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
-        if (ub + stride * k >= args.n_units) break;
+        if (ub + stride * k >= n_units) break;
 #pragma unroll
         for (int t = 0; t < NT; ++t) {
           if (t < nt) {
@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       }
     }
   } else {
-    for (int64_t u = first; u < args.n_units; u += stride) {
+    for (int64_t u = first; u < n_units; u += stride) {
       float wv[kRowsPerWarp][32];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r)
@@ -416,7 +416,6 @@ void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, 
     case DType::Q6_K: with_exact(integral_constant<DType, DType::Q6_K>{}, No{}); break;
     default: check(cudaErrorInvalidValue, "gemv: not a weight type");
   }
-  check_launch("gemv");
 }
 
 void get_rows(const Weight& table, const int32_t* ids, int64_t n, float* out, cudaStream_t s) {
