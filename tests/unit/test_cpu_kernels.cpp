@@ -304,46 +304,77 @@ TEST(CpuKernels, Q8_0GroupsOfEightRoundTripAndDot) {
   }
 }
 
-TEST(CpuKernels, Q4_KGroupsOfEightRoundTripAndDot) {
-  const int64_t n = 256 * 3, rows = 24;
-  const size_t rb = row_bytes(DType::Q4_K, n), gb = static_cast<size_t>(n / 256 * cpu::kQ4_Kx8Block);
+// The K-quant grouped layouts (repack.h): the repack round-trips; the generic GEMV agrees with the
+// scalar dot product; every variant's GEMV and GEMM (13 tokens: tiles and every remainder) give the
+// generic GEMV's bits.
+struct KQuantGroups {
+  DType type;
+  int64_t block;  // bytes of one super-block of a group
+  void (*repack)(const uint8_t*, size_t, int64_t, int64_t, uint8_t*);
+  void (*unpack)(const uint8_t*, int64_t, uint8_t*, size_t);
+  cpu::GemvX8Fn cpu::Kernels::*gemv;
+  cpu::GemmX8Fn cpu::Kernels::*gemm;
+};
+class CpuKernelsKQuantGroups : public ::testing::TestWithParam<KQuantGroups> {};
+
+TEST_P(CpuKernelsKQuantGroups, RoundTripAndDot) {
+  const KQuantGroups& f = GetParam();
+  const int64_t n = 256 * 3, rows = 40;  // five groups: the 512-bit kernels' pairs and an odd one
+  const size_t rb = row_bytes(f.type, n), gb = static_cast<size_t>(n / 256 * f.block);
   std::vector<uint8_t> wq(rb * rows), packed(gb * rows / 8), back(rb * 8);
   for (int64_t r = 0; r < rows; ++r)
-    quant::quantize_row(DType::Q4_K, gaussian(n, 190 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * rb, n);
-  cpu::repack_q4_k_x8(wq.data(), rb, rows, n, packed.data());
+    quant::quantize_row(f.type, gaussian(n, 190 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * rb, n);
+  f.repack(wq.data(), rb, rows, n, packed.data());
   for (int64_t g = 0; g < rows / 8; ++g) {
-    cpu::unpack_q4_k_x8(packed.data() + g * gb, n, back.data(), rb);
+    f.unpack(packed.data() + g * gb, n, back.data(), rb);
     EXPECT_EQ(0, std::memcmp(back.data(), wq.data() + g * rb * 8, rb * 8)) << "group " << g;
   }
+  const cpu::Kernels& generic = cpu::kernels(cpu::Isa::Generic);
   std::vector<uint8_t> aq(row_bytes(DType::Q8_K, n));
   quant::quantize_activation_row(DType::Q8_K, gaussian(n, 6, 2.f).data(), aq.data(), n);
   std::vector<float> want(rows, NAN);
-  cpu::kernels(cpu::Isa::Generic).gemv_q4_k_x8(packed.data(), gb, rows / 8, aq.data(), n, want.data());
+  (generic.*f.gemv)(packed.data(), gb, rows / 8, aq.data(), n, want.data());
   for (int64_t r = 0; r < rows; ++r) {
-    const float dot = quant::vec_dot(DType::Q4_K, wq.data() + r * rb, aq.data(), n);
+    const float dot = quant::vec_dot(f.type, wq.data() + r * rb, aq.data(), n);
     EXPECT_NEAR(want[static_cast<size_t>(r)], dot, 1e-5f * (1 + std::fabs(dot))) << "row " << r;
   }
   for (cpu::Isa isa : runnable()) {
     std::vector<float> got(rows, NAN);
-    cpu::kernels(isa).gemv_q4_k_x8(packed.data(), gb, rows / 8, aq.data(), n, got.data());
+    (cpu::kernels(isa).*f.gemv)(packed.data(), gb, rows / 8, aq.data(), n, got.data());
     EXPECT_EQ(got, want) << cpu::isa_name(isa);
   }
-  const int64_t n_tok = 5;
+  const int64_t n_tok = 13;
   const size_t a_stride = aq.size() + 3, y_stride = rows + 1;
   std::vector<uint8_t> at(a_stride * n_tok);
   for (int64_t t = 0; t < n_tok; ++t)
     quant::quantize_activation_row(DType::Q8_K, gaussian(n, 400 + static_cast<uint32_t>(t), 2.f).data(), at.data() + t * a_stride, n);
-  for (cpu::Isa isa : runnable()) {
-    std::vector<float> y(y_stride * n_tok, NAN), one(rows);
-    cpu::kernels(isa).gemm_q4_k_x8(packed.data(), gb, rows / 8, at.data(), a_stride, n_tok, n, y.data(), y_stride);
-    for (int64_t t = 0; t < n_tok; ++t) {
-      cpu::kernels(cpu::Isa::Generic).gemv_q4_k_x8(packed.data(), gb, rows / 8, at.data() + t * a_stride, n, one.data());
-      for (int64_t r = 0; r < rows; ++r)
-        EXPECT_EQ(y[static_cast<size_t>(t) * y_stride + static_cast<size_t>(r)], one[static_cast<size_t>(r)])
-            << cpu::isa_name(isa) << " token " << t << " row " << r;
+  for (cpu::Isa isa : runnable())
+    for (int64_t tokens = 1; tokens <= n_tok; ++tokens) {
+      std::vector<float> y(y_stride * n_tok, NAN), one(rows);
+      (cpu::kernels(isa).*f.gemm)(packed.data(), gb, rows / 8, at.data(), a_stride, tokens, n, y.data(), y_stride);
+      for (int64_t t = 0; t < n_tok; ++t) {
+        const float* yt = y.data() + static_cast<size_t>(t) * y_stride;
+        if (t >= tokens) {
+          EXPECT_TRUE(std::isnan(yt[0])) << "wrote token " << t << " of " << tokens;
+          continue;
+        }
+        (generic.*f.gemv)(packed.data(), gb, rows / 8, at.data() + t * a_stride, n, one.data());
+        for (int64_t r = 0; r < rows; ++r)
+          EXPECT_EQ(yt[r], one[static_cast<size_t>(r)]) << cpu::isa_name(isa) << " " << tokens << " tokens, token " << t
+                                                        << " row " << r;
+        EXPECT_TRUE(std::isnan(yt[rows])) << "wrote past the rows";
+      }
     }
-  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Types, CpuKernelsKQuantGroups,
+                         ::testing::Values(KQuantGroups{DType::Q4_K, cpu::kQ4_Kx8Block, cpu::repack_q4_k_x8,
+                                                        cpu::unpack_q4_k_x8, &cpu::Kernels::gemv_q4_k_x8,
+                                                        &cpu::Kernels::gemm_q4_k_x8},
+                                           KQuantGroups{DType::Q6_K, cpu::kQ6_Kx8Block, cpu::repack_q6_k_x8,
+                                                        cpu::unpack_q6_k_x8, &cpu::Kernels::gemv_q6_k_x8,
+                                                        &cpu::Kernels::gemm_q6_k_x8}),
+                         [](const auto& info) { return std::string(dtype_name(info.param.type)); });
 
 // The softmax exponential: every variant gives the generic bits, within 3e-7 relative of std::exp
 // over the range softmax uses, and exactly 0 at -inf and below the underflow threshold.

@@ -47,7 +47,7 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
 
-  // Q4_0, Q4_1, Q8_0 and Q4_K matmul weights with whole groups of eight rows are repacked
+  // Q4_0, Q4_1, Q8_0, Q4_K and Q6_K matmul weights with whole groups of eight rows are repacked
   // (backends/cpu/repack.h), on every ISA alike so that all variants keep computing the same bits.
   // Exact mode keeps the file's layout (its dequantising matmul reads rows).
   TensorView prepare_weight(const TensorView& w) override {
@@ -57,7 +57,12 @@ class CpuBackend final : public Backend {
     // The backend's mapping, not make_unique<uint8_t[]>: that would zero every page before the
     // repack writes it.
     std::unique_ptr<Buffer> buf = alloc(bytes);
-    g->repack(static_cast<const uint8_t*>(w.data), w.nb[1], w.ne[1], w.ne[0], static_cast<uint8_t*>(buf->data()));
+    const auto* src = static_cast<const uint8_t*>(w.data);
+    auto* dst = static_cast<uint8_t*>(buf->data());
+    const size_t group_bytes = g->group_bytes(w.ne[0]);
+    pool_.parallel_for(w.ne[1] / 8, [&](int64_t g0, int64_t g1) {
+      g->repack(src + g0 * 8 * w.nb[1], w.nb[1], (g1 - g0) * 8, w.ne[0], dst + g0 * group_bytes);
+    });
     TensorView r = w;
     r.data = buf->data();
     r.layout = g->layout;
@@ -273,6 +278,8 @@ class CpuBackend final : public Backend {
        &cpu::Kernels::gemv_q8_0_x8, &cpu::Kernels::gemm_q8_0_x8},
       {cpu::kLayoutQ4_1x8, DType::Q4_1, 32, cpu::kQ4_1x8Block, cpu::repack_q4_1_x8, cpu::unpack_q4_1_x8,
        &cpu::Kernels::gemv_q4_1_x8, &cpu::Kernels::gemm_q4_1_x8},
+      {cpu::kLayoutQ6_Kx8, DType::Q6_K, 256, cpu::kQ6_Kx8Block, cpu::repack_q6_k_x8, cpu::unpack_q6_k_x8,
+       &cpu::Kernels::gemv_q6_k_x8, &cpu::Kernels::gemm_q6_k_x8},
   };
   static const Grouped* grouped_for(DType t) {
     for (const Grouped& g : kGrouped)

@@ -35,6 +35,16 @@ inline constexpr int64_t kQ8_0x8Block = 272;
 inline constexpr uint8_t kLayoutQ4_1x8 = 4;
 inline constexpr int64_t kQ4_1x8Block = 160;
 
+// Q6_K in groups of eight rows (kLayoutQ6_Kx8): per group, per 256-element super-block, the rows'
+// f16 d[8], their int8 scales sc[sub-block][row] (16 sub-blocks of 16), then eight 192-byte units
+// of 32 elements. In unit j, bytes 32k + 4r + i (k < 4) hold the low four bits of row r's elements
+// 32j + 4k + i (low nibble) and 32j + 4(k + 4) + i (high nibble), as Q4_0x8 lays out a block; bytes
+// 128 + 32h + 4r + i hold the top two bits of row r's elements 32j + 4(4h + c) + i at bits 2c, 2c + 1
+// (c < 4). One 32-byte load then gives four 6-bit elements of every row with two masks and a shift.
+// Same bytes as the file's layout (8 x 210 per super-block).
+inline constexpr uint8_t kLayoutQ6_Kx8 = 5;
+inline constexpr int64_t kQ6_Kx8Block = 1680;
+
 // Rows [0, n_rows) (n_rows a multiple of 8) of n elements each, row_bytes apart -> dst.
 void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 // One group back to eight row-major Q4_0 rows of n elements, row_bytes apart.
@@ -45,5 +55,7 @@ void repack_q8_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_
 void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void repack_q6_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
+void unpack_q6_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 
 }  // namespace tern::cpu

@@ -90,7 +90,7 @@ struct Kernels {
   F32ToF16Fn f32_to_f16;
   SwigluFn swiglu;
   RoundF16Fn round_f16;
-  QuantizeActFn quantize_act[kTypeSlots];
+  QuantizeActFn quantize_act[kTypeSlots];  // by activation type; null: quant::quantize_activation_row
   GemvX8Fn gemv_q4_0_x8;
   GemvX8Fn gemv_q4_k_x8;  // Q4_K groups of eight rows against a Q8_K row (same contract)
   GemmX8Fn gemm_q4_0_x8;  // may stay null: callers then run the GEMV per token
@@ -101,7 +101,12 @@ struct Kernels {
   // dot into one sum and one FMA of the row's min times the activation block's stored sum into
   // another (ggml keeps the min terms apart too); the row's result is their sum.
   GemvX8Fn gemv_q4_1_x8;
-  GemmX8Fn gemm_q4_1_x8;  // by activation type; null: quant::quantize_activation_row
+  GemmX8Fn gemm_q4_1_x8;
+  // Q6_K groups of eight rows against a Q8_K row: per row and super-block the exact int32 sum over
+  // sub-blocks of scale * (dot of the unsigned levels - 32 * the activation sub-block sum), then one
+  // FMA of it times the two scales.
+  GemvX8Fn gemv_q6_k_x8;
+  GemmX8Fn gemm_q6_k_x8;
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.

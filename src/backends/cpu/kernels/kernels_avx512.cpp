@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "quant/k_scales.h"
@@ -287,18 +288,7 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
       x8_pair_tile<kKind, NT>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
                               y + t * y_stride + 8 * g, y_stride);
     };
-    int64_t t = 0;
-    for (; t + 8 <= n_tok; t += 8) tile.template operator()<8>(t);
-    switch (n_tok - t) {
-      case 7: tile.template operator()<7>(t); break;
-      case 6: tile.template operator()<6>(t); break;
-      case 5: tile.template operator()<5>(t); break;
-      case 4: tile.template operator()<4>(t); break;
-      case 3: tile.template operator()<3>(t); break;
-      case 2: tile.template operator()<2>(t); break;
-      case 1: tile.template operator()<1>(t); break;
-      default: break;
-    }
+    token_tiles<8>(n_tok, tile);
   }
   if (g < n_groups) {  // an odd last group: the 256-bit kernel
     if constexpr (kKind == 0) gemm_q4_x8_x86<2>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
@@ -379,7 +369,7 @@ void gemm_q4_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, cons
                       int64_t n_tok, int64_t n, float* y, size_t y_stride) {
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
-  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, true);
+  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kPairs);
   const auto* w = static_cast<const uint8_t*>(vw);
   int64_t g = 0;
   for (; g + 2 <= n_groups; g += 2) {
@@ -398,6 +388,81 @@ void gemm_q4_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, cons
 
 void gemv_q4_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out) {
   gemm_q4_k_x8_zmm(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
+}
+
+struct Ops512 {
+  static __m512i set1(int8_t v) { return _mm512_set1_epi8(v); }
+  static __m512i slli(__m512i v, int n) { return _mm512_slli_epi16(v, n); }
+  static __m512i srli(__m512i v, int n) { return _mm512_srli_epi16(v, n); }
+  static __m512i and_(__m512i a, __m512i b) { return _mm512_and_si512(a, b); }
+  static __m512i or_(__m512i a, __m512i b) { return _mm512_or_si512(a, b); }
+};
+
+// Q6_K groups g, g + 1 against NT tokens, as q6_k_x8_tile per lane.
+template <int NT>
+void q6k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
+                   const float* da, const int32_t* off, int64_t stat_stride, float* y, size_t y_stride) {
+  __m512 acc[NT];
+  for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nsb; ++b) {
+    const uint8_t* b0 = w0 + b * 1680;
+    const uint8_t* b1 = w1 + b * 1680;
+    prefetch_ahead<1680>(b0);
+    prefetch_ahead<1680>(b1);
+    __m512i isum[NT];
+    for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* u0 = b0 + 144 + 192 * j;
+      const uint8_t* u1 = b1 + 144 + 192 * j;
+      __m512i q[8];
+      q6_k_x8_unit<__m512i, Ops512>([u0, u1](int o) { return load_pair(u0 + o, u1 + o); }, q);
+      __m512i sc[2];
+      for (int h = 0; h < 2; ++h) {
+        int64_t s0, s1;
+        std::memcpy(&s0, b0 + 16 + 8 * (2 * j + h), 8);
+        std::memcpy(&s1, b1 + 16 + 8 * (2 * j + h), 8);
+        sc[h] = _mm512_cvtepi8_epi32(_mm_set_epi64x(s1, s0));
+      }
+      // Unrolled so that isum[] stays in registers; each sub-block's dot is its own chain of four.
+#pragma GCC unroll 8
+      for (int u = 0; u < NT; ++u) {
+        const uint8_t* qa = a + u * a_stride + b * 292 + 4 + 32 * j;
+        const int32_t* o = off + (u * stat_stride + b) * 16 + 2 * j;
+        __m512i dot[2] = {_mm512_set1_epi32(o[0]), _mm512_set1_epi32(o[1])};
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          int32_t v;
+          std::memcpy(&v, qa + 4 * k, 4);
+          dot[k / 4] = _mm512_dpbusd_epi32(dot[k / 4], q[k], _mm512_set1_epi32(v));
+        }
+        isum[u] = _mm512_add_epi32(isum[u], _mm512_add_epi32(_mm512_mullo_epi32(dot[0], sc[0]), _mm512_mullo_epi32(dot[1], sc[1])));
+      }
+    }
+    const __m512 dw = scales_pair(b0, b1);
+#pragma GCC unroll 8
+    for (int u = 0; u < NT; ++u)
+      acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da[u * stat_stride + b])), _mm512_cvtepi32_ps(isum[u]), acc[u]);
+  }
+  for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, acc[u]);
+}
+
+void gemm_q6_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+                      int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+  const int64_t nsb = n / 256;
+  const auto* a = static_cast<const uint8_t*>(va);
+  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kOffsets);
+  const auto* w = static_cast<const uint8_t*>(vw);
+  int64_t g = 0;
+  for (; g + 2 <= n_groups; g += 2)
+    token_tiles<4>(n_tok, [&]<int NT>(int64_t t) {
+      q6k_pair_tile<NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride, tab.da + t * nsb,
+                        tab.off + t * nsb * 16, nsb, y + t * y_stride + 8 * g, y_stride);
+    });
+  if (g < n_groups) gemm_q6_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+}
+
+void gemv_q6_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out) {
+  gemm_q6_k_x8_zmm(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
 }
 
 // --- Attention primitives at 512 bits (same bits as the 256-bit ones: the scores' double sums are
@@ -510,6 +575,8 @@ Kernels make_avx512_kernels() {
   k.gemv_q4_1_x8 = avx512::gemv_x8_zmm<2>;
   k.gemv_q4_k_x8 = avx512::gemv_q4_k_x8_zmm;
   k.gemm_q4_k_x8 = avx512::gemm_q4_k_x8_zmm;
+  k.gemv_q6_k_x8 = avx512::gemv_q6_k_x8_zmm;
+  k.gemm_q6_k_x8 = avx512::gemm_q6_k_x8_zmm;
   k.scores = avx512::scores_zmm;
   k.weighted_values = avx512::weighted_values_zmm;
   return k;
