@@ -368,9 +368,15 @@ TEST_P(CpuKernelsKQuantGroups, RoundTripAndDot) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, CpuKernelsKQuantGroups,
-                         ::testing::Values(KQuantGroups{DType::Q4_K, cpu::kQ4_Kx8Block, cpu::repack_q4_k_x8,
+                         ::testing::Values(KQuantGroups{DType::Q3_K, cpu::kQ3_Kx8Block, cpu::repack_q3_k_x8,
+                                                        cpu::unpack_q3_k_x8, &cpu::Kernels::gemv_q3_k_x8,
+                                                        &cpu::Kernels::gemm_q3_k_x8},
+                                           KQuantGroups{DType::Q4_K, cpu::kQ4_Kx8Block, cpu::repack_q4_k_x8,
                                                         cpu::unpack_q4_k_x8, &cpu::Kernels::gemv_q4_k_x8,
                                                         &cpu::Kernels::gemm_q4_k_x8},
+                                           KQuantGroups{DType::Q5_K, cpu::kQ5_Kx8Block, cpu::repack_q5_k_x8,
+                                                        cpu::unpack_q5_k_x8, &cpu::Kernels::gemv_q5_k_x8,
+                                                        &cpu::Kernels::gemm_q5_k_x8},
                                            KQuantGroups{DType::Q6_K, cpu::kQ6_Kx8Block, cpu::repack_q6_k_x8,
                                                         cpu::unpack_q6_k_x8, &cpu::Kernels::gemv_q6_k_x8,
                                                         &cpu::Kernels::gemm_q6_k_x8}),

@@ -161,11 +161,12 @@ std::vector<MatmulCase> matmul_cases() {
     v.push_back({t, 256, 5, 1});
     v.push_back({t, 512, 17, 3});
   }
-  // Whole groups of eight rows (the CPU backend repacks these Q4_0, Q8_0 and Q4_K weights): decode, a few tokens,
-  // and prefill with a remainder of four.
+  // Whole groups of eight rows (the CPU backend repacks these weights): decode, a few tokens, and prefill with
+  // a remainder; three groups (the 512-bit kernels' pair and an odd one).
   for (int64_t n_tok : {1, 2, 9}) v.push_back({DType::Q4_0, 96, 24, n_tok});
   for (int64_t n_tok : {1, 7}) v.push_back({DType::Q8_0, 64, 16, n_tok});
-  for (int64_t n_tok : {1, 6}) v.push_back({DType::Q4_K, 512, 16, n_tok});
+  for (DType t : {DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+    for (int64_t n_tok : {1, 6, 11}) v.push_back({t, 512, 24, n_tok});
   for (int64_t n_tok : {1, 3, 9}) v.push_back({DType::Q4_1, 96, 24, n_tok});
   v.push_back({DType::F32, 3, 2, 2});  // sizes smaller than any vector width
   v.push_back({DType::F32, 13, 9, 7});

@@ -113,128 +113,249 @@ inline void set_scale_min(int j, uint8_t sc, uint8_t m, uint8_t* q) {
 
 }  // namespace
 
-void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
-  const int64_t nsb = n / 256;
-  for (int64_t g = 0; g < n_rows / 8; ++g)
+namespace {
+
+// Q4_K (kFifth false) and Q5_K (true): see repack.h. The file's levels: in each 64-element chunk c,
+// byte 32c + l of the nibbles holds element 64c + l (low nibble) and 64c + 32 + l (high); Q5_K's
+// fifth bits are bit 2c (element 64c + l) and 2c + 1 (64c + 32 + l) of byte l of qh.
+template <bool kFifth>
+struct QKx8 {
+  static constexpr int64_t kIn = kFifth ? 176 : 144, kOut = kFifth ? kQ5_Kx8Block : kQ4_Kx8Block;
+  static constexpr int64_t kNibbles = kFifth ? 48 : 16, kUnit = kFifth ? 160 : 128;
+
+  static void levels(const uint8_t* blk, uint8_t* level) {
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t byte = blk[kNibbles + 32 * c + l];
+        const int f0 = kFifth ? ((blk[16 + l] >> (2 * c)) & 1) << 4 : 0;
+        const int f1 = kFifth ? ((blk[16 + l] >> (2 * c + 1)) & 1) << 4 : 0;
+        level[64 * c + l] = static_cast<uint8_t>((byte & 0x0F) | f0);
+        level[64 * c + 32 + l] = static_cast<uint8_t>((byte >> 4) | f1);
+      }
+  }
+  static void store_levels(const uint8_t* level, uint8_t* blk) {
+    if (kFifth) std::memset(blk + 16, 0, 32);
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t lo = level[64 * c + l], hi = level[64 * c + 32 + l];
+        blk[kNibbles + 32 * c + l] = static_cast<uint8_t>((lo & 0x0F) | (hi & 0x0F) << 4);
+        if (kFifth) blk[16 + l] = static_cast<uint8_t>(blk[16 + l] | (lo >> 4) << (2 * c) | (hi >> 4) << (2 * c + 1));
+      }
+  }
+
+  static void repack(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+    const int64_t nsb = n / 256;
+    for (int64_t g = 0; g < n_rows / 8; ++g)
+      for (int64_t b = 0; b < nsb; ++b) {
+        uint8_t* out = dst + (g * nsb + b) * kOut;
+        for (int r = 0; r < 8; ++r) {
+          const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * kIn;
+          std::memcpy(out + 2 * r, blk, 2);
+          std::memcpy(out + 16 + 2 * r, blk + 2, 2);
+          for (int j = 0; j < 8; ++j) get_scale_min(j, blk + 4, out[32 + 8 * j + r], out[96 + 8 * j + r]);
+          uint8_t level[256];
+          levels(blk, level);
+          for (int j = 0; j < 8; ++j) {
+            uint8_t* unit = out + 160 + kUnit * j;
+            const uint8_t* e = level + 32 * j;
+            for (int k = 0; k < 4; ++k)
+              for (int i = 0; i < 4; ++i)
+                unit[32 * k + 4 * r + i] = static_cast<uint8_t>((e[4 * k + i] & 0x0F) | (e[4 * (k + 4) + i] & 0x0F) << 4);
+            if (kFifth)
+              for (int i = 0; i < 4; ++i) {
+                uint8_t bits = 0;
+                for (int k = 0; k < 8; ++k) bits = static_cast<uint8_t>(bits | (e[4 * k + i] >> 4) << k);
+                unit[128 + 4 * r + i] = bits;
+              }
+          }
+        }
+      }
+  }
+
+  static void unpack(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+    const int64_t nsb = n / 256;
     for (int64_t b = 0; b < nsb; ++b) {
-      uint8_t* out = dst + (g * nsb + b) * kQ4_Kx8Block;
+      const uint8_t* in = group + b * kOut;
       for (int r = 0; r < 8; ++r) {
-        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 144;
-        std::memcpy(out + 2 * r, blk, 2);
-        std::memcpy(out + 16 + 2 * r, blk + 2, 2);
-        for (int j = 0; j < 8; ++j) get_scale_min(j, blk + 4, out[32 + 8 * j + r], out[96 + 8 * j + r]);
-        // In each 64-element chunk c, byte 32c + l holds element l (low nibble) and l + 32 (high).
+        uint8_t* blk = rows + r * row_bytes + b * kIn;
+        std::memcpy(blk, in + 2 * r, 2);
+        std::memcpy(blk + 2, in + 16 + 2 * r, 2);
+        std::memset(blk + 4, 0, 12);
+        for (int j = 0; j < 8; ++j) set_scale_min(j, in[32 + 8 * j + r], in[96 + 8 * j + r], blk + 4);
         uint8_t level[256];
-        for (int c = 0; c < 4; ++c)
-          for (int l = 0; l < 32; ++l)
-            level[64 * c + l] = blk[16 + 32 * c + l] & 0x0F, level[64 * c + 32 + l] = blk[16 + 32 * c + l] >> 4;
-        for (int j = 0; j < 8; ++j)
-          for (int k = 0; k < 4; ++k)
-            for (int i = 0; i < 4; ++i)
-              out[160 + 128 * j + 32 * k + 4 * r + i] =
-                  static_cast<uint8_t>(level[32 * j + 4 * k + i] | level[32 * j + 4 * (k + 4) + i] << 4);
+        for (int j = 0; j < 8; ++j) {
+          const uint8_t* unit = in + 160 + kUnit * j;
+          for (int k = 0; k < 8; ++k)
+            for (int i = 0; i < 4; ++i) {
+              const uint8_t byte = unit[32 * (k % 4) + 4 * r + i];
+              const int fifth = kFifth ? ((unit[128 + 4 * r + i] >> k) & 1) << 4 : 0;
+              level[32 * j + 4 * k + i] = static_cast<uint8_t>(((k < 4 ? byte : byte >> 4) & 0x0F) | fifth);
+            }
+        }
+        store_levels(level, blk);
       }
     }
-}
-
-void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
-  const int64_t nsb = n / 256;
-  for (int64_t b = 0; b < nsb; ++b) {
-    const uint8_t* in = group + b * kQ4_Kx8Block;
-    for (int r = 0; r < 8; ++r) {
-      uint8_t* blk = rows + r * row_bytes + b * 144;
-      std::memcpy(blk, in + 2 * r, 2);
-      std::memcpy(blk + 2, in + 16 + 2 * r, 2);
-      std::memset(blk + 4, 0, 12);
-      for (int j = 0; j < 8; ++j) set_scale_min(j, in[32 + 8 * j + r], in[96 + 8 * j + r], blk + 4);
-      uint8_t level[256];
-      for (int j = 0; j < 8; ++j)
-        for (int k = 0; k < 4; ++k)
-          for (int i = 0; i < 4; ++i) {
-            const uint8_t byte = in[160 + 128 * j + 32 * k + 4 * r + i];
-            level[32 * j + 4 * k + i] = byte & 0x0F;
-            level[32 * j + 4 * (k + 4) + i] = byte >> 4;
-          }
-      for (int c = 0; c < 4; ++c)
-        for (int l = 0; l < 32; ++l) blk[16 + 32 * c + l] = static_cast<uint8_t>(level[64 * c + l] | level[64 * c + 32 + l] << 4);
-    }
   }
+};
+
+}  // namespace
+
+void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  QKx8<false>::repack(src, row_bytes, n_rows, n, dst);
+}
+void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  QKx8<false>::unpack(group, n, rows, row_bytes);
+}
+void repack_q5_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  QKx8<true>::repack(src, row_bytes, n_rows, n, dst);
+}
+void unpack_q5_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  QKx8<true>::unpack(group, n, rows, row_bytes);
 }
 
 namespace {
 
-// A Q6_K block's 256 unsigned 6-bit levels and back: in each 128-element half h, byte 64h + l of
-// ql holds elements 128h + l (low nibble) and + 64 (high), byte 64h + 32 + l elements + 32 and
-// + 96; byte 128 + 32h + l of qh their top two bits at bits 0, 2, 4, 6 in that order.
-void q6_k_levels(const uint8_t* blk, uint8_t* level) {
-  for (int h = 0; h < 2; ++h)
-    for (int x = 0; x < 4; ++x)
+// Q6_K and Q3_K (repack.h): unsigned levels with an offset, a signed scale per 16 elements, one f16
+// d. Each policy reads and writes the file's block (levels, scales, d) and packs a 32-element unit.
+struct Q6File {
+  static constexpr int64_t kIn = 210, kD = 208, kOut = kQ6_Kx8Block, kUnit = 192;
+  // In each 128-element half h, byte 64h + l of ql holds elements 128h + l (low nibble) and + 64
+  // (high), byte 64h + 32 + l elements + 32 and + 96; byte 128 + 32h + l of qh their top two bits
+  // at bits 0, 2, 4, 6 in that order.
+  static void levels(const uint8_t* blk, uint8_t* level) {
+    for (int h = 0; h < 2; ++h)
+      for (int x = 0; x < 4; ++x)
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t lo = blk[64 * h + 32 * (x & 1) + l];
+          level[128 * h + 32 * x + l] =
+              static_cast<uint8_t>(((x < 2 ? lo : lo >> 4) & 0x0F) | ((blk[128 + 32 * h + l] >> (2 * x)) & 3) << 4);
+        }
+  }
+  static void store_levels(const uint8_t* level, uint8_t* blk) {
+    for (int h = 0; h < 2; ++h)
       for (int l = 0; l < 32; ++l) {
-        const uint8_t lo = blk[64 * h + 32 * (x & 1) + l];
-        level[128 * h + 32 * x + l] =
-            static_cast<uint8_t>(((x < 2 ? lo : lo >> 4) & 0x0F) | ((blk[128 + 32 * h + l] >> (2 * x)) & 3) << 4);
+        const uint8_t* e = level + 128 * h + l;
+        blk[64 * h + l] = static_cast<uint8_t>((e[0] & 0x0F) | (e[64] & 0x0F) << 4);
+        blk[64 * h + 32 + l] = static_cast<uint8_t>((e[32] & 0x0F) | (e[96] & 0x0F) << 4);
+        blk[128 + 32 * h + l] = static_cast<uint8_t>(e[0] >> 4 | (e[32] >> 4) << 2 | (e[64] >> 4) << 4 | (e[96] >> 4) << 6);
       }
-}
-void q6_k_store_levels(const uint8_t* level, uint8_t* blk) {
-  for (int h = 0; h < 2; ++h)
-    for (int l = 0; l < 32; ++l) {
-      const uint8_t* e = level + 128 * h + l;
-      blk[64 * h + l] = static_cast<uint8_t>((e[0] & 0x0F) | (e[64] & 0x0F) << 4);
-      blk[64 * h + 32 + l] = static_cast<uint8_t>((e[32] & 0x0F) | (e[96] & 0x0F) << 4);
-      blk[128 + 32 * h + l] = static_cast<uint8_t>(e[0] >> 4 | (e[32] >> 4) << 2 | (e[64] >> 4) << 4 | (e[96] >> 4) << 6);
+  }
+  static int8_t scale(const uint8_t* blk, int s) { return static_cast<int8_t>(blk[192 + s]); }
+  static void store_scales(const int8_t* sc, uint8_t* blk) { std::memcpy(blk + 192, sc, 16); }
+  // e: the unit's 32 levels.
+  static void pack_unit(const uint8_t* e, int r, uint8_t* unit) {
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 4; ++i)
+        unit[32 * k + 4 * r + i] = static_cast<uint8_t>((e[4 * k + i] & 0x0F) | (e[4 * (k + 4) + i] & 0x0F) << 4);
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < 4; ++i) {
+        const uint8_t* c = e + 16 * h + i;  // chunks 4h..4h + 3, element i of each
+        unit[128 + 32 * h + 4 * r + i] = static_cast<uint8_t>(c[0] >> 4 | (c[4] >> 4) << 2 | (c[8] >> 4) << 4 | (c[12] >> 4) << 6);
+      }
+  }
+  static uint8_t unit_level(const uint8_t* unit, int r, int k, int i) {
+    const uint8_t nib = unit[32 * (k % 4) + 4 * r + i];
+    const int top = (unit[128 + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3;
+    return static_cast<uint8_t>(((k < 4 ? nib : nib >> 4) & 0x0F) | top << 4);
+  }
+};
+
+struct Q3File {
+  static constexpr int64_t kIn = 110, kD = 108, kOut = kQ3_Kx8Block, kUnit = 96;
+  // Element 128h + 32x + l: two low bits at bit 2x of byte 32 + 32h + l, the third at bit 4h + x of
+  // byte l; 6-bit scales (minus 32) at 96.
+  static void levels(const uint8_t* blk, uint8_t* level) {
+    for (int h = 0; h < 2; ++h)
+      for (int x = 0; x < 4; ++x)
+        for (int l = 0; l < 32; ++l)
+          level[128 * h + 32 * x + l] =
+              static_cast<uint8_t>(((blk[32 + 32 * h + l] >> (2 * x)) & 3) | ((blk[l] >> (4 * h + x)) & 1) << 2);
+  }
+  static void store_levels(const uint8_t* level, uint8_t* blk) {
+    std::memset(blk, 0, 96);
+    for (int h = 0; h < 2; ++h)
+      for (int x = 0; x < 4; ++x)
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t v = level[128 * h + 32 * x + l];
+          blk[32 + 32 * h + l] = static_cast<uint8_t>(blk[32 + 32 * h + l] | (v & 3) << (2 * x));
+          blk[l] = static_cast<uint8_t>(blk[l] | (v >> 2) << (4 * h + x));
+        }
+  }
+  static int8_t scale(const uint8_t* blk, int s) { return static_cast<int8_t>(quant::get_scale_q3k(s, blk + 96) - 32); }
+  static void store_scales(const int8_t* sc, uint8_t* blk) {
+    std::memset(blk + 96, 0, 12);
+    for (int s = 0; s < 16; ++s) quant::set_scale_q3k(s, sc[s] + 32, blk + 96);
+  }
+  // Bytes 32v + 4r + i hold the two low bits of chunks 4v..4v + 3 (bits 2c), bytes 64 + 4r + i the
+  // third bit of chunk k at bit k.
+  static void pack_unit(const uint8_t* e, int r, uint8_t* unit) {
+    for (int i = 0; i < 4; ++i) {
+      uint8_t third = 0;
+      for (int v = 0; v < 2; ++v) {
+        uint8_t low = 0;
+        for (int c = 0; c < 4; ++c) low = static_cast<uint8_t>(low | (e[4 * (4 * v + c) + i] & 3) << (2 * c));
+        unit[32 * v + 4 * r + i] = low;
+      }
+      for (int k = 0; k < 8; ++k) third = static_cast<uint8_t>(third | (e[4 * k + i] >> 2) << k);
+      unit[64 + 4 * r + i] = third;
     }
+  }
+  static uint8_t unit_level(const uint8_t* unit, int r, int k, int i) {
+    return static_cast<uint8_t>(((unit[32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) |
+                                ((unit[64 + 4 * r + i] >> k) & 1) << 2);
+  }
+};
+
+template <class F>
+void repack_offset_k(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  const int64_t nsb = n / 256;
+  for (int64_t g = 0; g < n_rows / 8; ++g)
+    for (int64_t b = 0; b < nsb; ++b) {
+      uint8_t* out = dst + (g * nsb + b) * F::kOut;
+      for (int r = 0; r < 8; ++r) {
+        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * F::kIn;
+        std::memcpy(out + 2 * r, blk + F::kD, 2);
+        for (int s = 0; s < 16; ++s) out[16 + 8 * s + r] = static_cast<uint8_t>(F::scale(blk, s));
+        uint8_t level[256];
+        F::levels(blk, level);
+        for (int j = 0; j < 8; ++j) F::pack_unit(level + 32 * j, r, out + 144 + F::kUnit * j);
+      }
+    }
+}
+
+template <class F>
+void unpack_offset_k(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  const int64_t nsb = n / 256;
+  for (int64_t b = 0; b < nsb; ++b) {
+    const uint8_t* in = group + b * F::kOut;
+    for (int r = 0; r < 8; ++r) {
+      uint8_t* blk = rows + r * row_bytes + b * F::kIn;
+      std::memcpy(blk + F::kD, in + 2 * r, 2);
+      int8_t sc[16];
+      for (int s = 0; s < 16; ++s) sc[s] = static_cast<int8_t>(in[16 + 8 * s + r]);
+      F::store_scales(sc, blk);
+      uint8_t level[256];
+      for (int j = 0; j < 8; ++j)
+        for (int k = 0; k < 8; ++k)
+          for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = F::unit_level(in + 144 + F::kUnit * j, r, k, i);
+      F::store_levels(level, blk);
+    }
+  }
 }
 
 }  // namespace
 
 void repack_q6_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
-  const int64_t nsb = n / 256;
-  for (int64_t g = 0; g < n_rows / 8; ++g)
-    for (int64_t b = 0; b < nsb; ++b) {
-      uint8_t* out = dst + (g * nsb + b) * kQ6_Kx8Block;
-      for (int r = 0; r < 8; ++r) {
-        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 210;
-        std::memcpy(out + 2 * r, blk + 208, 2);
-        for (int s = 0; s < 16; ++s) out[16 + 8 * s + r] = blk[192 + s];
-        uint8_t level[256];
-        q6_k_levels(blk, level);
-        for (int j = 0; j < 8; ++j) {
-          uint8_t* unit = out + 144 + 192 * j;
-          const uint8_t* e = level + 32 * j;
-          for (int k = 0; k < 4; ++k)
-            for (int i = 0; i < 4; ++i)
-              unit[32 * k + 4 * r + i] = static_cast<uint8_t>((e[4 * k + i] & 0x0F) | (e[4 * (k + 4) + i] & 0x0F) << 4);
-          for (int h = 0; h < 2; ++h)
-            for (int i = 0; i < 4; ++i) {
-              const uint8_t* c = e + 16 * h + i;  // chunks 4h..4h + 3, element i of each
-              unit[128 + 32 * h + 4 * r + i] = static_cast<uint8_t>(c[0] >> 4 | (c[4] >> 4) << 2 | (c[8] >> 4) << 4 | (c[12] >> 4) << 6);
-            }
-        }
-      }
-    }
+  repack_offset_k<Q6File>(src, row_bytes, n_rows, n, dst);
 }
-
 void unpack_q6_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
-  const int64_t nsb = n / 256;
-  for (int64_t b = 0; b < nsb; ++b) {
-    const uint8_t* in = group + b * kQ6_Kx8Block;
-    for (int r = 0; r < 8; ++r) {
-      uint8_t* blk = rows + r * row_bytes + b * 210;
-      std::memcpy(blk + 208, in + 2 * r, 2);
-      for (int s = 0; s < 16; ++s) blk[192 + s] = in[16 + 8 * s + r];
-      uint8_t level[256];
-      for (int j = 0; j < 8; ++j) {
-        const uint8_t* unit = in + 144 + 192 * j;
-        for (int k = 0; k < 8; ++k)
-          for (int i = 0; i < 4; ++i) {
-            const uint8_t nib = unit[32 * (k % 4) + 4 * r + i];
-            const int top = (unit[128 + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3;
-            level[32 * j + 4 * k + i] = static_cast<uint8_t>(((k < 4 ? nib : nib >> 4) & 0x0F) | top << 4);
-          }
-      }
-      q6_k_store_levels(level, blk);
-    }
-  }
+  unpack_offset_k<Q6File>(group, n, rows, row_bytes);
+}
+void repack_q3_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  repack_offset_k<Q3File>(src, row_bytes, n_rows, n, dst);
+}
+void unpack_q3_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  unpack_offset_k<Q3File>(group, n, rows, row_bytes);
 }
 
 }  // namespace tern::cpu

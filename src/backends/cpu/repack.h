@@ -23,6 +23,12 @@ inline constexpr int64_t kQ4_0x8Block = 144;  // bytes of one block of a group
 inline constexpr uint8_t kLayoutQ4_Kx8 = 2;
 inline constexpr int64_t kQ4_Kx8Block = 1184;
 
+// Q5_K in groups of eight rows (kLayoutQ5_Kx8): as Q4_Kx8, each sub-block's 128 bytes of low four
+// bits followed by 32 bytes of fifth bits: byte 4r + i holds at bit k that of row r's element
+// 4k + i of the sub-block (k < 8). 1440 bytes per super-block of eight rows (8 x 176 = 1408).
+inline constexpr uint8_t kLayoutQ5_Kx8 = 6;
+inline constexpr int64_t kQ5_Kx8Block = 1440;
+
 // Q8_0 in groups of eight rows (kLayoutQ8_0x8): per group, per block, the rows' f16 scales, then
 // eight 32-byte chunks; in chunk k, row r owns bytes 4r..4r+3, its elements 4k..4k+3. Same bytes
 // as the file's layout (8 x 34 per block).
@@ -45,6 +51,13 @@ inline constexpr int64_t kQ4_1x8Block = 160;
 inline constexpr uint8_t kLayoutQ6_Kx8 = 5;
 inline constexpr int64_t kQ6_Kx8Block = 1680;
 
+// Q3_K in groups of eight rows (kLayoutQ3_Kx8): as Q6_Kx8 (d[8], then the scales unpacked to int8,
+// minus 32), with 96-byte units: bytes 32v + 4r + i hold the two low bits of row r's elements
+// 32j + 4(4v + c) + i at bits 2c, 2c + 1 (v < 2, c < 4); bytes 64 + 4r + i the third bit of its
+// element 32j + 4k + i at bit k (k < 8). 912 bytes per super-block of eight rows (8 x 110 = 880).
+inline constexpr uint8_t kLayoutQ3_Kx8 = 7;
+inline constexpr int64_t kQ3_Kx8Block = 912;
+
 // Rows [0, n_rows) (n_rows a multiple of 8) of n elements each, row_bytes apart -> dst.
 void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 // One group back to eight row-major Q4_0 rows of n elements, row_bytes apart.
@@ -55,6 +68,10 @@ void repack_q8_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_
 void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void repack_q5_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
+void unpack_q5_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void repack_q3_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
+void unpack_q3_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q6_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 void unpack_q6_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 

@@ -382,10 +382,12 @@ void gemv_q4_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, co
   }
 }
 
-// Per row and super-block: isum = sum_j sc_j * (sub-block j's dot), msum = sum_j m_j * (sub-block
+// Q4_K groups: per row and super-block, isum = sum_j sc_j * (sub-block j's dot), msum = sum_j m_j * (sub-block
 // j's activation sum), both exact; then one FMA each into acc and accm; the row's result acc - accm.
-void gemv_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
-                          float* out) {
+// Q5_K (kFifth) the same with each level's fifth bit from the 32 bytes after its sub-block's nibbles.
+template <bool kFifth>
+void gemv_qk_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n, float* out) {
+  constexpr int64_t kBlock = kFifth ? 1440 : 1184, kUnit = kFifth ? 160 : 128;
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
   for (int64_t g = 0; g < n_groups; ++g) {
@@ -398,15 +400,17 @@ void gemv_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
       const auto* qa = reinterpret_cast<const int8_t*>(ab + 4);
       int16_t bs[16];
       std::memcpy(bs, ab + 260, 32);
-      const uint8_t* wb = w + b * 1184;
+      const uint8_t* wb = w + b * kBlock;
       for (int r = 0; r < 8; ++r) {
         int32_t isum = 0, msum = 0;
         for (int j = 0; j < 8; ++j) {
+          const uint8_t* unit = wb + 160 + kUnit * j;
           int32_t dot = 0;
-          for (int k = 0; k < 4; ++k)
+          for (int k = 0; k < 8; ++k)
             for (int i = 0; i < 4; ++i) {
-              const uint8_t byte = wb[160 + 128 * j + 32 * k + 4 * r + i];
-              dot += (byte & 0x0F) * qa[32 * j + 4 * k + i] + (byte >> 4) * qa[32 * j + 4 * (k + 4) + i];
+              const uint8_t byte = unit[32 * (k % 4) + 4 * r + i];
+              const int fifth = kFifth ? ((unit[128 + 4 * r + i] >> k) & 1) << 4 : 0;
+              dot += (((k < 4 ? byte : byte >> 4) & 0x0F) | fifth) * qa[32 * j + 4 * k + i];
             }
           isum += wb[32 + 8 * j + r] * dot;
           msum += wb[96 + 8 * j + r] * (bs[2 * j] + bs[2 * j + 1]);
@@ -421,9 +425,28 @@ void gemv_q4_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
   }
 }
 
-// See Kernels::gemv_q6_k_x8 and repack.h for the layout.
-void gemv_q6_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
-                          float* out) {
+// The offset K-quants' grouped layouts (repack.h): a super-block's bytes, a unit's bytes, the level
+// offset, and level k, i of row r in a unit (element 4k + i).
+struct Q6x8Levels {
+  static constexpr int64_t kBlock = 1680, kUnit = 192;
+  static constexpr int kOffset = 32;
+  static int level(const uint8_t* unit, int r, int k, int i) {
+    const uint8_t nib = unit[32 * (k % 4) + 4 * r + i];
+    return ((k < 4 ? nib : nib >> 4) & 0x0F) | ((unit[128 + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) << 4;
+  }
+};
+struct Q3x8Levels {
+  static constexpr int64_t kBlock = 912, kUnit = 96;
+  static constexpr int kOffset = 4;
+  static int level(const uint8_t* unit, int r, int k, int i) {
+    return ((unit[32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) | ((unit[64 + 4 * r + i] >> k) & 1) << 2;
+  }
+};
+
+// See Kernels::gemv_offset_k_x8 (Q6_K, Q3_K).
+template <class P>
+void gemv_offset_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
+                              float* out) {
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
   for (int64_t g = 0; g < n_groups; ++g) {
@@ -436,19 +459,14 @@ void gemv_q6_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, 
       const auto* qa = reinterpret_cast<const int8_t*>(ab + 4);
       int16_t bs[16];
       std::memcpy(bs, ab + 260, 32);
-      const uint8_t* wb = w + b * 1680;
+      const uint8_t* wb = w + b * P::kBlock;
       for (int r = 0; r < 8; ++r) {
         int32_t isum = 0;
         for (int s = 0; s < 16; ++s) {
           const int j = s / 2;
-          const uint8_t* unit = wb + 144 + 192 * j;
-          int32_t dot = -32 * bs[s];
+          int32_t dot = -P::kOffset * bs[s];
           for (int k = 4 * (s % 2); k < 4 * (s % 2) + 4; ++k)
-            for (int i = 0; i < 4; ++i) {
-              const uint8_t nib = unit[32 * (k % 4) + 4 * r + i];
-              const int hi = (unit[128 + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3;
-              dot += ((k < 4 ? nib & 0x0F : nib >> 4) | hi << 4) * qa[32 * j + 4 * k + i];
-            }
+            for (int i = 0; i < 4; ++i) dot += P::level(wb + 144 + P::kUnit * j, r, k, i) * qa[32 * j + 4 * k + i];
           isum += static_cast<int8_t>(wb[16 + 8 * s + r]) * dot;
         }
         const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
@@ -517,15 +535,19 @@ Kernels make_generic_kernels() {
   k.swiglu = swiglu_generic;
   k.round_f16 = round_f16_generic;
   k.gemv_q4_0_x8 = gemv_q4_x8_generic<2>;
-  k.gemv_q4_k_x8 = gemv_q4_k_x8_generic;
+  k.gemv_q4_k_x8 = gemv_qk_x8_generic<false>;
   k.gemm_q4_0_x8 = gemm_per_token<gemv_q4_x8_generic<2>>;
-  k.gemm_q4_k_x8 = gemm_per_token<gemv_q4_k_x8_generic>;
+  k.gemm_q4_k_x8 = gemm_per_token<gemv_qk_x8_generic<false>>;
+  k.gemv_q5_k_x8 = gemv_qk_x8_generic<true>;
+  k.gemm_q5_k_x8 = gemm_per_token<gemv_qk_x8_generic<true>>;
   k.gemv_q8_0_x8 = gemv_q8_0_x8_generic;
   k.gemm_q8_0_x8 = gemm_per_token<gemv_q8_0_x8_generic>;
   k.gemv_q4_1_x8 = gemv_q4_x8_generic<4>;
   k.gemm_q4_1_x8 = gemm_per_token<gemv_q4_x8_generic<4>>;
-  k.gemv_q6_k_x8 = gemv_q6_k_x8_generic;
-  k.gemm_q6_k_x8 = gemm_per_token<gemv_q6_k_x8_generic>;
+  k.gemv_q6_k_x8 = gemv_offset_k_x8_generic<Q6x8Levels>;
+  k.gemm_q6_k_x8 = gemm_per_token<gemv_offset_k_x8_generic<Q6x8Levels>>;
+  k.gemv_q3_k_x8 = gemv_offset_k_x8_generic<Q3x8Levels>;
+  k.gemm_q3_k_x8 = gemm_per_token<gemv_offset_k_x8_generic<Q3x8Levels>>;
   return k;
 }
 
@@ -552,6 +574,10 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.gemm_q8_0_x8) k.gemm_q8_0_x8 = generic.gemm_q8_0_x8;
   if (!k.gemv_q4_1_x8) k.gemv_q4_1_x8 = generic.gemv_q4_1_x8;
   if (!k.gemm_q4_1_x8) k.gemm_q4_1_x8 = generic.gemm_q4_1_x8;
+  if (!k.gemv_q5_k_x8) k.gemv_q5_k_x8 = generic.gemv_q5_k_x8;
+  if (!k.gemm_q5_k_x8) k.gemm_q5_k_x8 = generic.gemm_q5_k_x8;
+  if (!k.gemv_q3_k_x8) k.gemv_q3_k_x8 = generic.gemv_q3_k_x8;
+  if (!k.gemm_q3_k_x8) k.gemm_q3_k_x8 = generic.gemm_q3_k_x8;
   if (!k.gemv_q6_k_x8) k.gemv_q6_k_x8 = generic.gemv_q6_k_x8;
   if (!k.gemm_q6_k_x8) k.gemm_q6_k_x8 = generic.gemm_q6_k_x8;
   return k;

@@ -95,6 +95,8 @@ struct Kernels {
   GemvX8Fn gemv_q4_k_x8;  // Q4_K groups of eight rows against a Q8_K row (same contract)
   GemmX8Fn gemm_q4_0_x8;  // may stay null: callers then run the GEMV per token
   GemmX8Fn gemm_q4_k_x8;
+  GemvX8Fn gemv_q5_k_x8;  // Q5_K groups: Q4_K's arithmetic on 5-bit levels
+  GemmX8Fn gemm_q5_k_x8;
   GemvX8Fn gemv_q8_0_x8;  // Q8_0 groups of eight rows against a Q8_0 row
   GemmX8Fn gemm_q8_0_x8;
   // Q4_1 groups of eight rows against a Q8_1 row: per row and block one FMA of the scaled integer
@@ -102,11 +104,13 @@ struct Kernels {
   // another (ggml keeps the min terms apart too); the row's result is their sum.
   GemvX8Fn gemv_q4_1_x8;
   GemmX8Fn gemm_q4_1_x8;
-  // Q6_K groups of eight rows against a Q8_K row: per row and super-block the exact int32 sum over
-  // sub-blocks of scale * (dot of the unsigned levels - 32 * the activation sub-block sum), then one
-  // FMA of it times the two scales.
+  // Q6_K and Q3_K groups of eight rows against a Q8_K row (gemv_offset_k_x8): per row and
+  // super-block the exact int32 sum over sub-blocks of scale * (dot of the unsigned levels - offset
+  // (32, 4) * the activation sub-block sum), then one FMA of it times the two scales.
   GemvX8Fn gemv_q6_k_x8;
   GemmX8Fn gemm_q6_k_x8;
+  GemvX8Fn gemv_q3_k_x8;
+  GemmX8Fn gemm_q3_k_x8;
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.

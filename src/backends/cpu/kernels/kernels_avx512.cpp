@@ -302,27 +302,34 @@ void gemv_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void
   gemm_x8_zmm<kKind>(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
 }
 
-// Q4_K groups g, g + 1 against NT tokens, as gemm_q4_k_x8_x86 per lane.
-template <int NT>
-void q4k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
-                   const float* da, const int32_t* bpair, int64_t stat_stride, float* y, size_t y_stride) {
+// The grouped kernels' vector operations on pairs of groups (see Ops256 in kernels_x86.inc).
+struct Ops512 {
+  static __m512i set1(int8_t v) { return _mm512_set1_epi8(v); }
+  static __m512i slli(__m512i v, int n) { return _mm512_slli_epi16(v, n); }
+  static __m512i srli(__m512i v, int n) { return _mm512_srli_epi16(v, n); }
+  static __m512i and_(__m512i a, __m512i b) { return _mm512_and_si512(a, b); }
+  static __m512i or_(__m512i a, __m512i b) { return _mm512_or_si512(a, b); }
+};
+
+// Q4_K (Q5_K: kFifth) groups g, g + 1 against NT tokens, as gemm_qk_x8_x86 per lane.
+template <bool kFifth, int NT>
+void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
+                  const float* da, const int32_t* bpair, int64_t stat_stride, float* y, size_t y_stride) {
+  constexpr int64_t kBlock = kFifth ? 1440 : 1184, kUnit = kFifth ? 160 : 128;
   __m512 acc[NT], accm[NT];
   for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps(), accm[u] = _mm512_setzero_ps();
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nsb; ++b) {
-    const uint8_t* b0 = w0 + b * 1184;
-    const uint8_t* b1 = w1 + b * 1184;
-    prefetch_ahead<1184>(b0);
-    prefetch_ahead<1184>(b1);
+    const uint8_t* b0 = w0 + b * kBlock;
+    const uint8_t* b1 = w1 + b * kBlock;
+    prefetch_ahead<kBlock>(b0);
+    prefetch_ahead<kBlock>(b1);
     __m512i isum[NT];
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
+      const uint8_t* u0 = b0 + 160 + kUnit * j;
+      const uint8_t* u1 = b1 + 160 + kUnit * j;
       __m512i q[8];
-      for (int k = 0; k < 4; ++k) {
-        const __m512i v = load_pair(b0 + 160 + 128 * j + 32 * k, b1 + 160 + 128 * j + 32 * k);
-        q[k] = _mm512_and_si512(v, low4);
-        q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-      }
+      qk_x8_unit<kFifth, __m512i, Ops512>([u0, u1](int o) { return load_pair(u0 + o, u1 + o); }, q);
       int64_t s0, s1;
       std::memcpy(&s0, b0 + 32 + 8 * j, 8);
       std::memcpy(&s1, b1 + 32 + 8 * j, 8);
@@ -365,58 +372,46 @@ void q4k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint
   for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, _mm512_sub_ps(acc[u], accm[u]));
 }
 
-void gemm_q4_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
-                      int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+template <bool kFifth>
+void gemm_qk_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+                    int64_t n_tok, int64_t n, float* y, size_t y_stride) {
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
   const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kPairs);
   const auto* w = static_cast<const uint8_t*>(vw);
   int64_t g = 0;
-  for (; g + 2 <= n_groups; g += 2) {
-    int64_t t = 0;
-    for (; t + 4 <= n_tok; t += 4)
-      q4k_pair_tile<4>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
-                       tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb,
-                       y + t * y_stride + 8 * g, y_stride);
-    for (; t < n_tok; ++t)
-      q4k_pair_tile<1>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
-                       tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb,
-                       y + t * y_stride + 8 * g, y_stride);
-  }
-  if (g < n_groups) gemm_q4_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+  for (; g + 2 <= n_groups; g += 2)
+    token_tiles<4>(n_tok, [&]<int NT>(int64_t t) {
+      qk_pair_tile<kFifth, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+                               tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb, y + t * y_stride + 8 * g, y_stride);
+    });
+  if (g < n_groups) gemm_qk_x8_x86<kFifth>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
 }
 
-void gemv_q4_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out) {
-  gemm_q4_k_x8_zmm(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
+template <bool kFifth>
+void gemv_qk_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out) {
+  gemm_qk_x8_zmm<kFifth>(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
 }
 
-struct Ops512 {
-  static __m512i set1(int8_t v) { return _mm512_set1_epi8(v); }
-  static __m512i slli(__m512i v, int n) { return _mm512_slli_epi16(v, n); }
-  static __m512i srli(__m512i v, int n) { return _mm512_srli_epi16(v, n); }
-  static __m512i and_(__m512i a, __m512i b) { return _mm512_and_si512(a, b); }
-  static __m512i or_(__m512i a, __m512i b) { return _mm512_or_si512(a, b); }
-};
-
-// Q6_K groups g, g + 1 against NT tokens (up to eight: 8 chunk, 8 sum and 8 accumulator registers
-// of the 32), as q6_k_x8_tile per lane.
-template <int NT>
-void q6k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
+// Q6_K or Q3_K groups g, g + 1 against NT tokens (up to eight: 8 chunk, 8 sum and 8 accumulator
+// registers of the 32), as offset_k_x8_tile per lane.
+template <class P, int NT>
+void offset_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
                    const float* da, const int32_t* off, int64_t stat_stride, float* y, size_t y_stride) {
   __m512 acc[NT];
   for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nsb; ++b) {
-    const uint8_t* b0 = w0 + b * 1680;
-    const uint8_t* b1 = w1 + b * 1680;
-    prefetch_ahead<1680>(b0);
-    prefetch_ahead<1680>(b1);
+    const uint8_t* b0 = w0 + b * P::kBlock;
+    const uint8_t* b1 = w1 + b * P::kBlock;
+    prefetch_ahead<P::kBlock>(b0);
+    prefetch_ahead<P::kBlock>(b1);
     __m512i isum[NT];
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
-      const uint8_t* u0 = b0 + 144 + 192 * j;
-      const uint8_t* u1 = b1 + 144 + 192 * j;
+      const uint8_t* u0 = b0 + 144 + P::kUnit * j;
+      const uint8_t* u1 = b1 + 144 + P::kUnit * j;
       __m512i q[8];
-      q6_k_x8_unit<__m512i, Ops512>([u0, u1](int o) { return load_pair(u0 + o, u1 + o); }, q);
+      P::template unit<__m512i, Ops512>([u0, u1](int o) { return load_pair(u0 + o, u1 + o); }, q);
       __m512i sc[2];
       for (int h = 0; h < 2; ++h) {
         int64_t s0, s1;
@@ -447,23 +442,25 @@ void q6k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint
   for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, acc[u]);
 }
 
-void gemm_q6_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+template <class P>
+void gemm_offset_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
                       int64_t n_tok, int64_t n, float* y, size_t y_stride) {
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
-  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kOffsets);
+  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kOffsets, P::kOffset);
   const auto* w = static_cast<const uint8_t*>(vw);
   int64_t g = 0;
   for (; g + 2 <= n_groups; g += 2)
     token_tiles<8>(n_tok, [&]<int NT>(int64_t t) {
-      q6k_pair_tile<NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride, tab.da + t * nsb,
+      offset_k_pair_tile<P, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride, tab.da + t * nsb,
                         tab.off + t * nsb * 16, nsb, y + t * y_stride + 8 * g, y_stride);
     });
-  if (g < n_groups) gemm_q6_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+  if (g < n_groups) gemm_offset_k_x8_x86<P>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
 }
 
-void gemv_q6_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out) {
-  gemm_q6_k_x8_zmm(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
+template <class P>
+void gemv_offset_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out) {
+  gemm_offset_k_x8_zmm<P>(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
 }
 
 // --- Attention primitives at 512 bits (same bits as the 256-bit ones: the scores' double sums are
@@ -574,10 +571,14 @@ Kernels make_avx512_kernels() {
   k.gemv_q4_0_x8 = avx512::gemv_x8_zmm<0>;
   k.gemv_q8_0_x8 = avx512::gemv_x8_zmm<1>;
   k.gemv_q4_1_x8 = avx512::gemv_x8_zmm<2>;
-  k.gemv_q4_k_x8 = avx512::gemv_q4_k_x8_zmm;
-  k.gemm_q4_k_x8 = avx512::gemm_q4_k_x8_zmm;
-  k.gemv_q6_k_x8 = avx512::gemv_q6_k_x8_zmm;
-  k.gemm_q6_k_x8 = avx512::gemm_q6_k_x8_zmm;
+  k.gemv_q4_k_x8 = avx512::gemv_qk_x8_zmm<false>;
+  k.gemm_q4_k_x8 = avx512::gemm_qk_x8_zmm<false>;
+  k.gemv_q5_k_x8 = avx512::gemv_qk_x8_zmm<true>;
+  k.gemm_q5_k_x8 = avx512::gemm_qk_x8_zmm<true>;
+  k.gemv_q6_k_x8 = avx512::gemv_offset_k_x8_zmm<avx512::Q6x8>;
+  k.gemm_q6_k_x8 = avx512::gemm_offset_k_x8_zmm<avx512::Q6x8>;
+  k.gemv_q3_k_x8 = avx512::gemv_offset_k_x8_zmm<avx512::Q3x8>;
+  k.gemm_q3_k_x8 = avx512::gemm_offset_k_x8_zmm<avx512::Q3x8>;
   k.scores = avx512::scores_zmm;
   k.weighted_values = avx512::weighted_values_zmm;
   return k;
