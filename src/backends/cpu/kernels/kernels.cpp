@@ -443,7 +443,7 @@ struct Q3x8Levels {
   }
 };
 
-// See Kernels::gemv_offset_k_x8 (Q6_K, Q3_K).
+// See Kernels::gemv_q6_k_x8 (Q6_K and Q3_K).
 template <class P>
 void gemv_offset_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
                               float* out) {

@@ -104,7 +104,7 @@ struct Kernels {
   // another (ggml keeps the min terms apart too); the row's result is their sum.
   GemvX8Fn gemv_q4_1_x8;
   GemmX8Fn gemm_q4_1_x8;
-  // Q6_K and Q3_K groups of eight rows against a Q8_K row (gemv_offset_k_x8): per row and
+  // Q6_K and Q3_K groups of eight rows against a Q8_K row: per row and
   // super-block the exact int32 sum over sub-blocks of scale * (dot of the unsigned levels - offset
   // (32, 4) * the activation sub-block sum), then one FMA of it times the two scales.
   GemvX8Fn gemv_q6_k_x8;
