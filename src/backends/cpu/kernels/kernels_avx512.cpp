@@ -311,7 +311,7 @@ struct Ops512 {
   static __m512i or_(__m512i a, __m512i b) { return _mm512_or_si512(a, b); }
 };
 
-// Q4_K (Q5_K: kFifth) groups g, g + 1 against NT tokens, as gemm_qk_x8_x86 per lane.
+// Q4_K (Q5_K: kFifth) groups g, g + 1 against NT tokens (up to eight), as gemm_qk_x8_x86 per lane.
 template <bool kFifth, int NT>
 void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
                   const float* da, const int32_t* bpair, int64_t stat_stride, float* y, size_t y_stride) {
@@ -381,7 +381,7 @@ void gemm_qk_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const 
   const auto* w = static_cast<const uint8_t*>(vw);
   int64_t g = 0;
   for (; g + 2 <= n_groups; g += 2)
-    token_tiles<4>(n_tok, [&]<int NT>(int64_t t) {
+    token_tiles<8>(n_tok, [&]<int NT>(int64_t t) {
       qk_pair_tile<kFifth, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
                                tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb, y + t * y_stride + 8 * g, y_stride);
     });
