@@ -168,3 +168,39 @@ def test_unconvertible_tensor_is_named(tmp_path):
     assert r.returncode > 0
     assert "iq.gguf" in r.stderr and "blk.0.attn_q.weight" in r.stderr, r.stderr
     assert not out.exists() and not (tmp_path / "out.gguf.tmp").exists()
+
+
+# Eight layers, every row length a multiple of 256 (K-quant super-blocks), untied head.
+MIX_SHAPE = tiny_shapes.Shape("quantize_mix_untied", hidden=256, heads=4, kv_heads=2, head_dim=64, ffn=512, layers=8,
+                              tied=False)
+
+
+@pytest.mark.parametrize("mix,ftype,expect", [
+    # llama.cpp's rule with 8 layers: attn_v and ffn_down get Q6_K in layers 0 and 7 (first and last
+    # eighth) and 3 and 6 (every third between).
+    ("q4_k_m", 15, lambda name, layer: Q.Q6_K if name in ("attn_v", "ffn_down") and layer in (0, 3, 6, 7) else Q.Q4_K),
+    ("q5_k_m", 17, lambda name, layer: Q.Q6_K if name in ("attn_v", "ffn_down") and layer in (0, 3, 6, 7) else Q.Q5_K),
+    ("q3_k_m", 12, lambda name, layer: (Q.Q5_K if layer < 2 else Q.Q4_K) if name == "attn_v"
+        else Q.Q4_K if name in ("ffn_down", "attn_output") else Q.Q3_K),
+])
+def test_k_quant_mixes_follow_llamacpp(tmp_path, mix, ftype, expect):
+    src = tiny_shapes.make(MIX_SHAPE, tmp_path / "mix.F32.gguf")
+    out = tmp_path / f"mix.{mix.upper()}.gguf"
+    r = tern("quantize", src, out, "--type", mix, "-t", 2)
+    assert r.returncode == 0, r.stderr
+    assert f"({mix}, rtn)" in r.stderr
+    f = gguf.GGUFReader(str(out))
+    assert int(f.fields["general.file_type"].parts[-1][0]) == ftype
+    for t in f.tensors:
+        if len(t.shape) < 2:
+            assert t.tensor_type == Q.F32, t.name
+        elif t.name == "output.weight":
+            assert t.tensor_type == Q.Q6_K, t.name
+        elif t.name == "token_embd.weight":
+            assert t.tensor_type == expect("token_embd", -1), t.name
+        else:
+            _, layer, name, _ = t.name.split(".")
+            assert t.tensor_type == expect(name, int(layer)), t.name
+    assert len(greedy_ids(out)) == 8
+    assert_clean_error(tern("quantize", src, tmp_path / "gptq.gguf", "--type", mix, "--method", "gptq", "--calib", src),
+                       mix, "rtn")

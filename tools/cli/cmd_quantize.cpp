@@ -56,15 +56,65 @@ const std::map<DType, uint32_t>& llama_ftypes() {
   return m;
 }
 
-DType parse_target(const std::string& name) {
+// A K-quant mix: llama.cpp's rule (llama_tensor_get_type, for Llama-like models) for which matrices
+// get more bits than the base type. Only tensors the rule names differ from the base.
+struct Mix {
+  const char* name;
+  DType base;
+  uint32_t ftype;  // LLAMA_FTYPE
+};
+const Mix kMixes[] = {{"q3_k_m", DType::Q3_K, 12}, {"q4_k_m", DType::Q4_K, 15}, {"q5_k_m", DType::Q5_K, 17}};
+
+// What --type names: one type for every matrix, or a mix.
+struct Target {
+  DType base;
+  const Mix* mix = nullptr;
+  std::string name() const { return mix ? mix->name : std::string(dtype_name(base)); }
+  uint32_t ftype() const { return mix ? mix->ftype : llama_ftypes().at(base); }
+};
+
+Target parse_target(const std::string& name) {
   std::string lower = name;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const Mix& m : kMixes)
+    if (lower == m.name) return {m.base, &m};
   const auto t = dtype_from_name(lower);
-  if (t && llama_ftypes().count(*t) && quant::is_weight_type(*t) && quant::can_quantize(*t)) return *t;
+  if (t && llama_ftypes().count(*t) && quant::is_weight_type(*t) && quant::can_quantize(*t)) return {*t};
   std::string names;
   for (const auto& [d, ftype] : llama_ftypes())
     if (quant::is_weight_type(d) && quant::can_quantize(d)) names += (names.empty() ? "" : ", ") + std::string(dtype_name(d));
+  for (const Mix& m : kMixes) names += std::string(", ") + m.name;
   fail("--type {}: not a type tern can quantize to (supported: {})", name, names);
+}
+
+// llama.cpp's layers that get more bits in the _M mixes: the first and last eighth, and every third
+// in between.
+bool use_more_bits(int layer, int n_layers) {
+  return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
+}
+
+// The type a mix gives one matrix (layer: its blk.N index, -1 for none; has_output: the file has an
+// output.weight, so token_embd is not also the output head).
+DType mix_type(const Mix& m, const std::string& name, int layer, int n_layers, bool has_output) {
+  const bool is_output = name == "output.weight" || (!has_output && name == "token_embd.weight");
+  if (is_output) return DType::Q6_K;
+  if (layer < 0) return m.base;
+  const auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  if (m.base == DType::Q3_K) {
+    if (has("attn_v.weight")) return layer < 2 ? DType::Q5_K : DType::Q4_K;
+    if (has("ffn_down")) return layer < n_layers / 16 ? DType::Q5_K : DType::Q4_K;
+    if (has("attn_output.weight")) return DType::Q4_K;
+    return m.base;
+  }
+  if ((has("attn_v.weight") || has("ffn_down")) && use_more_bits(layer, n_layers)) return DType::Q6_K;
+  return m.base;
+}
+
+// The blk.N index of a tensor name, or -1.
+int layer_of(const std::string& name) {
+  int layer = -1, used = 0;
+  if (std::sscanf(name.c_str(), "blk.%d.%n", &layer, &used) == 1 && used > 0 && layer >= 0) return layer;
+  return -1;
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -143,7 +193,10 @@ void quantize(QuantizeOptions& o) {
              "--method {}: unknown (rtn, gptq, awq, smoothquant, magnitude, wanda, sparsegpt)", method);
   if (prunes) o.method.sparsity = quant::parse_sparsity(o.pattern, o.sparsity);
   TERN_CHECK(prunes || o.pattern.empty(), "--pattern is for the pruning methods (magnitude, wanda, sparsegpt)");
-  const DType target = parse_target(o.type);
+  const Target tgt = parse_target(o.type);
+  const DType target = tgt.base;
+  TERN_CHECK(!tgt.mix || method == "rtn", "--type {}: the K-quant mixes are written with --method rtn, not {}",
+             tgt.name(), method);
   if (o.group_size > 0) {
     const int g = quant::grid_group_size(target);
     TERN_CHECK(g == o.group_size, "--group-size {}: {} stores groups of {} (pick a type with that group size)",
@@ -190,7 +243,7 @@ void quantize(QuantizeOptions& o) {
 
   gguf::Writer w(3, f.alignment());
   for (const auto& key : f.keys()) w.copy_key(f, key);
-  w.set_u32("general.file_type", llama_ftypes().at(target));
+  w.set_u32("general.file_type", tgt.ftype());
   if (traits(target).quantized) w.set_u32("general.quantization_version", 2);  // ggml's GGML_QNT_VERSION
   w.set_string("tern.quantize.method", method + (calibrated && method == "rtn" ? "+imatrix" : ""));
   if (prunes)
@@ -200,9 +253,16 @@ void quantize(QuantizeOptions& o) {
 
   // Plan every tensor first, and try one block of each conversion, so an unsupported input type
   // fails before anything is written rather than halfway through a large file.
+  int n_layers = 0;
+  bool has_output = false;
+  for (const auto& t : f.tensors()) {
+    n_layers = std::max(n_layers, layer_of(t.name) + 1);
+    has_output = has_output || t.name == "output.weight";
+  }
   std::vector<Plan> plans;
   for (const auto& t : f.tensors()) {
-    plans.push_back(plan_tensor(t, target));
+    const DType want = tgt.mix ? mix_type(*tgt.mix, t.name, layer_of(t.name), n_layers, has_output) : target;
+    plans.push_back(plan_tensor(t, want));
     Plan& p = plans.back();
     // A calibrated method rewrites every matrix it has statistics for (even one already of the
     // target type) and the norm vectors that absorb AWQ's scales (kept F32).
@@ -210,7 +270,7 @@ void quantize(QuantizeOptions& o) {
       if (t.ndim < 2)
         p = {&t, DType::F32, true, nullptr};
       else if (p.why && std::string_view(p.why) == "already target type")
-        p = {&t, target, true, nullptr};
+        p = {&t, want, true, nullptr};
     }
     try {
       if (p.convert) {
@@ -260,13 +320,13 @@ void quantize(QuantizeOptions& o) {
   fmt::print(stderr,
              "tern quantize: {} -> {} ({}, {}): converted {} of {} tensors, {} -> {} in {:.1f} s "
              "({:.0f} MB/s of converted input, {} threads)\n",
-             o.in, o.out, dtype_name(target), method, n_converted, n, human(static_cast<double>(in_bytes)),
+             o.in, o.out, tgt.name(), method, n_converted, n, human(static_cast<double>(in_bytes)),
              human(static_cast<double>(out_bytes)), s, s > 0 ? static_cast<double>(converted_in_bytes) / 1e6 / s : 0.0,
              n_threads);
   if (calibrated && !calibrated->summary().empty()) fmt::print(stderr, "tern quantize: {}\n", calibrated->summary());
   if (n_converted == 0)
     fmt::print(stderr, "tern quantize: warning: no tensor was converted to {} (see the 'kept' reasons above)\n",
-               dtype_name(target));
+               tgt.name());
 }
 
 }  // namespace
@@ -281,10 +341,16 @@ void register_quantize(CLI::App& app) {
       "the MoE router (ffn_gate_inp) and matrices whose rows are not whole blocks of --type keep their\n"
       "type. Metadata is copied, with general.file_type set to llama.cpp's LLAMA_FTYPE for the type\n"
       "(the _S variant for q3_k/q4_k/q5_k). Tensors are written as they are converted, so memory is\n"
-      "the mmapped input plus one output tensor.");
+      "the mmapped input plus one output tensor.\n"
+      "q3_k_m, q4_k_m and q5_k_m are llama.cpp's mixes (rtn only): output.weight (or a tied token_embd)\n"
+      "in q6_k; q4_k_m/q5_k_m give q6_k to attn_v and ffn_down in the first and last eighth of the\n"
+      "layers and every third layer between; q3_k_m gives attn_v q5_k in layers 0-1 and q4_k after,\n"
+      "ffn_down q5_k in the first sixteenth and q4_k after, attn_output q4_k.");
   cmd->add_option("input", o->in, "GGUF file to read (any weight types tern loads)")->required();
   cmd->add_option("output", o->out, "GGUF file to write (not the input; written to OUTPUT.tmp, then renamed)")->required();
-  cmd->add_option("--type", o->type, "target type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k")
+  cmd->add_option("--type", o->type,
+                  "target type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, or a mix: "
+                  "q3_k_m, q4_k_m, q5_k_m")
       ->required();
   cmd->add_option("--method", o->method.method,
                   "rtn (round to nearest), gptq (error feedback through calibration Hessians), awq "
