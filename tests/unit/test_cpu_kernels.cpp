@@ -368,7 +368,10 @@ TEST_P(CpuKernelsKQuantGroups, RoundTripAndDot) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, CpuKernelsKQuantGroups,
-                         ::testing::Values(KQuantGroups{DType::Q3_K, cpu::kQ3_Kx8Block, cpu::repack_q3_k_x8,
+                         ::testing::Values(KQuantGroups{DType::Q2_K, cpu::kQ2_Kx8Block, cpu::repack_q2_k_x8,
+                                                        cpu::unpack_q2_k_x8, &cpu::Kernels::gemv_q2_k_x8,
+                                                        &cpu::Kernels::gemm_q2_k_x8},
+                                           KQuantGroups{DType::Q3_K, cpu::kQ3_Kx8Block, cpu::repack_q3_k_x8,
                                                         cpu::unpack_q3_k_x8, &cpu::Kernels::gemv_q3_k_x8,
                                                         &cpu::Kernels::gemm_q3_k_x8},
                                            KQuantGroups{DType::Q4_K, cpu::kQ4_Kx8Block, cpu::repack_q4_k_x8,

@@ -165,7 +165,7 @@ std::vector<MatmulCase> matmul_cases() {
   // a remainder; three groups (the 512-bit kernels' pair and an odd one).
   for (int64_t n_tok : {1, 2, 9}) v.push_back({DType::Q4_0, 96, 24, n_tok});
   for (int64_t n_tok : {1, 7}) v.push_back({DType::Q8_0, 64, 16, n_tok});
-  for (DType t : {DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
     for (int64_t n_tok : {1, 6, 11}) v.push_back({t, 512, 24, n_tok});
   for (int64_t n_tok : {1, 3, 9}) v.push_back({DType::Q4_1, 96, 24, n_tok});
   v.push_back({DType::F32, 3, 2, 2});  // sizes smaller than any vector width

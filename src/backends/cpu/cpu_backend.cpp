@@ -47,7 +47,7 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
 
-  // Q4_0, Q4_1, Q8_0, Q3_K, Q4_K, Q5_K and Q6_K matmul weights with whole groups of eight rows are repacked
+  // Q4_0, Q4_1, Q8_0 and the K-quants' matmul weights with whole groups of eight rows are repacked
   // (backends/cpu/repack.h), on every ISA alike so that all variants keep computing the same bits.
   // Exact mode keeps the file's layout (its dequantising matmul reads rows).
   TensorView prepare_weight(const TensorView& w) override {
@@ -278,6 +278,8 @@ class CpuBackend final : public Backend {
        &cpu::Kernels::gemv_q8_0_x8, &cpu::Kernels::gemm_q8_0_x8},
       {cpu::kLayoutQ4_1x8, DType::Q4_1, 32, cpu::kQ4_1x8Block, cpu::repack_q4_1_x8, cpu::unpack_q4_1_x8,
        &cpu::Kernels::gemv_q4_1_x8, &cpu::Kernels::gemm_q4_1_x8},
+      {cpu::kLayoutQ2_Kx8, DType::Q2_K, 256, cpu::kQ2_Kx8Block, cpu::repack_q2_k_x8, cpu::unpack_q2_k_x8,
+       &cpu::Kernels::gemv_q2_k_x8, &cpu::Kernels::gemm_q2_k_x8},
       {cpu::kLayoutQ3_Kx8, DType::Q3_K, 256, cpu::kQ3_Kx8Block, cpu::repack_q3_k_x8, cpu::unpack_q3_k_x8,
        &cpu::Kernels::gemv_q3_k_x8, &cpu::Kernels::gemm_q3_k_x8},
       {cpu::kLayoutQ5_Kx8, DType::Q5_K, 256, cpu::kQ5_Kx8Block, cpu::repack_q5_k_x8, cpu::unpack_q5_k_x8,

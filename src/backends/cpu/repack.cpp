@@ -215,6 +215,20 @@ void unpack_q5_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
 
 namespace {
 
+// The two low bits of a unit's 32 levels e (Q3_K, Q2_K; repack.h): bytes 32v + 4r + i hold those of
+// chunks 4v..4v + 3 at bits 2c.
+void pack_low2(const uint8_t* e, int r, uint8_t* unit) {
+  for (int i = 0; i < 4; ++i)
+    for (int v = 0; v < 2; ++v) {
+      uint8_t low = 0;
+      for (int c = 0; c < 4; ++c) low = static_cast<uint8_t>(low | (e[4 * (4 * v + c) + i] & 3) << (2 * c));
+      unit[32 * v + 4 * r + i] = low;
+    }
+}
+uint8_t low2(const uint8_t* unit, int r, int k, int i) {
+  return static_cast<uint8_t>((unit[32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3);
+}
+
 // Q6_K and Q3_K (repack.h): unsigned levels with an offset, a signed scale per 16 elements, one f16
 // d. Each policy reads and writes the file's block (levels, scales, d) and packs a 32-element unit.
 struct Q6File {
@@ -289,20 +303,15 @@ struct Q3File {
   // Bytes 32v + 4r + i hold the two low bits of chunks 4v..4v + 3 (bits 2c), bytes 64 + 4r + i the
   // third bit of chunk k at bit k.
   static void pack_unit(const uint8_t* e, int r, uint8_t* unit) {
+    pack_low2(e, r, unit);
     for (int i = 0; i < 4; ++i) {
       uint8_t third = 0;
-      for (int v = 0; v < 2; ++v) {
-        uint8_t low = 0;
-        for (int c = 0; c < 4; ++c) low = static_cast<uint8_t>(low | (e[4 * (4 * v + c) + i] & 3) << (2 * c));
-        unit[32 * v + 4 * r + i] = low;
-      }
       for (int k = 0; k < 8; ++k) third = static_cast<uint8_t>(third | (e[4 * k + i] >> 2) << k);
       unit[64 + 4 * r + i] = third;
     }
   }
   static uint8_t unit_level(const uint8_t* unit, int r, int k, int i) {
-    return static_cast<uint8_t>(((unit[32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) |
-                                ((unit[64 + 4 * r + i] >> k) & 1) << 2);
+    return static_cast<uint8_t>(low2(unit, r, k, i) | ((unit[64 + 4 * r + i] >> k) & 1) << 2);
   }
 };
 
@@ -356,6 +365,47 @@ void repack_q3_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_
 }
 void unpack_q3_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
   unpack_offset_k<Q3File>(group, n, rows, row_bytes);
+}
+
+// Q2_K: element 128h + 32x + l at bit 2x of byte 16 + 32h + l; scale bytes (scale | min << 4) at
+// 0; d at 80, dmin at 82.
+void repack_q2_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
+  const int64_t nsb = n / 256;
+  for (int64_t g = 0; g < n_rows / 8; ++g)
+    for (int64_t b = 0; b < nsb; ++b) {
+      uint8_t* out = dst + (g * nsb + b) * kQ2_Kx8Block;
+      for (int r = 0; r < 8; ++r) {
+        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 84;
+        std::memcpy(out + 2 * r, blk + 80, 2);
+        std::memcpy(out + 16 + 2 * r, blk + 82, 2);
+        for (int s = 0; s < 16; ++s) out[32 + 8 * s + r] = blk[s];
+        uint8_t level[256];
+        for (int h = 0; h < 2; ++h)
+          for (int x = 0; x < 4; ++x)
+            for (int l = 0; l < 32; ++l) level[128 * h + 32 * x + l] = (blk[16 + 32 * h + l] >> (2 * x)) & 3;
+        for (int j = 0; j < 8; ++j) pack_low2(level + 32 * j, r, out + 160 + 64 * j);
+      }
+    }
+}
+
+void unpack_q2_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
+  const int64_t nsb = n / 256;
+  for (int64_t b = 0; b < nsb; ++b) {
+    const uint8_t* in = group + b * kQ2_Kx8Block;
+    for (int r = 0; r < 8; ++r) {
+      uint8_t* blk = rows + r * row_bytes + b * 84;
+      std::memcpy(blk + 80, in + 2 * r, 2);
+      std::memcpy(blk + 82, in + 16 + 2 * r, 2);
+      for (int s = 0; s < 16; ++s) blk[s] = in[32 + 8 * s + r];
+      std::memset(blk + 16, 0, 64);
+      for (int j = 0; j < 8; ++j)
+        for (int k = 0; k < 8; ++k)
+          for (int i = 0; i < 4; ++i) {
+            const int e = 32 * j + 4 * k + i, h = e / 128, x = (e % 128) / 32, l = e % 32;
+            blk[16 + 32 * h + l] = static_cast<uint8_t>(blk[16 + 32 * h + l] | low2(in + 160 + 64 * j, r, k, i) << (2 * x));
+          }
+    }
+  }
 }
 
 }  // namespace tern::cpu

@@ -58,6 +58,13 @@ inline constexpr int64_t kQ6_Kx8Block = 1680;
 inline constexpr uint8_t kLayoutQ3_Kx8 = 7;
 inline constexpr int64_t kQ3_Kx8Block = 912;
 
+// Q2_K in groups of eight rows (kLayoutQ2_Kx8): per group, per super-block, the rows' f16 d[8] and
+// dmin[8], their scale bytes as in the file (scale | min << 4) sm[sub-block][row], then eight
+// 64-byte units laid out as Q3_Kx8's first 64 bytes (the two bits of every level). Same bytes as
+// the file's layout (8 x 84 per super-block).
+inline constexpr uint8_t kLayoutQ2_Kx8 = 8;
+inline constexpr int64_t kQ2_Kx8Block = 672;
+
 // Rows [0, n_rows) (n_rows a multiple of 8) of n elements each, row_bytes apart -> dst.
 void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 // One group back to eight row-major Q4_0 rows of n elements, row_bytes apart.
@@ -70,6 +77,8 @@ void repack_q4_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_
 void unpack_q4_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q5_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 void unpack_q5_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
+void repack_q2_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
+void unpack_q2_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q3_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 void unpack_q3_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes);
 void repack_q6_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);

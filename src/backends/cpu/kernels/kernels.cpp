@@ -477,6 +477,44 @@ void gemv_offset_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_grou
   }
 }
 
+// See Kernels::gemv_q2_k_x8 and repack.h for the layout.
+void gemv_q2_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
+                          float* out) {
+  const int64_t nsb = n / 256;
+  const auto* a = static_cast<const uint8_t*>(va);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const auto* w = static_cast<const uint8_t*>(vw) + g * group_bytes;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, accm[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t b = 0; b < nsb; ++b) {
+      const uint8_t* ab = a + b * 292;
+      float da;
+      std::memcpy(&da, ab, 4);
+      const auto* qa = reinterpret_cast<const int8_t*>(ab + 4);
+      int16_t bs[16];
+      std::memcpy(bs, ab + 260, 32);
+      const uint8_t* wb = w + b * 672;
+      for (int r = 0; r < 8; ++r) {
+        int32_t isum = 0, msum = 0;
+        for (int s = 0; s < 16; ++s) {
+          const int j = s / 2;
+          int32_t dot = 0;
+          for (int k = 4 * (s % 2); k < 4 * (s % 2) + 4; ++k)
+            for (int i = 0; i < 4; ++i)
+              dot += ((wb[160 + 64 * j + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) * qa[32 * j + 4 * k + i];
+          const uint8_t sm = wb[32 + 8 * s + r];
+          isum += (sm & 0x0F) * dot;
+          msum += (sm >> 4) * bs[s];
+        }
+        const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
+        const float dmin = fp16_to_f32(static_cast<uint16_t>(wb[16 + 2 * r] | wb[16 + 2 * r + 1] << 8));
+        acc[r] = std::fma(dw * da, static_cast<float>(isum), acc[r]);
+        accm[r] = std::fma(dmin * da, static_cast<float>(msum), accm[r]);
+      }
+    }
+    for (int r = 0; r < 8; ++r) out[8 * g + r] = acc[r] - accm[r];
+  }
+}
+
 void gemv_q8_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
                           float* out) {
   const int64_t nb = n / 32;
@@ -546,6 +584,8 @@ Kernels make_generic_kernels() {
   k.gemm_q4_1_x8 = gemm_per_token<gemv_q4_x8_generic<4>>;
   k.gemv_q6_k_x8 = gemv_offset_k_x8_generic<Q6x8Levels>;
   k.gemm_q6_k_x8 = gemm_per_token<gemv_offset_k_x8_generic<Q6x8Levels>>;
+  k.gemv_q2_k_x8 = gemv_q2_k_x8_generic;
+  k.gemm_q2_k_x8 = gemm_per_token<gemv_q2_k_x8_generic>;
   k.gemv_q3_k_x8 = gemv_offset_k_x8_generic<Q3x8Levels>;
   k.gemm_q3_k_x8 = gemm_per_token<gemv_offset_k_x8_generic<Q3x8Levels>>;
   return k;
@@ -576,6 +616,8 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.gemm_q4_1_x8) k.gemm_q4_1_x8 = generic.gemm_q4_1_x8;
   if (!k.gemv_q5_k_x8) k.gemv_q5_k_x8 = generic.gemv_q5_k_x8;
   if (!k.gemm_q5_k_x8) k.gemm_q5_k_x8 = generic.gemm_q5_k_x8;
+  if (!k.gemv_q2_k_x8) k.gemv_q2_k_x8 = generic.gemv_q2_k_x8;
+  if (!k.gemm_q2_k_x8) k.gemm_q2_k_x8 = generic.gemm_q2_k_x8;
   if (!k.gemv_q3_k_x8) k.gemv_q3_k_x8 = generic.gemv_q3_k_x8;
   if (!k.gemm_q3_k_x8) k.gemm_q3_k_x8 = generic.gemm_q3_k_x8;
   if (!k.gemv_q6_k_x8) k.gemv_q6_k_x8 = generic.gemv_q6_k_x8;

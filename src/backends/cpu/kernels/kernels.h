@@ -111,6 +111,11 @@ struct Kernels {
   GemmX8Fn gemm_q6_k_x8;
   GemvX8Fn gemv_q3_k_x8;
   GemmX8Fn gemm_q3_k_x8;
+  // Q2_K groups against a Q8_K row: per row and super-block isum = sum over sub-blocks of scale *
+  // dot and msum = sum of min * activation sub-block sum, both exact; one FMA each (times d, dmin
+  // and the activation scale) into two sums, the row's result their difference.
+  GemvX8Fn gemv_q2_k_x8;
+  GemmX8Fn gemm_q2_k_x8;
 };
 
 // The variant's complete table: its own kernels, the generic ones where it has none.

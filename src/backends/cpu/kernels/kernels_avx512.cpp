@@ -393,6 +393,86 @@ void gemv_qk_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const v
   gemm_qk_x8_zmm<kFifth>(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
 }
 
+// Q2_K groups g, g + 1 against NT tokens (up to eight), as q2_k_x8_tile per lane.
+template <int NT>
+void q2_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
+                    const float* da, int64_t stat_stride, float* y, size_t y_stride) {
+  __m512 acc[NT], accm[NT];
+  for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps(), accm[u] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi32(0x0F);
+  for (int64_t b = 0; b < nsb; ++b) {
+    const uint8_t* b0 = w0 + b * 672;
+    const uint8_t* b1 = w1 + b * 672;
+    prefetch_ahead<672>(b0);
+    prefetch_ahead<672>(b1);
+    __m512i isum[NT];
+    for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* u0 = b0 + 160 + 64 * j;
+      const uint8_t* u1 = b1 + 160 + 64 * j;
+      __m512i q[8];
+      low2_unit<__m512i, Ops512>([u0, u1](int o) { return load_pair(u0 + o, u1 + o); }, q);
+      __m512i sc[2];
+      for (int h = 0; h < 2; ++h) {
+        int64_t s0, s1;
+        std::memcpy(&s0, b0 + 32 + 8 * (2 * j + h), 8);
+        std::memcpy(&s1, b1 + 32 + 8 * (2 * j + h), 8);
+        sc[h] = _mm512_and_si512(_mm512_cvtepu8_epi32(_mm_set_epi64x(s1, s0)), low4);
+      }
+#pragma GCC unroll 8
+      for (int u = 0; u < NT; ++u) {
+        const uint8_t* qa = a + u * a_stride + b * 292 + 4 + 32 * j;
+        __m512i dot[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) {
+          int32_t v;
+          std::memcpy(&v, qa + 4 * k, 4);
+          dot[k / 4] = _mm512_dpbusd_epi32(dot[k / 4], q[k], _mm512_set1_epi32(v));
+        }
+        isum[u] = _mm512_add_epi32(isum[u], _mm512_add_epi32(_mm512_mullo_epi32(dot[0], sc[0]), _mm512_mullo_epi32(dot[1], sc[1])));
+      }
+    }
+    __m512i mpair[8];
+    for (int i = 0; i < 8; ++i)
+      mpair[i] = _mm512_srli_epi16(
+          _mm512_cvtepu8_epi16(_mm256_set_m128i(q2_k_min_pairs_bytes(b1 + 32, i), q2_k_min_pairs_bytes(b0 + 32, i))), 4);
+    const __m512 dw = scales_pair(b0, b1), dmin = scales_pair(b0 + 16, b1 + 16);
+#pragma GCC unroll 8
+    for (int u = 0; u < NT; ++u) {
+      const uint8_t* bs = a + u * a_stride + b * 292 + 260;
+      __m512i ms = _mm512_setzero_si512();
+      for (int i = 0; i < 8; ++i) {
+        int32_t pair;
+        std::memcpy(&pair, bs + 4 * i, 4);
+        ms = _mm512_dpwssd_epi32(ms, mpair[i], _mm512_set1_epi32(pair));
+      }
+      const __m512 vda = _mm512_set1_ps(da[u * stat_stride + b]);
+      acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, vda), _mm512_cvtepi32_ps(isum[u]), acc[u]);
+      accm[u] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, vda), _mm512_cvtepi32_ps(ms), accm[u]);
+    }
+  }
+  for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, _mm512_sub_ps(acc[u], accm[u]));
+}
+
+void gemm_q2_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
+                      int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+  const int64_t nsb = n / 256;
+  const auto* a = static_cast<const uint8_t*>(va);
+  const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kScaleOnly);
+  const auto* w = static_cast<const uint8_t*>(vw);
+  int64_t g = 0;
+  for (; g + 2 <= n_groups; g += 2)
+    token_tiles<8>(n_tok, [&]<int NT>(int64_t t) {
+      q2_k_pair_tile<NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride, tab.da + t * nsb,
+                         nsb, y + t * y_stride + 8 * g, y_stride);
+    });
+  if (g < n_groups) gemm_q2_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+}
+
+void gemv_q2_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out) {
+  gemm_q2_k_x8_zmm(w, group_bytes, n_groups, a, 0, 1, n, out, 0);
+}
+
 // Q6_K or Q3_K groups g, g + 1 against NT tokens (up to eight: 8 chunk, 8 sum and 8 accumulator
 // registers of the 32), as offset_k_x8_tile per lane.
 template <class P, int NT>
@@ -577,6 +657,8 @@ Kernels make_avx512_kernels() {
   k.gemm_q5_k_x8 = avx512::gemm_qk_x8_zmm<true>;
   k.gemv_q6_k_x8 = avx512::gemv_offset_k_x8_zmm<avx512::Q6x8>;
   k.gemm_q6_k_x8 = avx512::gemm_offset_k_x8_zmm<avx512::Q6x8>;
+  k.gemv_q2_k_x8 = avx512::gemv_q2_k_x8_zmm;
+  k.gemm_q2_k_x8 = avx512::gemm_q2_k_x8_zmm;
   k.gemv_q3_k_x8 = avx512::gemv_offset_k_x8_zmm<avx512::Q3x8>;
   k.gemm_q3_k_x8 = avx512::gemm_offset_k_x8_zmm<avx512::Q3x8>;
   k.scores = avx512::scores_zmm;
