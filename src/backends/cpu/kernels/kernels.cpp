@@ -382,12 +382,13 @@ void gemv_q4_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, co
   }
 }
 
-// Q4_K groups: per row and super-block, isum = sum_j sc_j * (sub-block j's dot), msum = sum_j m_j * (sub-block
-// j's activation sum), both exact; then one FMA each into acc and accm; the row's result acc - accm.
-// Q5_K (kFifth) the same with each level's fifth bit from the 32 bytes after its sub-block's nibbles.
-template <bool kFifth>
-void gemv_qk_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n, float* out) {
-  constexpr int64_t kBlock = kFifth ? 1440 : 1184, kUnit = kFifth ? 160 : 128;
+// The K-quants' grouped GEMVs of the generic variant (repack.h for the layouts): per group,
+// super-block and row, L::sums forms the row's exact integer sums isum and (L::kMins) msum from its
+// levels, scales and mins, the activation levels qa and 16-element sums bs; then one FMA of isum
+// times d * da into acc and one of msum times dmin * da into accm (d[8] at byte 0, dmin[8] at 16 of
+// every super-block); the row's result acc - accm, or acc.
+template <class L>
+void gemv_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n, float* out) {
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
   for (int64_t g = 0; g < n_groups; ++g) {
@@ -400,34 +401,60 @@ void gemv_qk_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, co
       const auto* qa = reinterpret_cast<const int8_t*>(ab + 4);
       int16_t bs[16];
       std::memcpy(bs, ab + 260, 32);
-      const uint8_t* wb = w + b * kBlock;
+      const uint8_t* wb = w + b * L::kBlock;
       for (int r = 0; r < 8; ++r) {
         int32_t isum = 0, msum = 0;
-        for (int j = 0; j < 8; ++j) {
-          const uint8_t* unit = wb + 160 + kUnit * j;
-          int32_t dot = 0;
-          for (int k = 0; k < 8; ++k)
-            for (int i = 0; i < 4; ++i) {
-              const uint8_t byte = unit[32 * (k % 4) + 4 * r + i];
-              const int fifth = kFifth ? ((unit[128 + 4 * r + i] >> k) & 1) << 4 : 0;
-              dot += (((k < 4 ? byte : byte >> 4) & 0x0F) | fifth) * qa[32 * j + 4 * k + i];
-            }
-          isum += wb[32 + 8 * j + r] * dot;
-          msum += wb[96 + 8 * j + r] * (bs[2 * j] + bs[2 * j + 1]);
-        }
-        const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
-        const float dmin = fp16_to_f32(static_cast<uint16_t>(wb[16 + 2 * r] | wb[16 + 2 * r + 1] << 8));
-        acc[r] = std::fma(dw * da, static_cast<float>(isum), acc[r]);
-        accm[r] = std::fma(dmin * da, static_cast<float>(msum), accm[r]);
+        L::sums(wb, r, qa, bs, isum, msum);
+        acc[r] = std::fma(fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8)) * da, static_cast<float>(isum),
+                          acc[r]);
+        if constexpr (L::kMins)
+          accm[r] = std::fma(fp16_to_f32(static_cast<uint16_t>(wb[16 + 2 * r] | wb[16 + 2 * r + 1] << 8)) * da,
+                             static_cast<float>(msum), accm[r]);
       }
     }
-    for (int r = 0; r < 8; ++r) out[8 * g + r] = acc[r] - accm[r];
+    for (int r = 0; r < 8; ++r) out[8 * g + r] = L::kMins ? acc[r] - accm[r] : acc[r];
   }
 }
 
-// The offset K-quants' grouped layouts (repack.h): a super-block's bytes, a unit's bytes, the level
-// offset, and level k, i of row r in a unit (element 4k + i).
-struct Q6x8Levels {
+// Q4_K: isum = sum_j sc_j * (sub-block j's dot), msum = sum_j m_j * (sub-block j's activation sum).
+// Q5_K (kFifth) the same with each level's fifth bit from the 32 bytes after its sub-block's nibbles.
+template <bool kFifth>
+struct QKx8Levels {
+  static constexpr int64_t kBlock = kFifth ? 1440 : 1184, kUnit = kFifth ? 160 : 128;
+  static constexpr bool kMins = true;
+  static void sums(const uint8_t* wb, int r, const int8_t* qa, const int16_t* bs, int32_t& isum, int32_t& msum) {
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* unit = wb + 160 + kUnit * j;
+      int32_t dot = 0;
+      for (int k = 0; k < 8; ++k)
+        for (int i = 0; i < 4; ++i) {
+          const uint8_t byte = unit[32 * (k % 4) + 4 * r + i];
+          const int fifth = kFifth ? ((unit[128 + 4 * r + i] >> k) & 1) << 4 : 0;
+          dot += (((k < 4 ? byte : byte >> 4) & 0x0F) | fifth) * qa[32 * j + 4 * k + i];
+        }
+      isum += wb[32 + 8 * j + r] * dot;
+      msum += wb[96 + 8 * j + r] * (bs[2 * j] + bs[2 * j + 1]);
+    }
+  }
+};
+
+// Q6_K and Q3_K: isum = sum over the 16 sub-blocks of scale * (dot of the unsigned levels - kOffset
+// * activation sum), no mins. level(unit, r, k, i): row r's element 4k + i of a unit.
+template <class P>
+struct OffsetKx8Levels {
+  static constexpr int64_t kBlock = P::kBlock;
+  static constexpr bool kMins = false;
+  static void sums(const uint8_t* wb, int r, const int8_t* qa, const int16_t* bs, int32_t& isum, int32_t&) {
+    for (int s = 0; s < 16; ++s) {
+      const int j = s / 2;
+      int32_t dot = -P::kOffset * bs[s];
+      for (int k = 4 * (s % 2); k < 4 * (s % 2) + 4; ++k)
+        for (int i = 0; i < 4; ++i) dot += P::level(wb + 144 + P::kUnit * j, r, k, i) * qa[32 * j + 4 * k + i];
+      isum += static_cast<int8_t>(wb[16 + 8 * s + r]) * dot;
+    }
+  }
+};
+struct Q6x8Bits {
   static constexpr int64_t kBlock = 1680, kUnit = 192;
   static constexpr int kOffset = 32;
   static int level(const uint8_t* unit, int r, int k, int i) {
@@ -435,7 +462,7 @@ struct Q6x8Levels {
     return ((k < 4 ? nib : nib >> 4) & 0x0F) | ((unit[128 + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) << 4;
   }
 };
-struct Q3x8Levels {
+struct Q3x8Bits {
   static constexpr int64_t kBlock = 912, kUnit = 96;
   static constexpr int kOffset = 4;
   static int level(const uint8_t* unit, int r, int k, int i) {
@@ -443,77 +470,24 @@ struct Q3x8Levels {
   }
 };
 
-// See Kernels::gemv_q6_k_x8 (Q6_K and Q3_K).
-template <class P>
-void gemv_offset_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
-                              float* out) {
-  const int64_t nsb = n / 256;
-  const auto* a = static_cast<const uint8_t*>(va);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const auto* w = static_cast<const uint8_t*>(vw) + g * group_bytes;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t b = 0; b < nsb; ++b) {
-      const uint8_t* ab = a + b * 292;
-      float da;
-      std::memcpy(&da, ab, 4);
-      const auto* qa = reinterpret_cast<const int8_t*>(ab + 4);
-      int16_t bs[16];
-      std::memcpy(bs, ab + 260, 32);
-      const uint8_t* wb = w + b * P::kBlock;
-      for (int r = 0; r < 8; ++r) {
-        int32_t isum = 0;
-        for (int s = 0; s < 16; ++s) {
-          const int j = s / 2;
-          int32_t dot = -P::kOffset * bs[s];
-          for (int k = 4 * (s % 2); k < 4 * (s % 2) + 4; ++k)
-            for (int i = 0; i < 4; ++i) dot += P::level(wb + 144 + P::kUnit * j, r, k, i) * qa[32 * j + 4 * k + i];
-          isum += static_cast<int8_t>(wb[16 + 8 * s + r]) * dot;
-        }
-        const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
-        acc[r] = std::fma(dw * da, static_cast<float>(isum), acc[r]);
-      }
+// Q2_K: isum = sum over the 16 sub-blocks of scale * dot, msum = sum of min * activation sum (scale
+// and min the low and high nibbles of the sub-block's byte).
+struct Q2Kx8Levels {
+  static constexpr int64_t kBlock = 672;
+  static constexpr bool kMins = true;
+  static void sums(const uint8_t* wb, int r, const int8_t* qa, const int16_t* bs, int32_t& isum, int32_t& msum) {
+    for (int s = 0; s < 16; ++s) {
+      const int j = s / 2;
+      int32_t dot = 0;
+      for (int k = 4 * (s % 2); k < 4 * (s % 2) + 4; ++k)
+        for (int i = 0; i < 4; ++i)
+          dot += ((wb[160 + 64 * j + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) * qa[32 * j + 4 * k + i];
+      const uint8_t sm = wb[32 + 8 * s + r];
+      isum += (sm & 0x0F) * dot;
+      msum += (sm >> 4) * bs[s];
     }
-    for (int r = 0; r < 8; ++r) out[8 * g + r] = acc[r];
   }
-}
-
-// See Kernels::gemv_q2_k_x8 and repack.h for the layout.
-void gemv_q2_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
-                          float* out) {
-  const int64_t nsb = n / 256;
-  const auto* a = static_cast<const uint8_t*>(va);
-  for (int64_t g = 0; g < n_groups; ++g) {
-    const auto* w = static_cast<const uint8_t*>(vw) + g * group_bytes;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, accm[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t b = 0; b < nsb; ++b) {
-      const uint8_t* ab = a + b * 292;
-      float da;
-      std::memcpy(&da, ab, 4);
-      const auto* qa = reinterpret_cast<const int8_t*>(ab + 4);
-      int16_t bs[16];
-      std::memcpy(bs, ab + 260, 32);
-      const uint8_t* wb = w + b * 672;
-      for (int r = 0; r < 8; ++r) {
-        int32_t isum = 0, msum = 0;
-        for (int s = 0; s < 16; ++s) {
-          const int j = s / 2;
-          int32_t dot = 0;
-          for (int k = 4 * (s % 2); k < 4 * (s % 2) + 4; ++k)
-            for (int i = 0; i < 4; ++i)
-              dot += ((wb[160 + 64 * j + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) * qa[32 * j + 4 * k + i];
-          const uint8_t sm = wb[32 + 8 * s + r];
-          isum += (sm & 0x0F) * dot;
-          msum += (sm >> 4) * bs[s];
-        }
-        const float dw = fp16_to_f32(static_cast<uint16_t>(wb[2 * r] | wb[2 * r + 1] << 8));
-        const float dmin = fp16_to_f32(static_cast<uint16_t>(wb[16 + 2 * r] | wb[16 + 2 * r + 1] << 8));
-        acc[r] = std::fma(dw * da, static_cast<float>(isum), acc[r]);
-        accm[r] = std::fma(dmin * da, static_cast<float>(msum), accm[r]);
-      }
-    }
-    for (int r = 0; r < 8; ++r) out[8 * g + r] = acc[r] - accm[r];
-  }
-}
+};
 
 void gemv_q8_0_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, int64_t n,
                           float* out) {
@@ -573,21 +547,21 @@ Kernels make_generic_kernels() {
   k.swiglu = swiglu_generic;
   k.round_f16 = round_f16_generic;
   k.gemv_q4_0_x8 = gemv_q4_x8_generic<2>;
-  k.gemv_q4_k_x8 = gemv_qk_x8_generic<false>;
+  k.gemv_q4_k_x8 = gemv_k_x8_generic<QKx8Levels<false>>;
   k.gemm_q4_0_x8 = gemm_per_token<gemv_q4_x8_generic<2>>;
-  k.gemm_q4_k_x8 = gemm_per_token<gemv_qk_x8_generic<false>>;
-  k.gemv_q5_k_x8 = gemv_qk_x8_generic<true>;
-  k.gemm_q5_k_x8 = gemm_per_token<gemv_qk_x8_generic<true>>;
+  k.gemm_q4_k_x8 = gemm_per_token<gemv_k_x8_generic<QKx8Levels<false>>>;
+  k.gemv_q5_k_x8 = gemv_k_x8_generic<QKx8Levels<true>>;
+  k.gemm_q5_k_x8 = gemm_per_token<gemv_k_x8_generic<QKx8Levels<true>>>;
   k.gemv_q8_0_x8 = gemv_q8_0_x8_generic;
   k.gemm_q8_0_x8 = gemm_per_token<gemv_q8_0_x8_generic>;
   k.gemv_q4_1_x8 = gemv_q4_x8_generic<4>;
   k.gemm_q4_1_x8 = gemm_per_token<gemv_q4_x8_generic<4>>;
-  k.gemv_q6_k_x8 = gemv_offset_k_x8_generic<Q6x8Levels>;
-  k.gemm_q6_k_x8 = gemm_per_token<gemv_offset_k_x8_generic<Q6x8Levels>>;
-  k.gemv_q2_k_x8 = gemv_q2_k_x8_generic;
-  k.gemm_q2_k_x8 = gemm_per_token<gemv_q2_k_x8_generic>;
-  k.gemv_q3_k_x8 = gemv_offset_k_x8_generic<Q3x8Levels>;
-  k.gemm_q3_k_x8 = gemm_per_token<gemv_offset_k_x8_generic<Q3x8Levels>>;
+  k.gemv_q6_k_x8 = gemv_k_x8_generic<OffsetKx8Levels<Q6x8Bits>>;
+  k.gemm_q6_k_x8 = gemm_per_token<gemv_k_x8_generic<OffsetKx8Levels<Q6x8Bits>>>;
+  k.gemv_q2_k_x8 = gemv_k_x8_generic<Q2Kx8Levels>;
+  k.gemm_q2_k_x8 = gemm_per_token<gemv_k_x8_generic<Q2Kx8Levels>>;
+  k.gemv_q3_k_x8 = gemv_k_x8_generic<OffsetKx8Levels<Q3x8Bits>>;
+  k.gemm_q3_k_x8 = gemm_per_token<gemv_k_x8_generic<OffsetKx8Levels<Q3x8Bits>>>;
   return k;
 }
 

@@ -248,6 +248,16 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
   for (int u = 0; u < NT; ++u) _mm512_storeu_ps(y + u * y_stride, acc[u]);
 }
 
+// The 512-bit grouped GEMMs' outer loop: groups in pairs, tokens in tiles of up to eight (each tile
+// unpacks the pair's weight blocks once); tile.template operator()<NT>(g, t) runs groups g, g + 1
+// against tokens t..t + NT - 1, odd(g) an odd last group through the 256-bit kernel.
+template <class Tile, class Odd>
+void pair_tiles(int64_t n_groups, int64_t n_tok, Tile&& tile, Odd&& odd) {
+  int64_t g = 0;
+  for (; g + 2 <= n_groups; g += 2) token_tiles<8>(n_tok, [&]<int NT>(int64_t t) { tile.template operator()<NT>(g, t); });
+  if (g < n_groups) odd(g);
+}
+
 template <int kKind>
 void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride, int64_t n_tok,
                  int64_t n, float* y, size_t y_stride) {
@@ -279,22 +289,18 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
   }
   const auto* w = static_cast<const uint8_t*>(vw);
   auto stat = [&](const auto* p, int64_t t) { return p ? p + t * nb : p; };
-  int64_t g = 0;
-  for (; g + 2 <= n_groups; g += 2) {
-    const uint8_t* w0 = w + g * group_bytes;
-    const uint8_t* w1 = w + (g + 1) * group_bytes;
-    // Tiles of eight tokens, then the rest as one tile (each tile unpacks the weight blocks once).
-    auto tile = [&]<int NT>(int64_t t) {
-      x8_pair_tile<kKind, NT>(w0, w1, nb, act + t * act_stride, act_stride, da + t * nb, stat(bias, t), stat(sa, t), nb,
-                              y + t * y_stride + 8 * g, y_stride);
-    };
-    token_tiles<8>(n_tok, tile);
-  }
-  if (g < n_groups) {  // an odd last group: the 256-bit kernel
-    if constexpr (kKind == 0) gemm_q4_x8_x86<2>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
-    else if constexpr (kKind == 1) gemm_q8_0_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
-    else gemm_q4_x8_x86<4>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
-  }
+  pair_tiles(
+      n_groups, n_tok,
+      [&]<int NT>(int64_t g, int64_t t) {
+        x8_pair_tile<kKind, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
+                                da + t * nb, stat(bias, t), stat(sa, t), nb, y + t * y_stride + 8 * g, y_stride);
+      },
+      [&](int64_t g) {
+        const uint8_t* wg = w + g * group_bytes;
+        if constexpr (kKind == 0) gemm_q4_x8_x86<2>(wg, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+        else if constexpr (kKind == 1) gemm_q8_0_x8_x86(wg, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+        else gemm_q4_x8_x86<4>(wg, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+      });
 }
 
 template <int kKind>
@@ -379,13 +385,15 @@ void gemm_qk_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const 
   const auto* a = static_cast<const uint8_t*>(va);
   const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kPairs);
   const auto* w = static_cast<const uint8_t*>(vw);
-  int64_t g = 0;
-  for (; g + 2 <= n_groups; g += 2)
-    token_tiles<8>(n_tok, [&]<int NT>(int64_t t) {
-      qk_pair_tile<kFifth, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
-                               tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb, y + t * y_stride + 8 * g, y_stride);
-    });
-  if (g < n_groups) gemm_qk_x8_x86<kFifth>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+  pair_tiles(
+      n_groups, n_tok,
+      [&]<int NT>(int64_t g, int64_t t) {
+        qk_pair_tile<kFifth, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+                                 tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb, y + t * y_stride + 8 * g, y_stride);
+      },
+      [&](int64_t g) {
+        gemm_qk_x8_x86<kFifth>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+      });
 }
 
 template <bool kFifth>
@@ -460,13 +468,13 @@ void gemm_q2_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, cons
   const auto* a = static_cast<const uint8_t*>(va);
   const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kScaleOnly);
   const auto* w = static_cast<const uint8_t*>(vw);
-  int64_t g = 0;
-  for (; g + 2 <= n_groups; g += 2)
-    token_tiles<8>(n_tok, [&]<int NT>(int64_t t) {
-      q2_k_pair_tile<NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride, tab.da + t * nsb,
-                         nsb, y + t * y_stride + 8 * g, y_stride);
-    });
-  if (g < n_groups) gemm_q2_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+  pair_tiles(
+      n_groups, n_tok,
+      [&]<int NT>(int64_t g, int64_t t) {
+        q2_k_pair_tile<NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+                           tab.da + t * nsb, nsb, y + t * y_stride + 8 * g, y_stride);
+      },
+      [&](int64_t g) { gemm_q2_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride); });
 }
 
 void gemv_q2_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const void* a, int64_t n, float* out) {
@@ -524,18 +532,20 @@ void offset_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const
 
 template <class P>
 void gemm_offset_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const void* va, size_t a_stride,
-                      int64_t n_tok, int64_t n, float* y, size_t y_stride) {
+                          int64_t n_tok, int64_t n, float* y, size_t y_stride) {
   const int64_t nsb = n / 256;
   const auto* a = static_cast<const uint8_t*>(va);
   const Q8_KTables tab = q8_k_tables(a, a_stride, n_tok, nsb, Q8KSums::kOffsets, P::kOffset);
   const auto* w = static_cast<const uint8_t*>(vw);
-  int64_t g = 0;
-  for (; g + 2 <= n_groups; g += 2)
-    token_tiles<8>(n_tok, [&]<int NT>(int64_t t) {
-      offset_k_pair_tile<P, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride, tab.da + t * nsb,
-                        tab.off + t * nsb * 16, nsb, y + t * y_stride + 8 * g, y_stride);
-    });
-  if (g < n_groups) gemm_offset_k_x8_x86<P>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+  pair_tiles(
+      n_groups, n_tok,
+      [&]<int NT>(int64_t g, int64_t t) {
+        offset_k_pair_tile<P, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+                                  tab.da + t * nsb, tab.off + t * nsb * 16, nsb, y + t * y_stride + 8 * g, y_stride);
+      },
+      [&](int64_t g) {
+        gemm_offset_k_x8_x86<P>(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride);
+      });
 }
 
 template <class P>
