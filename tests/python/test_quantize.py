@@ -204,3 +204,21 @@ def test_k_quant_mixes_follow_llamacpp(tmp_path, mix, ftype, expect):
     assert len(greedy_ids(out)) == 8
     assert_clean_error(tern("quantize", src, tmp_path / "gptq.gguf", "--type", mix, "--method", "gptq", "--calib", src),
                        mix, "rtn")
+
+
+def test_k_quant_mix_falls_back_as_llamacpp(f32_model, tmp_path):
+    """Rows that are not whole super-blocks (hidden 128) take llama.cpp's fallback types in a mix:
+    Q4_K -> Q5_0, Q6_K -> Q8_0; the 256-wide ffn_down rows keep the K-quants (2 layers: layer 1 is
+    in the last eighth, so it gets the extra bits)."""
+    out = tmp_path / "fallback.Q4_K_M.gguf"
+    r = tern("quantize", f32_model, out, "--type", "q4_k_m", "-t", 2)
+    assert r.returncode == 0, r.stderr
+    for t in gguf.GGUFReader(str(out)).tensors:
+        if len(t.shape) < 2:
+            continue
+        more = t.name == "output.weight" or (t.name.startswith("blk.1.") and ("attn_v" in t.name or "ffn_down" in t.name))
+        if int(t.shape[0]) % 256 == 0:
+            assert t.tensor_type == (Q.Q6_K if more else Q.Q4_K), t.name
+        else:
+            assert t.tensor_type == (Q.Q8_0 if more else Q.Q5_0), t.name
+    assert len(greedy_ids(out)) == 8

@@ -110,6 +110,15 @@ DType mix_type(const Mix& m, const std::string& name, int layer, int n_layers, b
   return m.base;
 }
 
+// A K-quant for a matrix whose rows are not whole 256-element super-blocks (SmolLM2's 576): llama.cpp's
+// fallback (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), except Q3_K, whose fallback there is IQ4_NL,
+// which tern does not write: Q4_0 instead. Rows that are not whole 32-element blocks either: F16.
+DType mix_fallback(DType t, int64_t row) {
+  if (row % traits(t).block_elems == 0) return t;
+  const DType f = t == DType::Q4_K ? DType::Q5_0 : t == DType::Q5_K ? DType::Q5_1 : t == DType::Q6_K ? DType::Q8_0 : DType::Q4_0;
+  return row % traits(f).block_elems == 0 ? f : DType::F16;
+}
+
 // The blk.N index of a tensor name, or -1.
 int layer_of(const std::string& name) {
   int layer = -1, used = 0;
@@ -261,7 +270,8 @@ void quantize(QuantizeOptions& o) {
   }
   std::vector<Plan> plans;
   for (const auto& t : f.tensors()) {
-    const DType want = tgt.mix ? mix_type(*tgt.mix, t.name, layer_of(t.name), n_layers, has_output) : target;
+    const DType want =
+        tgt.mix ? mix_fallback(mix_type(*tgt.mix, t.name, layer_of(t.name), n_layers, has_output), t.ne[0]) : target;
     plans.push_back(plan_tensor(t, want));
     Plan& p = plans.back();
     // A calibrated method rewrites every matrix it has statistics for (even one already of the
@@ -345,7 +355,9 @@ void register_quantize(CLI::App& app) {
       "q3_k_m, q4_k_m and q5_k_m are llama.cpp's mixes (rtn only): output.weight (or a tied token_embd)\n"
       "in q6_k; q4_k_m/q5_k_m give q6_k to attn_v and ffn_down in the first and last eighth of the\n"
       "layers and every third layer between; q3_k_m gives attn_v q5_k in layers 0-1 and q4_k after,\n"
-      "ffn_down q5_k in the first sixteenth and q4_k after, attn_output q4_k.");
+      "ffn_down q5_k in the first sixteenth and q4_k after, attn_output q4_k. In a mix, a matrix whose\n"
+      "rows are not whole 256-element super-blocks takes llama.cpp's fallback (q4_k -> q5_0, q5_k -> q5_1,\n"
+      "q6_k -> q8_0; q3_k -> q4_0, where llama.cpp writes iq4_nl).");
   cmd->add_option("input", o->in, "GGUF file to read (any weight types tern loads)")->required();
   cmd->add_option("output", o->out, "GGUF file to write (not the input; written to OUTPUT.tmp, then renamed)")->required();
   cmd->add_option("--type", o->type,
