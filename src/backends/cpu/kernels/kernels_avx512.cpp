@@ -61,6 +61,26 @@ struct PanelType<DType::Q4_1> {
   }
 };
 template <>
+struct PanelType<DType::Q5_0> {  // levels (nibble | fifth bit << 4) - 16, signed as Q4_0's
+  static constexpr size_t kW = 22, kA = 34, kAq = 2;
+  static constexpr bool kSignedLevels = true, kMins = false;
+  static void unpack(const uint8_t* w, int8_t* levels, float* d, float*) {
+    *d = h2f(w);
+    const __m256i q = _mm256_or_si256(nibbles_to_bytes(w + 6), fifth_bits(w + 2));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels), _mm256_sub_epi8(q, _mm256_set1_epi8(16)));
+  }
+};
+template <>
+struct PanelType<DType::Q5_1> {  // levels 0..31 and a min, as Q4_1's
+  static constexpr size_t kW = 24, kA = 36, kAq = 4;
+  static constexpr bool kSignedLevels = false, kMins = true;
+  static void unpack(const uint8_t* w, int8_t* levels, float* d, float* m) {
+    *d = h2f(w);
+    *m = h2f(w + 2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels), _mm256_or_si256(nibbles_to_bytes(w + 8), fifth_bits(w + 4)));
+  }
+};
+template <>
 struct PanelType<DType::Q8_0> {
   static constexpr size_t kW = 34, kA = 34, kAq = 2;
   static constexpr bool kSignedLevels = true, kMins = false;
@@ -645,6 +665,8 @@ void add_gemm_panels(Kernels& k) {
   set_panel<DType::Q4_0>(k, gemm_panel<DType::Q4_0>, gemm_prepare<DType::Q4_0>, 1);
   set_panel<DType::Q4_1>(k, gemm_panel<DType::Q4_1>, gemm_prepare<DType::Q4_1>, 2);
   set_panel<DType::Q8_0>(k, gemm_panel<DType::Q8_0>, gemm_prepare<DType::Q8_0>, 1);
+  set_panel<DType::Q5_0>(k, gemm_panel<DType::Q5_0>, gemm_prepare<DType::Q5_0>, 1);
+  set_panel<DType::Q5_1>(k, gemm_panel<DType::Q5_1>, gemm_prepare<DType::Q5_1>, 2);
 }
 
 }  // namespace
