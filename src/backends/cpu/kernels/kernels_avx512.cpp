@@ -337,7 +337,7 @@ struct Ops512 {
   static __m512i or_(__m512i a, __m512i b) { return _mm512_or_si512(a, b); }
 };
 
-// Q4_K (Q5_K: kFifth) groups g, g + 1 against NT tokens (up to eight), as gemm_qk_x8_x86 per lane.
+// Q4_K (Q5_K: kFifth) groups g, g + 1 against NT tokens (up to eight), as qk_x8_tile per lane.
 template <bool kFifth, int NT>
 void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
                   const float* da, const int32_t* bpair, int64_t stat_stride, float* y, size_t y_stride) {
@@ -378,12 +378,8 @@ void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8
     // int16 pairs: lane r holds (m[2i][r], m[2i + 1][r]) against the token's pair of sums. Every
     // product and sum is an integer below 2^24, so this is the value the other kernels form in f32.
     __m512i mpair[4];
-    for (int i = 0; i < 4; ++i) {
-      const auto m8 = [](const uint8_t* p) { return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)); };
-      const __m128i g0 = _mm_unpacklo_epi8(m8(b0 + 96 + 16 * i), m8(b0 + 104 + 16 * i));
-      const __m128i g1 = _mm_unpacklo_epi8(m8(b1 + 96 + 16 * i), m8(b1 + 104 + 16 * i));
-      mpair[i] = _mm512_cvtepu8_epi16(_mm256_set_m128i(g1, g0));
-    }
+    for (int i = 0; i < 4; ++i)
+      mpair[i] = _mm512_cvtepu8_epi16(_mm256_set_m128i(row_pairs_bytes(b1 + 96, i), row_pairs_bytes(b0 + 96, i)));
     const __m512 dw = scales_pair(b0, b1), dmin = scales_pair(b0 + 16, b1 + 16);
 #pragma GCC unroll 8
     for (int u = 0; u < NT; ++u) {
@@ -463,7 +459,7 @@ void q2_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uin
     __m512i mpair[8];
     for (int i = 0; i < 8; ++i)
       mpair[i] = _mm512_srli_epi16(
-          _mm512_cvtepu8_epi16(_mm256_set_m128i(q2_k_min_pairs_bytes(b1 + 32, i), q2_k_min_pairs_bytes(b0 + 32, i))), 4);
+          _mm512_cvtepu8_epi16(_mm256_set_m128i(row_pairs_bytes(b1 + 32, i), row_pairs_bytes(b0 + 32, i))), 4);
     const __m512 dw = scales_pair(b0, b1), dmin = scales_pair(b0 + 16, b1 + 16);
 #pragma GCC unroll 8
     for (int u = 0; u < NT; ++u) {
