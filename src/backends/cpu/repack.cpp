@@ -186,11 +186,7 @@ struct QKx8 {
         for (int j = 0; j < 8; ++j) {
           const uint8_t* unit = in + 160 + kUnit * j;
           for (int k = 0; k < 8; ++k)
-            for (int i = 0; i < 4; ++i) {
-              const uint8_t byte = unit[32 * (k % 4) + 4 * r + i];
-              const int fifth = kFifth ? ((unit[128 + 4 * r + i] >> k) & 1) << 4 : 0;
-              level[32 * j + 4 * k + i] = static_cast<uint8_t>(((k < 4 ? byte : byte >> 4) & 0x0F) | fifth);
-            }
+            for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = static_cast<uint8_t>(qk_x8_level<kFifth>(unit, r, k, i));
         }
         store_levels(level, blk);
       }
@@ -215,8 +211,7 @@ void unpack_q5_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
 
 namespace {
 
-// The two low bits of a unit's 32 levels e (Q3_K, Q2_K; repack.h): bytes 32v + 4r + i hold those of
-// chunks 4v..4v + 3 at bits 2c.
+// The two low bits of a unit's 32 levels e (Q3_K, Q2_K) into their bytes (low2_x8_level reads them).
 void pack_low2(const uint8_t* e, int r, uint8_t* unit) {
   for (int i = 0; i < 4; ++i)
     for (int v = 0; v < 2; ++v) {
@@ -224,9 +219,6 @@ void pack_low2(const uint8_t* e, int r, uint8_t* unit) {
       for (int c = 0; c < 4; ++c) low = static_cast<uint8_t>(low | (e[4 * (4 * v + c) + i] & 3) << (2 * c));
       unit[32 * v + 4 * r + i] = low;
     }
-}
-uint8_t low2(const uint8_t* unit, int r, int k, int i) {
-  return static_cast<uint8_t>((unit[32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3);
 }
 
 // Q6_K and Q3_K (repack.h): unsigned levels with an offset, a signed scale per 16 elements, one f16
@@ -267,11 +259,7 @@ struct Q6File {
         unit[128 + 32 * h + 4 * r + i] = static_cast<uint8_t>(c[0] >> 4 | (c[4] >> 4) << 2 | (c[8] >> 4) << 4 | (c[12] >> 4) << 6);
       }
   }
-  static uint8_t unit_level(const uint8_t* unit, int r, int k, int i) {
-    const uint8_t nib = unit[32 * (k % 4) + 4 * r + i];
-    const int top = (unit[128 + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3;
-    return static_cast<uint8_t>(((k < 4 ? nib : nib >> 4) & 0x0F) | top << 4);
-  }
+  static int unit_level(const uint8_t* unit, int r, int k, int i) { return q6_k_x8_level(unit, r, k, i); }
 };
 
 struct Q3File {
@@ -310,9 +298,7 @@ struct Q3File {
       unit[64 + 4 * r + i] = third;
     }
   }
-  static uint8_t unit_level(const uint8_t* unit, int r, int k, int i) {
-    return static_cast<uint8_t>(low2(unit, r, k, i) | ((unit[64 + 4 * r + i] >> k) & 1) << 2);
-  }
+  static int unit_level(const uint8_t* unit, int r, int k, int i) { return q3_k_x8_level(unit, r, k, i); }
 };
 
 template <class F>
@@ -346,7 +332,7 @@ void unpack_offset_k(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_
       uint8_t level[256];
       for (int j = 0; j < 8; ++j)
         for (int k = 0; k < 8; ++k)
-          for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = F::unit_level(in + 144 + F::kUnit * j, r, k, i);
+          for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = static_cast<uint8_t>(F::unit_level(in + 144 + F::kUnit * j, r, k, i));
       F::store_levels(level, blk);
     }
   }
@@ -402,7 +388,7 @@ void unpack_q2_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
         for (int k = 0; k < 8; ++k)
           for (int i = 0; i < 4; ++i) {
             const int e = 32 * j + 4 * k + i, h = e / 128, x = (e % 128) / 32, l = e % 32;
-            blk[16 + 32 * h + l] = static_cast<uint8_t>(blk[16 + 32 * h + l] | low2(in + 160 + 64 * j, r, k, i) << (2 * x));
+            blk[16 + 32 * h + l] = static_cast<uint8_t>(blk[16 + 32 * h + l] | low2_x8_level(in + 160 + 64 * j, r, k, i) << (2 * x));
           }
     }
   }

@@ -65,6 +65,28 @@ inline constexpr int64_t kQ3_Kx8Block = 912;
 inline constexpr uint8_t kLayoutQ2_Kx8 = 8;
 inline constexpr int64_t kQ2_Kx8Block = 672;
 
+// Row r's level of element 4k + i (k < 8, i < 4) of a 32-element unit of the K-quant layouts above
+// (unit: the unit's first byte), unsigned as stored: for the repack's way back and the generic
+// kernels, which read the layouts one level at a time.
+// Q2_K, and the two low bits of Q3_K: bytes 32(k / 4) + 4r + i at bits 2(k % 4).
+inline int low2_x8_level(const uint8_t* unit, int r, int k, int i) {
+  return (unit[32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3;
+}
+inline int q3_k_x8_level(const uint8_t* unit, int r, int k, int i) {
+  return low2_x8_level(unit, r, k, i) | ((unit[64 + 4 * r + i] >> k) & 1) << 2;
+}
+// Q4_K (kFifth false) and Q5_K: the nibble at byte 32(k % 4) + 4r + i, Q5_K's fifth bit at bit k of
+// byte 128 + 4r + i.
+template <bool kFifth>
+inline int qk_x8_level(const uint8_t* unit, int r, int k, int i) {
+  const uint8_t nib = unit[32 * (k % 4) + 4 * r + i];
+  const int fifth = kFifth ? ((unit[128 + 4 * r + i] >> k) & 1) << 4 : 0;
+  return ((k < 4 ? nib : nib >> 4) & 0x0F) | fifth;
+}
+inline int q6_k_x8_level(const uint8_t* unit, int r, int k, int i) {
+  return qk_x8_level<false>(unit, r, k, i) | ((unit[128 + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) << 4;
+}
+
 // Rows [0, n_rows) (n_rows a multiple of 8) of n elements each, row_bytes apart -> dst.
 void repack_q4_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst);
 // One group back to eight row-major Q4_0 rows of n elements, row_bytes apart.

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backends/cpu/repack.h"
 #include "core/error.h"
 #include "core/fp16.h"
 #include "quant/k_scales.h"
@@ -420,18 +421,14 @@ void gemv_k_x8_generic(const void* vw, size_t group_bytes, int64_t n_groups, con
 // Q5_K (kFifth) the same with each level's fifth bit from the 32 bytes after its sub-block's nibbles.
 template <bool kFifth>
 struct QKx8Levels {
-  static constexpr int64_t kBlock = kFifth ? 1440 : 1184, kUnit = kFifth ? 160 : 128;
+  static constexpr int64_t kBlock = kFifth ? kQ5_Kx8Block : kQ4_Kx8Block, kUnit = kFifth ? 160 : 128;
   static constexpr bool kMins = true;
   static void sums(const uint8_t* wb, int r, const int8_t* qa, const int16_t* bs, int32_t& isum, int32_t& msum) {
     for (int j = 0; j < 8; ++j) {
       const uint8_t* unit = wb + 160 + kUnit * j;
       int32_t dot = 0;
       for (int k = 0; k < 8; ++k)
-        for (int i = 0; i < 4; ++i) {
-          const uint8_t byte = unit[32 * (k % 4) + 4 * r + i];
-          const int fifth = kFifth ? ((unit[128 + 4 * r + i] >> k) & 1) << 4 : 0;
-          dot += (((k < 4 ? byte : byte >> 4) & 0x0F) | fifth) * qa[32 * j + 4 * k + i];
-        }
+        for (int i = 0; i < 4; ++i) dot += qk_x8_level<kFifth>(unit, r, k, i) * qa[32 * j + 4 * k + i];
       isum += wb[32 + 8 * j + r] * dot;
       msum += wb[96 + 8 * j + r] * (bs[2 * j] + bs[2 * j + 1]);
     }
@@ -455,33 +452,27 @@ struct OffsetKx8Levels {
   }
 };
 struct Q6x8Bits {
-  static constexpr int64_t kBlock = 1680, kUnit = 192;
+  static constexpr int64_t kBlock = kQ6_Kx8Block, kUnit = 192;
   static constexpr int kOffset = 32;
-  static int level(const uint8_t* unit, int r, int k, int i) {
-    const uint8_t nib = unit[32 * (k % 4) + 4 * r + i];
-    return ((k < 4 ? nib : nib >> 4) & 0x0F) | ((unit[128 + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) << 4;
-  }
+  static int level(const uint8_t* unit, int r, int k, int i) { return q6_k_x8_level(unit, r, k, i); }
 };
 struct Q3x8Bits {
-  static constexpr int64_t kBlock = 912, kUnit = 96;
+  static constexpr int64_t kBlock = kQ3_Kx8Block, kUnit = 96;
   static constexpr int kOffset = 4;
-  static int level(const uint8_t* unit, int r, int k, int i) {
-    return ((unit[32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) | ((unit[64 + 4 * r + i] >> k) & 1) << 2;
-  }
+  static int level(const uint8_t* unit, int r, int k, int i) { return q3_k_x8_level(unit, r, k, i); }
 };
 
 // Q2_K: isum = sum over the 16 sub-blocks of scale * dot, msum = sum of min * activation sum (scale
 // and min the low and high nibbles of the sub-block's byte).
 struct Q2Kx8Levels {
-  static constexpr int64_t kBlock = 672;
+  static constexpr int64_t kBlock = kQ2_Kx8Block;
   static constexpr bool kMins = true;
   static void sums(const uint8_t* wb, int r, const int8_t* qa, const int16_t* bs, int32_t& isum, int32_t& msum) {
     for (int s = 0; s < 16; ++s) {
       const int j = s / 2;
       int32_t dot = 0;
       for (int k = 4 * (s % 2); k < 4 * (s % 2) + 4; ++k)
-        for (int i = 0; i < 4; ++i)
-          dot += ((wb[160 + 64 * j + 32 * (k / 4) + 4 * r + i] >> (2 * (k % 4))) & 3) * qa[32 * j + 4 * k + i];
+        for (int i = 0; i < 4; ++i) dot += low2_x8_level(wb + 160 + 64 * j, r, k, i) * qa[32 * j + 4 * k + i];
       const uint8_t sm = wb[32 + 8 * s + r];
       isum += (sm & 0x0F) * dot;
       msum += (sm >> 4) * bs[s];

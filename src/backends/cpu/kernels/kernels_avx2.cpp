@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C variant. This file alone is compiled with -mavx2 -mfma -mf16c and is reached only
 // through kernels(Isa::Avx2) after a CPUID check; its kernels are kernels_x86.inc's.
 #include "backends/cpu/kernels/kernels.h"
+#include "backends/cpu/repack.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>

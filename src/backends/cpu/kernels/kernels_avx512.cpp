@@ -2,6 +2,7 @@
 // F16C) and is reached only through kernels(Isa::Avx512) after a CPUID check; its kernels are
 // kernels_x86.inc's with the integer multiply-add as one vpdpbusd, plus a 512-bit prefill GEMM.
 #include "backends/cpu/kernels/kernels.h"
+#include "backends/cpu/repack.h"
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -341,7 +342,7 @@ struct Ops512 {
 template <bool kFifth, int NT>
 void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
                   const float* da, const int32_t* bpair, int64_t stat_stride, float* y, size_t y_stride) {
-  constexpr int64_t kBlock = kFifth ? 1440 : 1184, kUnit = kFifth ? 160 : 128;
+  constexpr int64_t kBlock = kFifth ? kQ5_Kx8Block : kQ4_Kx8Block, kUnit = kFifth ? 160 : 128;
   __m512 acc[NT], accm[NT];
   for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps(), accm[u] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nsb; ++b) {
@@ -425,10 +426,10 @@ void q2_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uin
   for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps(), accm[u] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi32(0x0F);
   for (int64_t b = 0; b < nsb; ++b) {
-    const uint8_t* b0 = w0 + b * 672;
-    const uint8_t* b1 = w1 + b * 672;
-    prefetch_ahead<672>(b0);
-    prefetch_ahead<672>(b1);
+    const uint8_t* b0 = w0 + b * kQ2_Kx8Block;
+    const uint8_t* b1 = w1 + b * kQ2_Kx8Block;
+    prefetch_ahead<kQ2_Kx8Block>(b0);
+    prefetch_ahead<kQ2_Kx8Block>(b1);
     __m512i isum[NT];
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
