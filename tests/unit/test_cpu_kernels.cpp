@@ -11,6 +11,7 @@
 #include "backends/cpu/isa.h"
 #include "backends/cpu/kernels/kernels.h"
 #include "backends/cpu/repack.h"
+#include "backends/cpu/weight_arena.h"
 #include "core/dtype.h"
 #include "core/fp16.h"
 #include "quant/quant.h"
@@ -445,4 +446,33 @@ TEST(CpuKernels, AttentionScoresMatchGeneric) {
       EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float))) << cpu::isa_name(isa) << " d=" << d;
     }
   }
+}
+
+// The repacked weights' arena: aligned, disjoint allocations that keep what was written, small ones
+// packed into one chunk, one larger than a chunk on a chunk of its own.
+TEST(CpuWeightArena, AllocationsAreAlignedDisjointAndKeepTheirBytes) {
+  cpu::WeightArena arena;
+  const size_t sizes[] = {1, 100, 294912, 64, 4096 + 3, cpu::WeightArena::kChunkBytes + 12345, 7};
+  std::vector<std::pair<uint8_t*, size_t>> got;
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    auto* p = static_cast<uint8_t*>(arena.allocate(sizes[i]));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % cpu::WeightArena::kAlign, 0u) << "allocation " << i;
+    std::memset(p, static_cast<int>(i + 1), sizes[i]);
+    got.emplace_back(p, sizes[i]);
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    for (size_t j = i + 1; j < got.size(); ++j) {
+      const bool apart = got[i].first + got[i].second <= got[j].first || got[j].first + got[j].second <= got[i].first;
+      EXPECT_TRUE(apart) << "allocations " << i << " and " << j << " overlap";
+    }
+    for (size_t k = 0; k < got[i].second; k += 997) ASSERT_EQ(got[i].first[k], i + 1) << "allocation " << i;
+    EXPECT_EQ(got[i].first[got[i].second - 1], i + 1) << "allocation " << i;
+  }
+  // The first five fit one chunk; the large one takes a chunk of its size rounded to huge pages,
+  // and the last fits that chunk's tail: the arena never places an allocation across two chunks.
+  const size_t chunk = cpu::WeightArena::kChunkBytes, huge = cpu::WeightArena::kHugePage;
+  EXPECT_EQ(arena.reserved_bytes(), chunk + (sizes[5] + huge - 1) / huge * huge);
+  EXPECT_GE(got[6].first, got[5].first + got[5].second);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(got[0].first) % huge, 0u) << "chunks start on a 2 MiB boundary";
 }

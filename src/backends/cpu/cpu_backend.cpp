@@ -9,6 +9,7 @@
 #include "backends/cpu/attention.h"
 #include "backends/cpu/kernels/kernels.h"
 #include "backends/cpu/repack.h"
+#include "backends/cpu/weight_arena.h"
 #include "core/thread_pool.h"
 #include "ops/ref/ref_ops.h"
 #include "quant/quant.h"
@@ -54,19 +55,17 @@ class CpuBackend final : public Backend {
     const Grouped* g = grouped_for(w.dtype);
     if (exact_ || !g || w.ne[1] % 8 != 0 || w.ne[2] * w.ne[3] != 1 || w.layout != 0) return w;
     const size_t bytes = g->group_bytes(w.ne[0]) * static_cast<size_t>(w.ne[1] / 8);
-    // The backend's mapping, not make_unique<uint8_t[]>: that would zero every page before the
-    // repack writes it.
-    std::unique_ptr<Buffer> buf = alloc(bytes);
+    // The arena's pages, not make_unique<uint8_t[]>: that would zero every page before the repack
+    // writes it, and would not be on huge pages (weight_arena.h says why that matters).
+    auto* dst = static_cast<uint8_t*>(prepared_.allocate(bytes));
     const auto* src = static_cast<const uint8_t*>(w.data);
-    auto* dst = static_cast<uint8_t*>(buf->data());
     const size_t group_bytes = g->group_bytes(w.ne[0]);
     pool_.parallel_for(w.ne[1] / 8, [&](int64_t g0, int64_t g1) {
       g->repack(src + g0 * 8 * w.nb[1], w.nb[1], (g1 - g0) * 8, w.ne[0], dst + g0 * group_bytes);
     });
     TensorView r = w;
-    r.data = buf->data();
+    r.data = dst;
     r.layout = g->layout;
-    prepared_.push_back(std::move(buf));
     return r;
   }
   bool supports_weight(DType t) const override { return quant::is_weight_type(t); }
@@ -368,7 +367,7 @@ class CpuBackend final : public Backend {
   cpu::FlashAttention attention_;
   std::vector<uint8_t> x_quantized_[kMaxGroup];
   std::vector<float> panel_prep_[kMaxGroup];
-  std::vector<std::unique_ptr<Buffer>> prepared_;  // repacked weights
+  cpu::WeightArena prepared_;  // repacked weights
 };
 
 }  // namespace
