@@ -179,14 +179,14 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
       std::snprintf(name, sizeof name, "blk.%d.%s", l, what);
       return std::string_view(name);
     };
-    // Attention block.
-    backend_.rms_norm(x, L.attn_norm, hp_.eps, xb);
+    // Attention block. From the second layer on, the norm ran with the previous layer's residual
+    // add (below).
+    if (l == 0) backend_.rms_norm(x, L.attn_norm, hp_.eps, xb);
     trace(named("attn_norm"), xb);
     const TensorView qkv_w[] = {L.wq, L.wk, L.wv}, qkv[] = {q, k, v};
     backend_.matmul_group(qkv_w, xb, qkv);
     const TensorView q3 = reshape(q, {H, info_.n_head, T}), k3 = reshape(k, {H, info_.n_kv_head, T});
-    backend_.rope(q3, positions, hp_.rope);
-    backend_.rope(k3, positions, hp_.rope);
+    backend_.rope_qk(q3, k3, positions, hp_.rope);
     trace(named("q_rope"), q);
     trace(named("k_rope"), k);
     backend_.kv_store(k3, kv.k(l), slots);
@@ -205,9 +205,8 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     trace(named("attn_kqv"), att);
     backend_.matmul(L.wo, att, xb);
     trace(named("attn_out"), xb);
-    backend_.add(x, xb, x);
-    // Feed-forward block.
-    backend_.rms_norm(x, L.ffn_norm, hp_.eps, xb);
+    // Feed-forward block: the residual add and its norm as one op.
+    backend_.add_rms_norm(x, xb, L.ffn_norm, hp_.eps, xb);
     trace(named("ffn_norm"), xb);
     const TensorView ffn_w[] = {L.w_gate, L.w_up}, ffn[] = {gate, up};
     backend_.matmul_group(ffn_w, xb, ffn);
@@ -215,7 +214,11 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     trace(named("ffn_swiglu"), gate);
     backend_.matmul(L.w_down, gate, xb);
     trace(named("ffn_out"), xb);
-    backend_.add(x, xb, x);
+    if (l + 1 < n_layers) {
+      backend_.add_rms_norm(x, xb, layers_[l + 1].attn_norm, hp_.eps, xb);  // the next layer's attn_norm
+    } else {
+      backend_.add(x, xb, x);
+    }
     trace(named("l_out"), x);
   }
 

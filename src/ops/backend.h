@@ -75,6 +75,12 @@ class Backend {
   }
   // Rotary embedding in place; pos[t] is token t's position.  x [head_dim, n_heads, T]
   virtual void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) = 0;
+  // rope(q) and rope(k) at the same positions as one op: a backend may compute each position's
+  // angles once for both and save a dispatch. Same results as the two calls.
+  virtual void rope_qk(const TensorView& q, const TensorView& k, const int32_t* pos, const RopeParams& p) {
+    rope(q, pos, p);
+    rope(k, pos, p);
+  }
   // cache[:, :, slots[t]] = src[:, :, t] (converted)           src [head_dim, n_kv_head, T]
   virtual void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) = 0;
   // Causal softmax(q k^T * scale) v over each token's sequence, grouped-query heads.
@@ -83,6 +89,14 @@ class Backend {
   virtual void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out) = 0;
   // out = a + b (out may alias a)
   virtual void add(const TensorView& a, const TensorView& b, const TensorView& out) = 0;
+  // The residual add and the norm after it as one op: x += d, then out = rms_norm(x) * w, row by
+  // row (out may alias d). A backend may do both in one pass over each row and one dispatch
+  // instead of two. Same results as add(x, d, x) then rms_norm(x, w, eps, out).
+  virtual void add_rms_norm(const TensorView& x, const TensorView& d, const TensorView& w, float eps,
+                            const TensorView& out) {
+    add(x, d, x);
+    rms_norm(x, w, eps, out);
+  }
 };
 
 }  // namespace tern

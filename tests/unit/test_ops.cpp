@@ -297,6 +297,58 @@ TEST(Ops, RmsNormSwigluAddRope) {
   }
 }
 
+// The fused ops equal their parts: add_rms_norm is add then rms_norm (its output aliasing the
+// added rows, as the model calls it), rope_qk is rope on q and on k. Bit for bit on the CPU (same
+// arithmetic per row), within the per-op bound elsewhere.
+TEST(Ops, FusedAddNormAndRopeQkEqualTheirParts) {
+  for (int64_t n : {1, 7, 64, 129}) {
+    const int64_t rows = 5;
+    const auto x0 = random_floats(n * rows, 11), d0 = random_floats(n * rows, 12), w = random_floats(n, 13);
+    const auto wv = TensorView::contiguous(const_cast<float*>(w.data()), DType::F32, {n});
+    // Expected: the reference's two ops.
+    auto ex = x0, ed = d0;
+    const auto exv = TensorView::contiguous(ex.data(), DType::F32, {n, rows});
+    const auto edv = TensorView::contiguous(ed.data(), DType::F32, {n, rows});
+    ref::add(exv, edv, exv);
+    ref::rms_norm(exv, wv, 1e-5f, edv);
+    for (auto& be : backends_under_test()) {
+      Guarded gx(n * rows), gd(n * rows);
+      std::copy(x0.begin(), x0.end(), gx.data());
+      std::copy(d0.begin(), d0.end(), gd.data());
+      const auto gxv = TensorView::contiguous(gx.data(), DType::F32, {n, rows});
+      const auto gdv = TensorView::contiguous(gd.data(), DType::F32, {n, rows});
+      be->add_rms_norm(gxv, gdv, wv, 1e-5f, gdv);
+      EXPECT_TRUE(gx.guards_intact() && gd.guards_intact()) << "add_rms_norm " << n;
+      EXPECT_LT(nmse(gx.data(), ex.data(), gx.n), 1e-14) << "add_rms_norm sum " << n;
+      EXPECT_LT(nmse(gd.data(), ed.data(), gd.n), 1e-12) << "add_rms_norm norm " << n;
+      if (be->name() == "cpu") {
+        EXPECT_EQ(0, std::memcmp(gx.data(), ex.data(), ex.size() * sizeof(float))) << "add_rms_norm sum " << n;
+        EXPECT_EQ(0, std::memcmp(gd.data(), ed.data(), ed.size() * sizeof(float))) << "add_rms_norm norm " << n;
+      }
+    }
+  }
+  for (RopeLayout layout : {RopeLayout::Normal, RopeLayout::NeoX}) {
+    const int64_t d = 64, q_heads = 6, k_heads = 2, T = 3;
+    const int32_t pos[T] = {7, 0, 300};
+    const auto q0 = random_floats(d * q_heads * T, 14), k0 = random_floats(d * k_heads * T, 15);
+    const RopeParams p{.n_rot = 64, .theta_base = 10000.0f, .layout = layout};
+    auto eq = q0, ek = k0;
+    ref::rope(TensorView::contiguous(eq.data(), DType::F32, {d, q_heads, T}), pos, p);
+    ref::rope(TensorView::contiguous(ek.data(), DType::F32, {d, k_heads, T}), pos, p);
+    for (auto& be : backends_under_test()) {
+      auto gq = q0, gk = k0;
+      be->rope_qk(TensorView::contiguous(gq.data(), DType::F32, {d, q_heads, T}),
+                  TensorView::contiguous(gk.data(), DType::F32, {d, k_heads, T}), pos, p);
+      EXPECT_LT(nmse(gq.data(), eq.data(), gq.size()), 1e-12) << "rope_qk q";
+      EXPECT_LT(nmse(gk.data(), ek.data(), gk.size()), 1e-12) << "rope_qk k";
+      if (be->name() == "cpu") {
+        EXPECT_EQ(gq, eq);
+        EXPECT_EQ(gk, ek);
+      }
+    }
+  }
+}
+
 TEST(Ops, RopeNormalLayoutRotatesAdjacentPairs) {
   // At position 1 with n_rot 2, pair (x0, x1) rotates by exactly 1 radian.
   float x[4] = {1, 0, 0, 1};

@@ -79,6 +79,21 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(x.ne[1], [&](int64_t a, int64_t b) { ref::rms_norm(slice(x, 1, a, b), w, eps, slice(out, 1, a, b)); });
   }
 
+  // Each row's add and norm back to back while the row is in L1 (a prefill's rows are 8 KB and
+  // more each: two ops would stream the whole batch through the caches twice).
+  void add_rms_norm(const TensorView& x, const TensorView& d, const TensorView& w, float eps,
+                    const TensorView& out) override {
+    check_same_shape("add_rms_norm", x, d);
+    check_rms_norm(x, w, out);
+    pool_.parallel_for(x.ne[1], [&](int64_t a, int64_t b) {
+      for (int64_t r = a; r < b; ++r) {
+        const TensorView xr = slice(x, 1, r, r + 1);
+        ref::add(xr, slice(d, 1, r, r + 1), xr);
+        ref::rms_norm(xr, w, eps, slice(out, 1, r, r + 1));
+      }
+    });
+  }
+
   void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override {
     matmul_group(std::span(&w, 1), x, std::span(&y, 1));
   }
@@ -155,21 +170,24 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override {
-    check_rope(x, p);
-    // The reference's arithmetic (ref::rope), with each token's cos/sin computed once for all heads.
+  void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override { rope_qk(x, TensorView{}, pos, p); }
+
+  // The reference's arithmetic (ref::rope), with each token's cos/sin computed once for all heads
+  // of q and of k (k.data null: q only).
+  void rope_qk(const TensorView& q, const TensorView& k, const int32_t* pos, const RopeParams& p) override {
+    check_rope(q, p);
+    if (k.data) {
+      check_rope(k, p);
+      TERN_CHECK(k.ne[0] == q.ne[0] && k.ne[2] == q.ne[2], "rope: k [{}, {}, {}] does not match q [{}, {}, {}]", k.ne[0],
+                 k.ne[1], k.ne[2], q.ne[0], q.ne[1], q.ne[2]);
+    }
     const int64_t half = p.n_rot / 2;
     const float theta_scale = std::pow(p.theta_base, -2.0f / static_cast<float>(p.n_rot));
-    pool_.parallel_for(x.ne[2], [&](int64_t t0, int64_t t1) {
+    pool_.parallel_for(q.ne[2], [&](int64_t t0, int64_t t1) {
       thread_local std::vector<float> cs;
       float* c = scratch(cs, static_cast<size_t>(2 * half));
       float* s = c + half;
-      for (int64_t t = t0; t < t1; ++t) {
-        float theta = static_cast<float>(pos[t]);
-        for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
-          c[i] = std::cos(theta);
-          s[i] = std::sin(theta);
-        }
+      auto rotate = [&](const TensorView& x, int64_t t) {
         for (int64_t h = 0; h < x.ne[1]; ++h) {
           float* v = static_cast<float*>(x.row(h, t));
           for (int64_t i = 0; i < half; ++i) {
@@ -180,6 +198,15 @@ class CpuBackend final : public Backend {
             v[i1] = std::fma(a, s[i], b * c[i]);
           }
         }
+      };
+      for (int64_t t = t0; t < t1; ++t) {
+        float theta = static_cast<float>(pos[t]);
+        for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
+          c[i] = std::cos(theta);
+          s[i] = std::sin(theta);
+        }
+        rotate(q, t);
+        if (k.data) rotate(k, t);
       }
     });
   }
