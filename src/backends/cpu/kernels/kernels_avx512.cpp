@@ -207,11 +207,13 @@ inline __m512 scales_pair(const uint8_t* lo, const uint8_t* hi) {
 // start, which this tile has read already, and from g + 1's block g + 2's: past the end each stream
 // asks for the next pair's lines at that offset instead, so the next tile starts with both its
 // streams in flight (a decode GEMV spends up to a tenth of its bytes there on 2048-wide rows).
-template <int64_t kBlock>
-inline void prefetch_pair_ahead(const uint8_t* b0, const uint8_t* b1, int64_t b, int64_t nb) {
-  const int64_t past = b * kBlock + kPrefetchAhead >= nb * kBlock ? nb * kBlock : 0;
-  prefetch_ahead<kBlock>(b0 + past);
-  prefetch_ahead<kBlock>(b1 + past);
+// p0, p1: where the tile reads next in groups g and g + 1, `offset` bytes into them; kBytes: how
+// far it reads before the next call.
+template <int64_t kBytes>
+inline void prefetch_pair_ahead(const uint8_t* p0, const uint8_t* p1, int64_t offset, int64_t group_bytes) {
+  const int64_t past = offset + kPrefetchAhead >= group_bytes ? group_bytes : 0;
+  prefetch_ahead<kBytes>(p0 + past);
+  prefetch_ahead<kBytes>(p1 + past);
 }
 
 // Q4_0 (kind 0), Q8_0 (kind 1) or Q4_1 (kind 2) groups g, g + 1 against NT tokens. Q4_0's unsigned
@@ -231,7 +233,7 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* b0 = w0 + b * kBlock;
     const uint8_t* b1 = w1 + b * kBlock;
-    prefetch_pair_ahead<kBlock>(b0, b1, b, nb);
+    prefetch_pair_ahead<kBlock>(b0, b1, b * kBlock, nb * kBlock);
     __m512i q[8];
     __m512i wbias = _mm512_setzero_si512();
     if constexpr (kKind != 1) {
@@ -359,10 +361,13 @@ void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8
   for (int64_t b = 0; b < nsb; ++b) {
     const uint8_t* b0 = w0 + b * kBlock;
     const uint8_t* b1 = w1 + b * kBlock;
-    prefetch_pair_ahead<kBlock>(b0, b1, b, nsb);
     __m512i isum[NT];
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
+      // An eighth of the super-block's prefetches per sub-block: all at once, they filled the
+      // core's line fill buffers and stalled the loads of the sub-blocks in between.
+      constexpr int64_t kSlice = kBlock / 8;
+      prefetch_pair_ahead<kSlice>(b0 + kSlice * j, b1 + kSlice * j, b * kBlock + kSlice * j, nsb * kBlock);
       const uint8_t* u0 = b0 + 160 + kUnit * j;
       const uint8_t* u1 = b1 + 160 + kUnit * j;
       __m512i q[8];
@@ -438,10 +443,11 @@ void q2_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uin
   for (int64_t b = 0; b < nsb; ++b) {
     const uint8_t* b0 = w0 + b * kQ2_Kx8Block;
     const uint8_t* b1 = w1 + b * kQ2_Kx8Block;
-    prefetch_pair_ahead<kQ2_Kx8Block>(b0, b1, b, nsb);
     __m512i isum[NT];
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
+      constexpr int64_t kSlice = kQ2_Kx8Block / 8;  // as in qk_pair_tile
+      prefetch_pair_ahead<kSlice>(b0 + kSlice * j, b1 + kSlice * j, b * kQ2_Kx8Block + kSlice * j, nsb * kQ2_Kx8Block);
       const uint8_t* u0 = b0 + 160 + 64 * j;
       const uint8_t* u1 = b1 + 160 + 64 * j;
       __m512i q[8];
@@ -517,10 +523,11 @@ void offset_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const
   for (int64_t b = 0; b < nsb; ++b) {
     const uint8_t* b0 = w0 + b * P::kBlock;
     const uint8_t* b1 = w1 + b * P::kBlock;
-    prefetch_pair_ahead<P::kBlock>(b0, b1, b, nsb);
     __m512i isum[NT];
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
+      constexpr int64_t kSlice = P::kBlock / 8;  // as in qk_pair_tile
+      prefetch_pair_ahead<kSlice>(b0 + kSlice * j, b1 + kSlice * j, b * P::kBlock + kSlice * j, nsb * P::kBlock);
       const uint8_t* u0 = b0 + 144 + P::kUnit * j;
       const uint8_t* u1 = b1 + 144 + P::kUnit * j;
       __m512i q[8];
