@@ -64,7 +64,15 @@ LlamaModel::LlamaModel(const gguf::File& file, Backend& backend, const ModelConf
   tok_embd_ = w.get("token_embd.weight", {E, info_.n_vocab});
   output_norm_ = w.get_f32("output_norm.weight", E);
   output_ = w.get_matmul("output.weight", {E, info_.n_vocab}, /*required=*/false);
-  if (!output_.data) output_ = tok_embd_;  // tied embeddings
+  const bool tied = !output_.data;
+  if (tied) {
+    // Tied embeddings: one copy serves the head and the gathers. A backend that placed its own copy
+    // of the table (a GPU's) has it already; on the host the table becomes the backend's matmul
+    // copy (repacked rows: the head reads them whole every step, get_rows undoes one group per
+    // row), and the file's pages are dropped.
+    if (w.in_file(tok_embd_)) tok_embd_ = w.prepare(tok_embd_);
+    output_ = tok_embd_;
+  }
   layers_.resize(info_.n_layer);
   for (int l = 0; l < info_.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
@@ -82,7 +90,6 @@ LlamaModel::LlamaModel(const gguf::File& file, Backend& backend, const ModelConf
   info_.weight_bytes = w.bytes_loaded();
   // A decode step reads every weight once, except the embedding table, of which it reads one row
   // (unless the table is also the output head).
-  const bool tied = output_.data == tok_embd_.data;
   info_.decode_weight_bytes = info_.weight_bytes - (tied ? 0 : tok_embd_.row_size() * static_cast<size_t>(info_.n_vocab));
   info_.matmul_params = info_.n_layer * (E * Q + 2 * E * KV + Q * E + 3 * E * info_.n_ff) + E * info_.n_vocab;
 

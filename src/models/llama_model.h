@@ -36,7 +36,7 @@ class LlamaModel final : public Model {
   Hparams hp_;
   TensorView tok_embd_;     // [E, n_vocab]
   TensorView output_norm_;  // F32 [E]
-  TensorView output_;       // [E, n_vocab] (= tok_embd_ when tied)
+  TensorView output_;       // [E, n_vocab]; when tied, tok_embd_ itself or the backend's matmul copy of it
   std::vector<Layer> layers_;
   // Activations, in the backend's memory, sized once for the largest batch (no allocation in forward).
   struct Workspace {

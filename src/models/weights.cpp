@@ -37,6 +37,10 @@ TensorView WeightLoader::adopt(const TensorView& file_view, const TensorView& ba
   return backend_view;
 }
 
+bool WeightLoader::in_file(const TensorView& v) const {
+  return file_.maps(v.data);
+}
+
 TensorView WeightLoader::get(const std::string& name, std::initializer_list<int64_t> ne, bool required) {
   const TensorView v = find(name, ne, required);
   return v.data ? adopt(v, backend_.place_weight(v)) : v;

@@ -22,6 +22,11 @@ class WeightLoader {
   // Norm weights and other small vectors must be F32.
   TensorView get_f32(const std::string& name, int64_t n);
   size_t bytes_loaded() const { return bytes_; }
+  // The backend's matmul copy of a tensor already loaded with get() (a tied output head), whose
+  // file pages are then dropped (the file view stays readable, but reading it brings them back).
+  TensorView prepare(const TensorView& file_view) { return adopt(file_view, backend_.prepare_weight(file_view)); }
+  // True when `v` reads the mapped file (the backend placed no copy of its own).
+  bool in_file(const TensorView& v) const;
 
  private:
   // The tensor as the file holds it (mapped), checked.

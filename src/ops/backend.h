@@ -60,6 +60,7 @@ class Backend {
   virtual TensorView place_weight(const TensorView& w) { return w; }
 
   // out[:, i] = dequant(table[:, ids[i]])                    table [n_embd, n_rows], out [n_embd, n]
+  // The table may be a view this backend's prepare_weight returned (a tied output head).
   virtual void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) = 0;
   // out = x / rms(x) * w, per row                             x, out [n, rows], w F32 [n]
   virtual void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) = 0;

@@ -598,3 +598,29 @@ TEST(Ops, GetRowsAndShapeErrors) {
                  Error);
   }
 }
+
+// A tied output head is the embedding table in the backend's matmul layout (repacked groups of
+// eight rows on the CPU): gathering from that view gives the file's rows exactly, for every
+// type the backend repacks, ids in any group and position, the last row included.
+TEST(Ops, GetRowsFromPreparedTable) {
+  const int32_t ids[] = {23, 0, 7, 8, 15, 16, 9};
+  const int64_t n_ids = std::size(ids), n_rows = 24;
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K,
+                  DType::Q6_K}) {
+    const int64_t n = 512;
+    auto table = random_weight(t, n, n_rows, 21);
+    const auto tv = TensorView::contiguous(table.data(), t, {n, n_rows});
+    std::vector<float> expected(static_cast<size_t>(n * n_ids));
+    ref::get_rows(tv, ids, n_ids, TensorView::contiguous(expected.data(), DType::F32, {n, n_ids}));
+    for (auto& be : backends_under_test()) {
+      const TensorView prepared = be->prepare_weight(tv);
+      Guarded out(n * n_ids);
+      be->get_rows(prepared, ids, n_ids, TensorView::contiguous(out.data(), DType::F32, {n, n_ids}));
+      EXPECT_TRUE(out.guards_intact()) << dtype_name(t);
+      EXPECT_EQ(0, std::memcmp(out.data(), expected.data(), expected.size() * sizeof(float)))
+          << dtype_name(t) << " on " << be->name() << ", layout " << int(prepared.layout);
+      const int32_t bad[] = {static_cast<int32_t>(n_rows)};
+      EXPECT_THROW(be->get_rows(prepared, bad, 1, TensorView::contiguous(out.data(), DType::F32, {n, 1})), Error);
+    }
+  }
+}

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -70,8 +71,34 @@ class CpuBackend final : public Backend {
   }
   bool supports_weight(DType t) const override { return quant::is_weight_type(t); }
 
+  // Norm vectors and other small tensors are copied out of the file, whose pages the loader then
+  // drops: read every step, each kept a page of the mapping resident, and with the page cache's
+  // large folios a whole 2 MiB mapping around it (14 MiB of SmolLM2's file after load). Large
+  // tables (the token embedding, read a row at a time) stay in the file.
+  TensorView place_weight(const TensorView& w) override {
+    const size_t bytes = w.row_size() * static_cast<size_t>(w.nrows());
+    if (w.layout != 0 || bytes > kCopiedWeightBytes) return w;
+    TensorView r = w;
+    r.data = prepared_.allocate(bytes);
+    std::memcpy(r.data, w.data, bytes);
+    return r;
+  }
+  static constexpr size_t kCopiedWeightBytes = size_t{1} << 20;
+
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
-    ref::get_rows(table, ids, n, out);
+    if (table.layout == 0) return ref::get_rows(table, ids, n, out);
+    // A table repacked for the matmul (a tied output head): each id's row comes out of its group
+    // of eight, undone into the file's layout, then dequantised as the reference does.
+    check_get_rows(table, n, out);
+    const Grouped& g = grouped_layout(table.layout);
+    const size_t row_bytes = table.nb[1], group_bytes = g.group_bytes(table.ne[0]);
+    thread_local std::vector<uint8_t> group_rows;
+    uint8_t* rows = scratch(group_rows, 8 * row_bytes);
+    for (int64_t i = 0; i < n; ++i) {
+      TERN_CHECK(ids[i] >= 0 && ids[i] < table.ne[1], "get_rows: id {} outside [0, {})", ids[i], table.ne[1]);
+      g.unpack(static_cast<const uint8_t*>(table.data) + ids[i] / 8 * group_bytes, table.ne[0], rows, row_bytes);
+      quant::dequantize_row(table.dtype, rows + ids[i] % 8 * row_bytes, static_cast<float*>(out.row(i)), table.ne[0]);
+    }
   }
 
   void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) override {

@@ -50,6 +50,8 @@ class File {
   // Drops the resident pages of a tensor's data that tern no longer reads (it keeps its own
   // repacked copy); the data stays readable.
   void release_pages(const void* p, size_t n) const;
+  // True when p points into the mapped file (not a backend's copy, not an in-memory image).
+  bool maps(const void* p) const;
   uint32_t version() const;
   size_t alignment() const;
   size_t file_size() const;

@@ -375,6 +375,7 @@ File File::from_bytes(std::vector<uint8_t> bytes, std::string name) {
 }
 
 void File::release_pages(const void* p, size_t n) const { impl_->mapped.release(p, n); }
+bool File::maps(const void* p) const { return impl_->mapped.contains(p); }
 
 const std::string& File::path() const { return impl_->path; }
 uint32_t File::version() const { return impl_->version; }

@@ -25,6 +25,10 @@ class MappedFile {
   // Drops the whole pages inside [p, p + n) from this process's resident memory (MADV_DONTNEED on a
   // read-only private file mapping: reading them again faults them back in from the file).
   void release(const void* p, size_t n) const;
+  bool contains(const void* p) const {
+    const auto* b = static_cast<const uint8_t*>(p);
+    return data_ && b >= data_ && b < data_ + size_;
+  }
 
  private:
   void reset();
