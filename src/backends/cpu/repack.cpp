@@ -8,46 +8,54 @@ namespace tern::cpu {
 
 namespace {
 
+// Every grouped layout's walk: fn(out, blk, r) for each block b of each group of eight rows and
+// each row r of it, where out is the group's block b in the repacked layout (kOut bytes) and blk
+// row r's block b in the file (kIn bytes).
+template <int64_t kIn, int64_t kOut, class Fn>
+void each_row_block(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t nb, uint8_t* dst, Fn&& fn) {
+  for (int64_t g = 0; g < n_rows / 8; ++g)
+    for (int64_t b = 0; b < nb; ++b)
+      for (int r = 0; r < 8; ++r) fn(dst + (g * nb + b) * kOut, src + (g * 8 + r) * row_bytes + b * kIn, r);
+}
+
+// The way back over one group: fn(in, blk, r) with in the group's block b and blk row r's block b.
+template <int64_t kIn, int64_t kOut, class Fn>
+void each_group_block(const uint8_t* group, int64_t nb, uint8_t* rows, size_t row_bytes, Fn&& fn) {
+  for (int64_t b = 0; b < nb; ++b)
+    for (int r = 0; r < 8; ++r) fn(group + b * kOut, rows + r * row_bytes + b * kIn, r);
+}
+
 // Q4_0 (kHead 2: d) and Q4_1 (kHead 4: d, m) share the grouped layout: each f16 header field of the
 // eight rows (d[8], then m[8]), then the levels as repack.h describes.
 template <int kHead>
 void repack_q4_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
   constexpr int64_t kIn = kHead + 16, kOut = 8 * kHead + 128;
   const int64_t nb = n / 32;
-  for (int64_t g = 0; g < n_rows / 8; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* out = dst + (g * nb + b) * kOut;
-      for (int r = 0; r < 8; ++r) {
-        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * kIn;
-        for (int f = 0; f < kHead / 2; ++f) std::memcpy(out + 16 * f + 2 * r, blk + 2 * f, 2);
-        uint8_t level[32];
-        for (int j = 0; j < 16; ++j) level[j] = blk[kHead + j] & 0x0F, level[j + 16] = blk[kHead + j] >> 4;
-        for (int k = 0; k < 4; ++k)
-          for (int i = 0; i < 4; ++i)
-            out[8 * kHead + 32 * k + 4 * r + i] = static_cast<uint8_t>(level[4 * k + i] | level[4 * (k + 4) + i] << 4);
-      }
-    }
+  each_row_block<kIn, kOut>(src, row_bytes, n_rows, nb, dst, [](uint8_t* out, const uint8_t* blk, int r) {
+    for (int f = 0; f < kHead / 2; ++f) std::memcpy(out + 16 * f + 2 * r, blk + 2 * f, 2);
+    uint8_t level[32];
+    for (int j = 0; j < 16; ++j) level[j] = blk[kHead + j] & 0x0F, level[j + 16] = blk[kHead + j] >> 4;
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 4; ++i)
+        out[8 * kHead + 32 * k + 4 * r + i] = static_cast<uint8_t>(level[4 * k + i] | level[4 * (k + 4) + i] << 4);
+  });
 }
 
 template <int kHead>
 void unpack_q4_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
   constexpr int64_t kIn = kHead + 16, kOut = 8 * kHead + 128;
   const int64_t nb = n / 32;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* in = group + b * kOut;
-    for (int r = 0; r < 8; ++r) {
-      uint8_t* blk = rows + r * row_bytes + b * kIn;
-      for (int f = 0; f < kHead / 2; ++f) std::memcpy(blk + 2 * f, in + 16 * f + 2 * r, 2);
-      uint8_t level[32];
-      for (int k = 0; k < 4; ++k)
-        for (int i = 0; i < 4; ++i) {
-          const uint8_t byte = in[8 * kHead + 32 * k + 4 * r + i];
-          level[4 * k + i] = byte & 0x0F;
-          level[4 * (k + 4) + i] = byte >> 4;
-        }
-      for (int j = 0; j < 16; ++j) blk[kHead + j] = static_cast<uint8_t>(level[j] | level[j + 16] << 4);
-    }
-  }
+  each_group_block<kIn, kOut>(group, nb, rows, row_bytes, [](const uint8_t* in, uint8_t* blk, int r) {
+    for (int f = 0; f < kHead / 2; ++f) std::memcpy(blk + 2 * f, in + 16 * f + 2 * r, 2);
+    uint8_t level[32];
+    for (int k = 0; k < 4; ++k)
+      for (int i = 0; i < 4; ++i) {
+        const uint8_t byte = in[8 * kHead + 32 * k + 4 * r + i];
+        level[4 * k + i] = byte & 0x0F;
+        level[4 * (k + 4) + i] = byte >> 4;
+      }
+    for (int j = 0; j < 16; ++j) blk[kHead + j] = static_cast<uint8_t>(level[j] | level[j + 16] << 4);
+  });
 }
 
 }  // namespace
@@ -67,27 +75,18 @@ void unpack_q4_1_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
 
 void repack_q8_0_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
   const int64_t nb = n / 32;
-  for (int64_t g = 0; g < n_rows / 8; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* out = dst + (g * nb + b) * kQ8_0x8Block;
-      for (int r = 0; r < 8; ++r) {
-        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 34;
-        std::memcpy(out + 2 * r, blk, 2);
-        for (int k = 0; k < 8; ++k) std::memcpy(out + 16 + 32 * k + 4 * r, blk + 2 + 4 * k, 4);
-      }
-    }
+  each_row_block<34, kQ8_0x8Block>(src, row_bytes, n_rows, nb, dst, [](uint8_t* out, const uint8_t* blk, int r) {
+    std::memcpy(out + 2 * r, blk, 2);
+    for (int k = 0; k < 8; ++k) std::memcpy(out + 16 + 32 * k + 4 * r, blk + 2 + 4 * k, 4);
+  });
 }
 
 void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
   const int64_t nb = n / 32;
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* in = group + b * kQ8_0x8Block;
-    for (int r = 0; r < 8; ++r) {
-      uint8_t* blk = rows + r * row_bytes + b * 34;
-      std::memcpy(blk, in + 2 * r, 2);
-      for (int k = 0; k < 8; ++k) std::memcpy(blk + 2 + 4 * k, in + 16 + 32 * k + 4 * r, 4);
-    }
-  }
+  each_group_block<34, kQ8_0x8Block>(group, nb, rows, row_bytes, [](const uint8_t* in, uint8_t* blk, int r) {
+    std::memcpy(blk, in + 2 * r, 2);
+    for (int k = 0; k < 8; ++k) std::memcpy(blk + 2 + 4 * k, in + 16 + 32 * k + 4 * r, 4);
+  });
 }
 
 namespace {
@@ -145,52 +144,43 @@ struct QKx8 {
 
   static void repack(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
     const int64_t nsb = n / 256;
-    for (int64_t g = 0; g < n_rows / 8; ++g)
-      for (int64_t b = 0; b < nsb; ++b) {
-        uint8_t* out = dst + (g * nsb + b) * kOut;
-        for (int r = 0; r < 8; ++r) {
-          const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * kIn;
-          std::memcpy(out + 2 * r, blk, 2);
-          std::memcpy(out + 16 + 2 * r, blk + 2, 2);
-          for (int j = 0; j < 8; ++j) get_scale_min(j, blk + 4, out[32 + 8 * j + r], out[96 + 8 * j + r]);
-          uint8_t level[256];
-          levels(blk, level);
-          for (int j = 0; j < 8; ++j) {
-            uint8_t* unit = out + 160 + kUnit * j;
-            const uint8_t* e = level + 32 * j;
-            for (int k = 0; k < 4; ++k)
-              for (int i = 0; i < 4; ++i)
-                unit[32 * k + 4 * r + i] = static_cast<uint8_t>((e[4 * k + i] & 0x0F) | (e[4 * (k + 4) + i] & 0x0F) << 4);
-            if (kFifth)
-              for (int i = 0; i < 4; ++i) {
-                uint8_t bits = 0;
-                for (int k = 0; k < 8; ++k) bits = static_cast<uint8_t>(bits | (e[4 * k + i] >> 4) << k);
-                unit[128 + 4 * r + i] = bits;
-              }
+    each_row_block<kIn, kOut>(src, row_bytes, n_rows, nsb, dst, [](uint8_t* out, const uint8_t* blk, int r) {
+      std::memcpy(out + 2 * r, blk, 2);
+      std::memcpy(out + 16 + 2 * r, blk + 2, 2);
+      for (int j = 0; j < 8; ++j) get_scale_min(j, blk + 4, out[32 + 8 * j + r], out[96 + 8 * j + r]);
+      uint8_t level[256];
+      levels(blk, level);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t* unit = out + 160 + kUnit * j;
+        const uint8_t* e = level + 32 * j;
+        for (int k = 0; k < 4; ++k)
+          for (int i = 0; i < 4; ++i)
+            unit[32 * k + 4 * r + i] = static_cast<uint8_t>((e[4 * k + i] & 0x0F) | (e[4 * (k + 4) + i] & 0x0F) << 4);
+        if (kFifth)
+          for (int i = 0; i < 4; ++i) {
+            uint8_t bits = 0;
+            for (int k = 0; k < 8; ++k) bits = static_cast<uint8_t>(bits | (e[4 * k + i] >> 4) << k);
+            unit[128 + 4 * r + i] = bits;
           }
-        }
       }
+    });
   }
 
   static void unpack(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
     const int64_t nsb = n / 256;
-    for (int64_t b = 0; b < nsb; ++b) {
-      const uint8_t* in = group + b * kOut;
-      for (int r = 0; r < 8; ++r) {
-        uint8_t* blk = rows + r * row_bytes + b * kIn;
-        std::memcpy(blk, in + 2 * r, 2);
-        std::memcpy(blk + 2, in + 16 + 2 * r, 2);
-        std::memset(blk + 4, 0, 12);
-        for (int j = 0; j < 8; ++j) set_scale_min(j, in[32 + 8 * j + r], in[96 + 8 * j + r], blk + 4);
-        uint8_t level[256];
-        for (int j = 0; j < 8; ++j) {
-          const uint8_t* unit = in + 160 + kUnit * j;
-          for (int k = 0; k < 8; ++k)
-            for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = static_cast<uint8_t>(qk_x8_level<kFifth>(unit, r, k, i));
-        }
-        store_levels(level, blk);
+    each_group_block<kIn, kOut>(group, nsb, rows, row_bytes, [](const uint8_t* in, uint8_t* blk, int r) {
+      std::memcpy(blk, in + 2 * r, 2);
+      std::memcpy(blk + 2, in + 16 + 2 * r, 2);
+      std::memset(blk + 4, 0, 12);
+      for (int j = 0; j < 8; ++j) set_scale_min(j, in[32 + 8 * j + r], in[96 + 8 * j + r], blk + 4);
+      uint8_t level[256];
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* unit = in + 160 + kUnit * j;
+        for (int k = 0; k < 8; ++k)
+          for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = static_cast<uint8_t>(qk_x8_level<kFifth>(unit, r, k, i));
       }
-    }
+      store_levels(level, blk);
+    });
   }
 };
 
@@ -304,38 +294,29 @@ struct Q3File {
 template <class F>
 void repack_offset_k(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
   const int64_t nsb = n / 256;
-  for (int64_t g = 0; g < n_rows / 8; ++g)
-    for (int64_t b = 0; b < nsb; ++b) {
-      uint8_t* out = dst + (g * nsb + b) * F::kOut;
-      for (int r = 0; r < 8; ++r) {
-        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * F::kIn;
-        std::memcpy(out + 2 * r, blk + F::kD, 2);
-        for (int s = 0; s < 16; ++s) out[16 + 8 * s + r] = static_cast<uint8_t>(F::scale(blk, s));
-        uint8_t level[256];
-        F::levels(blk, level);
-        for (int j = 0; j < 8; ++j) F::pack_unit(level + 32 * j, r, out + 144 + F::kUnit * j);
-      }
-    }
+  each_row_block<F::kIn, F::kOut>(src, row_bytes, n_rows, nsb, dst, [](uint8_t* out, const uint8_t* blk, int r) {
+    std::memcpy(out + 2 * r, blk + F::kD, 2);
+    for (int s = 0; s < 16; ++s) out[16 + 8 * s + r] = static_cast<uint8_t>(F::scale(blk, s));
+    uint8_t level[256];
+    F::levels(blk, level);
+    for (int j = 0; j < 8; ++j) F::pack_unit(level + 32 * j, r, out + 144 + F::kUnit * j);
+  });
 }
 
 template <class F>
 void unpack_offset_k(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
   const int64_t nsb = n / 256;
-  for (int64_t b = 0; b < nsb; ++b) {
-    const uint8_t* in = group + b * F::kOut;
-    for (int r = 0; r < 8; ++r) {
-      uint8_t* blk = rows + r * row_bytes + b * F::kIn;
-      std::memcpy(blk + F::kD, in + 2 * r, 2);
-      int8_t sc[16];
-      for (int s = 0; s < 16; ++s) sc[s] = static_cast<int8_t>(in[16 + 8 * s + r]);
-      F::store_scales(sc, blk);
-      uint8_t level[256];
-      for (int j = 0; j < 8; ++j)
-        for (int k = 0; k < 8; ++k)
-          for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = static_cast<uint8_t>(F::unit_level(in + 144 + F::kUnit * j, r, k, i));
-      F::store_levels(level, blk);
-    }
-  }
+  each_group_block<F::kIn, F::kOut>(group, nsb, rows, row_bytes, [](const uint8_t* in, uint8_t* blk, int r) {
+    std::memcpy(blk + F::kD, in + 2 * r, 2);
+    int8_t sc[16];
+    for (int s = 0; s < 16; ++s) sc[s] = static_cast<int8_t>(in[16 + 8 * s + r]);
+    F::store_scales(sc, blk);
+    uint8_t level[256];
+    for (int j = 0; j < 8; ++j)
+      for (int k = 0; k < 8; ++k)
+        for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = static_cast<uint8_t>(F::unit_level(in + 144 + F::kUnit * j, r, k, i));
+    F::store_levels(level, blk);
+  });
 }
 
 }  // namespace
@@ -357,41 +338,32 @@ void unpack_q3_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
 // 0; d at 80, dmin at 82.
 void repack_q2_k_x8(const uint8_t* src, size_t row_bytes, int64_t n_rows, int64_t n, uint8_t* dst) {
   const int64_t nsb = n / 256;
-  for (int64_t g = 0; g < n_rows / 8; ++g)
-    for (int64_t b = 0; b < nsb; ++b) {
-      uint8_t* out = dst + (g * nsb + b) * kQ2_Kx8Block;
-      for (int r = 0; r < 8; ++r) {
-        const uint8_t* blk = src + (g * 8 + r) * row_bytes + b * 84;
-        std::memcpy(out + 2 * r, blk + 80, 2);
-        std::memcpy(out + 16 + 2 * r, blk + 82, 2);
-        for (int s = 0; s < 16; ++s) out[32 + 8 * s + r] = blk[s];
-        uint8_t level[256];
-        for (int h = 0; h < 2; ++h)
-          for (int x = 0; x < 4; ++x)
-            for (int l = 0; l < 32; ++l) level[128 * h + 32 * x + l] = (blk[16 + 32 * h + l] >> (2 * x)) & 3;
-        for (int j = 0; j < 8; ++j) pack_low2(level + 32 * j, r, out + 160 + 64 * j);
-      }
-    }
+  each_row_block<84, kQ2_Kx8Block>(src, row_bytes, n_rows, nsb, dst, [](uint8_t* out, const uint8_t* blk, int r) {
+    std::memcpy(out + 2 * r, blk + 80, 2);
+    std::memcpy(out + 16 + 2 * r, blk + 82, 2);
+    for (int s = 0; s < 16; ++s) out[32 + 8 * s + r] = blk[s];
+    uint8_t level[256];
+    for (int h = 0; h < 2; ++h)
+      for (int x = 0; x < 4; ++x)
+        for (int l = 0; l < 32; ++l) level[128 * h + 32 * x + l] = (blk[16 + 32 * h + l] >> (2 * x)) & 3;
+    for (int j = 0; j < 8; ++j) pack_low2(level + 32 * j, r, out + 160 + 64 * j);
+  });
 }
 
 void unpack_q2_k_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_bytes) {
   const int64_t nsb = n / 256;
-  for (int64_t b = 0; b < nsb; ++b) {
-    const uint8_t* in = group + b * kQ2_Kx8Block;
-    for (int r = 0; r < 8; ++r) {
-      uint8_t* blk = rows + r * row_bytes + b * 84;
-      std::memcpy(blk + 80, in + 2 * r, 2);
-      std::memcpy(blk + 82, in + 16 + 2 * r, 2);
-      for (int s = 0; s < 16; ++s) blk[s] = in[32 + 8 * s + r];
-      std::memset(blk + 16, 0, 64);
-      for (int j = 0; j < 8; ++j)
-        for (int k = 0; k < 8; ++k)
-          for (int i = 0; i < 4; ++i) {
-            const int e = 32 * j + 4 * k + i, h = e / 128, x = (e % 128) / 32, l = e % 32;
-            blk[16 + 32 * h + l] = static_cast<uint8_t>(blk[16 + 32 * h + l] | low2_x8_level(in + 160 + 64 * j, r, k, i) << (2 * x));
-          }
-    }
-  }
+  each_group_block<84, kQ2_Kx8Block>(group, nsb, rows, row_bytes, [](const uint8_t* in, uint8_t* blk, int r) {
+    std::memcpy(blk + 80, in + 2 * r, 2);
+    std::memcpy(blk + 82, in + 16 + 2 * r, 2);
+    for (int s = 0; s < 16; ++s) blk[s] = in[32 + 8 * s + r];
+    std::memset(blk + 16, 0, 64);
+    for (int j = 0; j < 8; ++j)
+      for (int k = 0; k < 8; ++k)
+        for (int i = 0; i < 4; ++i) {
+          const int e = 32 * j + 4 * k + i, h = e / 128, x = (e % 128) / 32, l = e % 32;
+          blk[16 + 32 * h + l] = static_cast<uint8_t>(blk[16 + 32 * h + l] | low2_x8_level(in + 160 + 64 * j, r, k, i) << (2 * x));
+        }
+  });
 }
 
 }  // namespace tern::cpu
