@@ -48,7 +48,7 @@ TensorView WeightLoader::get(const std::string& name, std::initializer_list<int6
 
 TensorView WeightLoader::get_matmul(const std::string& name, std::initializer_list<int64_t> ne, bool required) {
   const TensorView v = find(name, ne, required);
-  return v.data ? adopt(v, backend_.prepare_weight(v)) : v;
+  return v.data ? prepare(v) : v;
 }
 
 TensorView WeightLoader::get_f32(const std::string& name, int64_t n) {
