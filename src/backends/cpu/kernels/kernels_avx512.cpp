@@ -218,14 +218,17 @@ inline void prefetch_pair_ahead(const uint8_t* p0, const uint8_t* p1, int64_t of
 
 // Q4_0 (kind 0), Q8_0 (kind 1) or Q4_1 (kind 2) groups g, g + 1 against NT tokens. Q4_0's unsigned
 // nibbles meet the signed activations, each lane starting from -8 times the block's activation sum.
-// Q8_0's signed levels meet the activations as unsigned a + 128 (`a` then points at such flipped
-// levels, 32 bytes per block), each lane starting from -128 times its row's level sum. Q4_1's
-// unsigned nibbles start from zero, and each lane sums its row's min times the activation sum apart.
+// Q8_0's signed levels are flipped to unsigned w + 128 as they are loaded (one xor) and meet the
+// signed activations the same way, each lane starting from -128 times the activation sum: a bias
+// per token and block, computed once per matmul, where flipping the activations instead would
+// need each weight row's level sum, a chain of eight multiply-adds per block that every token's
+// sums wait for. Q4_1's unsigned nibbles start from zero, and each lane sums its row's min times
+// the activation sum apart.
 template <int kKind, int NT>
 void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_t* a, size_t a_stride, const float* da,
                   const int32_t* bias, const float* sa, int64_t stat_stride, float* y, size_t y_stride) {
   constexpr size_t kBlock = kKind == 0 ? 144 : kKind == 1 ? 272 : 160;
-  constexpr size_t kActBlock = kKind == 0 ? 34 : kKind == 1 ? 32 : 36, kActLevels = kKind == 0 ? 2 : kKind == 1 ? 0 : 4;
+  constexpr size_t kActBlock = kKind == 2 ? 36 : 34, kActLevels = kKind == 2 ? 4 : 2;
   constexpr size_t kLevels = kKind == 2 ? 32 : 16;  // where a block's levels start
   __m512 acc[NT];
   for (int u = 0; u < NT; ++u) acc[u] = _mm512_setzero_ps();
@@ -235,7 +238,6 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
     const uint8_t* b1 = w1 + b * kBlock;
     prefetch_pair_ahead<kBlock>(b0, b1, b * kBlock, nb * kBlock);
     __m512i q[8];
-    __m512i wbias = _mm512_setzero_si512();
     if constexpr (kKind != 1) {
       for (int k = 0; k < 4; ++k) {
         const __m512i v = load_pair(b0 + kLevels + 32 * k, b1 + kLevels + 32 * k);
@@ -243,11 +245,7 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
         q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
       }
     } else {
-      for (int k = 0; k < 8; ++k) {
-        q[k] = load_pair(b0 + 16 + 32 * k, b1 + 16 + 32 * k);
-        wbias = _mm512_dpbusd_epi32(wbias, u128, q[k]);
-      }
-      wbias = _mm512_sub_epi32(_mm512_setzero_si512(), wbias);
+      for (int k = 0; k < 8; ++k) q[k] = _mm512_xor_si512(load_pair(b0 + 16 + 32 * k, b1 + 16 + 32 * k), u128);
     }
     const __m512 dw = scales_pair(b0, b1);
     // Unrolled so that acc[] stays in registers (a loop kept them in memory), and each token's
@@ -255,14 +253,13 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
 #pragma GCC unroll 8
     for (int u = 0; u < NT; ++u) {
       const uint8_t* qa = a + u * a_stride + b * kActBlock + kActLevels;
-      __m512i isum[2] = {kKind == 0 ? _mm512_set1_epi32(bias[u * stat_stride + b]) : kKind == 1 ? wbias : _mm512_setzero_si512(),
+      __m512i isum[2] = {kKind != 2 ? _mm512_set1_epi32(bias[u * stat_stride + b]) : _mm512_setzero_si512(),
                          _mm512_setzero_si512()};
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
         int32_t v;
         std::memcpy(&v, qa + 4 * k, 4);
-        isum[k & 1] = kKind != 1 ? _mm512_dpbusd_epi32(isum[k & 1], q[k], _mm512_set1_epi32(v))
-                                 : _mm512_dpbusd_epi32(isum[k & 1], _mm512_set1_epi32(v), q[k]);
+        isum[k & 1] = _mm512_dpbusd_epi32(isum[k & 1], q[k], _mm512_set1_epi32(v));
       }
       acc[u] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da[u * stat_stride + b])),
                                _mm512_cvtepi32_ps(_mm512_add_epi32(isum[0], isum[1])), acc[u]);
@@ -305,28 +302,15 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
     const Q8_1Tables tab = q8_1_tables(a, a_stride, n_tok, nb);
     da = tab.da, sa = tab.sa;
   } else {
-    const Q8_0Tables tab = q8_0_tables(a, a_stride, n_tok, nb, kKind == 0);
+    const Q8_0Tables tab = q8_0_tables(a, a_stride, n_tok, nb, kKind == 0 ? -8 : -128);
     da = tab.da, bias = tab.bias;
-  }
-  // Q8_0: the activation levels as unsigned a + 128, 32 bytes per block.
-  thread_local std::vector<uint8_t> flipped;
-  const uint8_t* act = a;
-  size_t act_stride = a_stride;
-  if constexpr (kKind == 1) {
-    flipped.resize(static_cast<size_t>(n_tok * nb * 32));
-    for (int64_t t = 0; t < n_tok; ++t)
-      for (int64_t b = 0; b < nb; ++b)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(&flipped[static_cast<size_t>((t * nb + b) * 32)]),
-                            _mm256_xor_si256(load32(a + t * a_stride + b * 34 + 2), _mm256_set1_epi8(static_cast<char>(0x80))));
-    act = flipped.data();
-    act_stride = static_cast<size_t>(nb * 32);
   }
   const auto* w = static_cast<const uint8_t*>(vw);
   auto stat = [&](const auto* p, int64_t t) { return p ? p + t * nb : p; };
   pair_tiles(
       n_groups, n_tok,
       [&]<int NT>(int64_t g, int64_t t) {
-        x8_pair_tile<kKind, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, act + t * act_stride, act_stride,
+        x8_pair_tile<kKind, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, a + t * a_stride, a_stride,
                                 da + t * nb, stat(bias, t), stat(sa, t), nb, y + t * y_stride + 8 * g, y_stride);
       },
       [&](int64_t g) {
