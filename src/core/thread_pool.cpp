@@ -52,7 +52,7 @@ bool spin_until(Done&& done, Clock::duration budget) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)), pieces_(static_cast<size_t>(n_threads_)) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
@@ -65,13 +65,51 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+namespace {
+
+uint64_t pack(int64_t begin, int64_t end) { return static_cast<uint64_t>(begin) | static_cast<uint64_t>(end) << 32; }
+int64_t lo(uint64_t r) { return static_cast<int64_t>(r & 0xFFFFFFFFu); }
+int64_t hi(uint64_t r) { return static_cast<int64_t>(r >> 32); }
+
+}  // namespace
+
 void ThreadPool::run_chunk(int index) {
+  if (job_stealing_) return run_pieces(index);
   int64_t b, e;
   chunk(job_n_, job_grain_, n_threads_, index, &b, &e);
   if (b < e) (*job_)(b, e);
 }
 
-void ThreadPool::run_grain(int64_t n, int64_t grain, const RangeFn& fn) {
+// Own pieces from the front of the thread's range, then others' from the back of theirs.
+void ThreadPool::run_pieces(int index) {
+  const int64_t grain = job_grain_, n = job_n_;
+  auto run_piece = [&](int64_t p) { (*job_)(p * grain, std::min(n, (p + 1) * grain)); };
+  std::atomic<uint64_t>& own = pieces_[static_cast<size_t>(index)].range;
+  for (uint64_t r = own.load(std::memory_order_acquire); lo(r) < hi(r);) {
+    if (own.compare_exchange_weak(r, pack(lo(r) + 1, hi(r)), std::memory_order_acq_rel)) {
+      run_piece(lo(r));
+      r = own.load(std::memory_order_acquire);
+    }
+  }
+  for (int k = 1; k < n_threads_; ++k) {
+    std::atomic<uint64_t>& other = pieces_[static_cast<size_t>((index + k) % n_threads_)].range;
+    for (uint64_t r = other.load(std::memory_order_acquire); lo(r) < hi(r);) {
+      if (other.compare_exchange_weak(r, pack(lo(r), hi(r) - 1), std::memory_order_acq_rel)) {
+        run_piece(hi(r) - 1);
+        r = other.load(std::memory_order_acquire);
+      }
+    }
+  }
+}
+
+void ThreadPool::run_grain(int64_t n, int64_t grain, const RangeFn& fn) { dispatch(n, grain, fn, false); }
+
+void ThreadPool::run_stealing(int64_t n, int64_t grain, const RangeFn& fn) {
+  grain = std::max<int64_t>(1, grain);
+  dispatch(n, grain, fn, (n + grain - 1) / grain < (int64_t{1} << 31));  // piece numbers fit 32 bits
+}
+
+void ThreadPool::dispatch(int64_t n, int64_t grain, const RangeFn& fn, bool stealing) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   if (n_threads_ == 1 || n <= grain) {
@@ -81,6 +119,15 @@ void ThreadPool::run_grain(int64_t n, int64_t grain, const RangeFn& fn) {
   job_ = &fn;
   job_n_ = n;
   job_grain_ = grain;
+  job_stealing_ = stealing;
+  if (stealing) {
+    const int64_t pieces = (n + grain - 1) / grain;
+    for (int i = 0; i < n_threads_; ++i) {
+      int64_t b, e;
+      chunk(pieces, 1, n_threads_, i, &b, &e);
+      pieces_[static_cast<size_t>(i)].range.store(pack(b, e), std::memory_order_relaxed);
+    }
+  }
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   // seq_cst pairs with the worker's sleepers_ increment: either we see it and notify, or the
   // worker sees the new generation before it blocks.

@@ -51,6 +51,19 @@ class ThreadPool {
     run(n, RangeFn(fn));
   }
 
+  // As parallel_for_grain, but in pieces of `grain` items, each thread starting at its chunk's
+  // first piece and going forward; a thread done with its chunk takes the last piece still left
+  // in another's, until none is left. For memory-bound loops (decode matmuls): a thread slowed
+  // down (by another process, by its memory channel) leaves its last pieces to the other, where a
+  // fixed split would leave half the memory bus idle while it finishes. fn is called per piece (once
+  // for all of [0, n) with one thread or a single piece), and which thread runs a piece varies
+  // from call to call.
+  template <class F>
+  void parallel_for_stealing(int64_t n, int64_t grain, F&& fn) {
+    RangeFn f(fn);
+    run_stealing(n, grain, f);
+  }
+
   // Calls fn(i, i + 1) for every i in [0, n), handing items to whichever thread is free next: for
   // items of very different cost (causal attention tiles). Callers must not depend on which
   // thread runs an item.
@@ -74,6 +87,9 @@ class ThreadPool {
  private:
   void run(int64_t n, RangeFn fn) { run_grain(n, 1, fn); }
   void run_grain(int64_t n, int64_t grain, const RangeFn& fn);
+  void run_stealing(int64_t n, int64_t grain, const RangeFn& fn);
+  void dispatch(int64_t n, int64_t grain, const RangeFn& fn, bool stealing);
+  void run_pieces(int index);
   void worker(int index);
   void run_chunk(int index);
 
@@ -84,6 +100,13 @@ class ThreadPool {
   const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_grain_ = 1;
+  bool job_stealing_ = false;
+  // parallel_for_stealing's pieces still to run, per thread: [begin, end) as piece numbers in the
+  // low and high 32 bits, each on its own cache line.
+  struct alignas(64) Pieces {
+    std::atomic<uint64_t> range{0};
+  };
+  std::vector<Pieces> pieces_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};   // workers still running the current job
   std::atomic<int> sleepers_{0};  // workers blocked (or about to block) on wake_

@@ -81,3 +81,42 @@ TEST(ThreadPool, DynamicRunsEveryItemOnce) {
     }
   }
 }
+
+// parallel_for_stealing: every item exactly once in whole pieces, whichever thread runs them. One
+// thread made slow (it sleeps in its first piece) must leave its remaining pieces to the others,
+// and the pieces must go on being handed out correctly call after call.
+TEST(ThreadPool, StealingRunsEveryPieceOnce) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 5, 8, 9, 64, 1001}) {
+      for (int64_t grain : {1, 4, 16}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        pool.parallel_for_stealing(n, grain, [&](int64_t b, int64_t e) {
+          EXPECT_EQ(b % grain, 0);
+          const bool whole = b == 0 && e == n && (threads == 1 || n <= grain);  // one call, no split
+          EXPECT_TRUE(e == std::min(n, b + grain) || whole) << b << " " << e;
+          for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
+        });
+        for (int64_t i = 0; i < n; ++i)
+          EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << threads << " " << n << " " << grain << " " << i;
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, StealingMovesPiecesAwayFromASlowThread) {
+  ThreadPool pool(2);
+  const auto caller = std::this_thread::get_id();
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> by_caller{0}, by_worker{0};
+    pool.parallel_for_stealing(40, 1, [&](int64_t b, int64_t) {
+      const bool mine = std::this_thread::get_id() == caller;
+      // The caller's first piece takes long enough for the worker to finish its own 20 and take
+      // most of the caller's.
+      if (mine && b == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      ++(mine ? by_caller : by_worker);
+    });
+    EXPECT_EQ(by_caller + by_worker, 40);
+    EXPECT_GT(by_worker.load(), 30) << "round " << round;
+  }
+}

@@ -188,13 +188,23 @@ class CpuBackend final : public Backend {
     // Whole groups of eight rows per thread where every weight allows it (repacked weights).
     int64_t grain = 8;
     for (const TensorView& w : ws) grain = w.ne[1] % 8 == 0 ? grain : 1;
-    pool_.parallel_for_grain(n_rows, grain, [&](int64_t a, int64_t b) {
+    auto rows = [&](int64_t a, int64_t b) {
       int64_t base = 0;
       for (size_t i = 0; i < ws.size(); base += ws[i].ne[1], ++i) {
         const int64_t j0 = std::max(a, base) - base, j1 = std::min(b, base + ws[i].ne[1]) - base;
         if (j0 < j1) matmul_rows(ws[i], ys[i], j0, j1, xq[i], a_bytes[i], prep[i], n_tok);
       }
-    });
+    };
+    // A decode-sized matmul streams its weights, and a fixed split leaves the bus half idle while
+    // the slower thread finishes: where each thread's share is large, its rows go in pieces that a
+    // thread done early takes over (for small ones the pieces' overhead measured more than the
+    // tail they save).
+    size_t bytes = 0;
+    for (const TensorView& w : ws) bytes += w.row_size() * static_cast<size_t>(w.ne[1]);
+    if (n_tok <= kStreamingTokens && bytes >= kStealingBytesPerThread * static_cast<size_t>(pool_.size()))
+      pool_.parallel_for_stealing(n_rows, grain * kPieceGroups, rows);
+    else
+      pool_.parallel_for_grain(n_rows, grain, rows);
   }
 
   void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override { rope_qk(x, TensorView{}, pos, p); }
@@ -413,6 +423,12 @@ class CpuBackend final : public Backend {
   }
 
   static constexpr size_t kMaxGroup = 4;
+  // Up to this many tokens a matmul's time is its weights' streaming (decode, or verifying a few
+  // drafted tokens), in pieces of this many groups of eight rows (an even number, for the 512-bit
+  // kernels' pairs of groups; 36 KiB of 2048-wide Q4_0 rows).
+  static constexpr int64_t kStreamingTokens = 8;
+  static constexpr int64_t kPieceGroups = 8;
+  static constexpr size_t kStealingBytesPerThread = size_t{1} << 20;
 
   ThreadPool pool_;
   bool exact_;
