@@ -27,6 +27,7 @@ struct Rows {
   std::vector<float> acc, scores, kchunk, vchunk;
   std::vector<float> m, l;
   std::vector<int32_t> pos;
+  int64_t slots[2][kChunk];  // cache slots of the chunk being computed and of the next one
   std::vector<float> seg_partial;  // multi-segment tiles run in one item: per segment and row, m, l, acc[d]
   int64_t n = 0;
 };
@@ -61,8 +62,8 @@ struct FlashAttention::Item {
   const KvSeq& seq;
 
   // A cache row as floats: F32 in place; F16, FP8 and Q8_0 (per-block scales) converted into buf.
-  const float* cache_row(const TensorView& c, int64_t p, float* buf) const {
-    const void* r = c.row(kvh, kv_slot(seq, a.block_size, p));
+  const float* cache_row(const TensorView& c, int64_t slot, float* buf) const {
+    const void* r = c.row(kvh, slot);
     switch (c.dtype) {
       case DType::F32: return static_cast<const float*>(r);
       case DType::F16: k.f16_to_f32(static_cast<const uint16_t*>(r), buf, d); break;
@@ -92,41 +93,40 @@ struct FlashAttention::Item {
     std::fill(r.l.begin(), r.l.begin() + r.n, 0.0f);
   }
 
-  // scores[row][p - c0] for positions [c0, c1).
-  void score(Rows& r, int64_t c0, int64_t c1) const {
-    for (int64_t p = c0; p < c1; ++p) {
-      float* dst = &r.kchunk[static_cast<size_t>((p - c0) * d)];
-      const float* kr = cache_row(a.k, p, dst);
+  // scores[row][j] for the n positions of a chunk, in cache slots `slots`.
+  void score(Rows& r, const int64_t* slots, int64_t n) const {
+    for (int64_t j = 0; j < n; ++j) {
+      float* dst = &r.kchunk[static_cast<size_t>(j * d)];
+      const float* kr = cache_row(a.k, slots[j], dst);
       if (kr != dst) std::copy(kr, kr + d, dst);
     }
-    k.scores(r.q.data(), r.n, r.kchunk.data(), c1 - c0, d, a.scale, r.scores.data(), kChunk);
+    k.scores(r.q.data(), r.n, r.kchunk.data(), n, d, a.scale, r.scores.data(), kChunk);
   }
 
-  // scores -> weights * V into acc, positions [c0, c1).
-  void accumulate(Rows& r, int64_t c0, int64_t c1) const {
-    for (int64_t p = c0; p < c1; ++p) {
-      float* dst = &r.vchunk[static_cast<size_t>((p - c0) * d)];
-      const float* vr = cache_row(a.v, p, dst);
+  // scores -> weights * V into acc, for the same chunk.
+  void accumulate(Rows& r, const int64_t* slots, int64_t n) const {
+    for (int64_t j = 0; j < n; ++j) {
+      float* dst = &r.vchunk[static_cast<size_t>(j * d)];
+      const float* vr = cache_row(a.v, slots[j], dst);
       if (vr != dst) std::copy(vr, vr + d, dst);
     }
-    k.weighted_values(r.scores.data(), r.n, kChunk, r.vchunk.data(), c1 - c0, d, r.acc.data());
+    k.weighted_values(r.scores.data(), r.n, kChunk, r.vchunk.data(), n, d, r.acc.data());
   }
 
-  // Asks for the K and V rows of positions [c0, c1) of this item's head into L2. A row is one
-  // head's slice of a slot (128 bytes at d = 64, f16), a slot's heads lie side by side and the slots
-  // of a block follow each other: a stride the hardware prefetchers do not follow from one
-  // position to the next, and a decode step at a 1k context spent most of its attention time
-  // waiting for these rows (SmolLM2: a quarter of the bytes a token reads).
-  void prefetch_rows(int64_t c0, int64_t c1) const {
-    const size_t bytes = row_bytes(a.k.dtype, d);
+  // The cache slots of positions [c0, c1) into slots (looked up once per position: the K and V
+  // reads use them), and their K and V rows asked for into L2. A row is one head's slice of a slot
+  // (128 bytes at d = 64, f16), a slot's heads lie side by side and the slots of a block follow
+  // each other: a stride the hardware prefetchers do not follow from one position to the next, and
+  // a decode step at a 1k context spent most of its attention time waiting for these rows (SmolLM2:
+  // a quarter of the bytes a token reads).
+  void locate(int64_t c0, int64_t c1, int64_t* slots) const {
+    const size_t k_bytes = row_bytes(a.k.dtype, d), v_bytes = row_bytes(a.v.dtype, d);
     for (int64_t p = c0; p < c1; ++p) {
-      const int64_t slot = kv_slot(seq, a.block_size, p);
+      const int64_t slot = slots[p - c0] = kv_slot(seq, a.block_size, p);
       const auto* kr = static_cast<const char*>(a.k.row(kvh, slot));
       const auto* vr = static_cast<const char*>(a.v.row(kvh, slot));
-      for (size_t o = 0; o < bytes; o += 64) {
-        __builtin_prefetch(kr + o, 0, 2);
-        __builtin_prefetch(vr + o, 0, 2);
-      }
+      for (size_t o = 0; o < k_bytes; o += 64) __builtin_prefetch(kr + o, 0, 2);
+      for (size_t o = 0; o < v_bytes; o += 64) __builtin_prefetch(vr + o, 0, 2);
     }
   }
 
@@ -135,11 +135,12 @@ struct FlashAttention::Item {
   // visible (causal) prefix of a chunk only, so its arithmetic is the same whatever the tile's
   // other rows see. The next chunk's rows are asked for while this one is computed.
   void online(Rows& r, int64_t p0, int64_t p1) const {
-    prefetch_rows(p0, std::min(p1, p0 + kChunk));
+    int64_t *slots = r.slots[0], *next = r.slots[1];
+    locate(p0, std::min(p1, p0 + kChunk), slots);
     for (int64_t c0 = p0; c0 < p1; c0 += kChunk) {
       const int64_t c1 = std::min(p1, c0 + kChunk), n = c1 - c0;
-      prefetch_rows(c1, std::min(p1, c1 + kChunk));
-      score(r, c0, c1);
+      locate(c1, std::min(p1, c1 + kChunk), next);
+      score(r, slots, n);
       for (int64_t i = 0; i < r.n; ++i) {
         float* s = &r.scores[i * kChunk];
         const int64_t n_vis = std::clamp<int64_t>(int64_t{r.pos[i]} + 1 - c0, 0, n);
@@ -155,7 +156,8 @@ struct FlashAttention::Item {
         r.m[i] = mx;
         r.l[i] = l;
       }
-      accumulate(r, c0, c1);
+      accumulate(r, slots, n);
+      std::swap(slots, next);
     }
   }
 
