@@ -182,6 +182,50 @@ TEST(CpuKernels, PanelGemmEqualsSinglePairDots) {
   }
 }
 
+// The plain types' many-pair kernels (F32, F16, BF16) give exactly the single-pair kernel's result
+// for every (row, token): tiles cut short in rows and tokens, lengths with a tail of one to seven
+// elements, strides that are not multiples of anything (F32 activations not float-aligned), and
+// nothing written outside the rows asked for.
+TEST(CpuKernels, PlainGemmRowsEqualSinglePairDots) {
+  int checked = 0;
+  for (cpu::Isa isa : runnable()) {
+    const cpu::Kernels& k = cpu::kernels(isa);
+    for (DType w : {DType::F32, DType::F16, DType::BF16}) {
+      const auto slot = static_cast<size_t>(w);
+      if (!k.gemm_rows[slot]) continue;
+      const DType at = quant::vec_dot_type(w);
+      for (int64_t n : {8, 77, 576})
+        for (int64_t rows : {1, 3, 16, 17, 35})
+          for (int64_t n_tok : {1, 2, 5, 8, 9, 13}) {
+            const size_t extra = n == 77 ? 6 : 0;  // F32 rows 6 bytes apart from a float boundary
+            const size_t a_stride = row_bytes(at, n) + extra, w_stride = row_bytes(w, n) + 2 + extra;
+            const size_t y_stride = static_cast<size_t>(rows) + 3;
+            std::vector<uint8_t> wq(w_stride * rows), aq(a_stride * n_tok);
+            for (int64_t r = 0; r < rows; ++r)
+              quant::quantize_row(w, gaussian(n, 80 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * w_stride, n);
+            for (int64_t t = 0; t < n_tok; ++t)
+              quant::quantize_activation_row(at, gaussian(n, 120 + static_cast<uint32_t>(t), 2.f).data(),
+                                             aq.data() + t * a_stride, n);
+            std::vector<float> y(y_stride * n_tok, NAN);
+            k.gemm_rows[slot](wq.data(), w_stride, rows, aq.data(), a_stride, n_tok, n, y.data(), y_stride);
+            for (int64_t t = 0; t < n_tok; ++t)
+              for (size_t r = 0; r < y_stride; ++r) {
+                const float got = y[t * y_stride + r];
+                if (static_cast<int64_t>(r) >= rows) {
+                  EXPECT_TRUE(std::isnan(got)) << "wrote outside the rows at row " << r << " token " << t;
+                  continue;
+                }
+                ASSERT_EQ(got, cpu::vec_dot_for(cpu::Isa::Generic, w)(wq.data() + r * w_stride, aq.data() + t * a_stride, n))
+                    << cpu::isa_name(isa) << " " << dtype_name(w) << " n=" << n << " rows=" << rows
+                    << " n_tok=" << n_tok << " r=" << r << " t=" << t;
+              }
+            ++checked;
+          }
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no variant on this CPU has the plain-type GEMM";
+}
+
 // SIMD activation quantisation writes exactly the reference's bytes, ties and all-zero blocks
 // included.
 TEST(CpuKernels, ActivationQuantisationMatchesReference) {

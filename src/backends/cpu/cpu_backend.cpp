@@ -289,6 +289,11 @@ class CpuBackend final : public Backend {
     const cpu::VecDotRows4Fn rows4 = kernels_.vec_dot_rows4[slot];
     const cpu::VecDotRows1Fn rows1 = kernels_.vec_dot_rows1[slot];
     const int64_t n_in = w.ne[0];
+    if (const cpu::GemmRowsFn gemm = kernels_.gemm_rows[slot]) {
+      gemm(w.row(j0), w.nb[1], j1 - j0, xq, a_bytes, n_tok, n_in, static_cast<float*>(y.row(0)) + j0,
+           y.nb[1] / sizeof(float));
+      return;
+    }
     if (prep) {
       const size_t y_stride = y.nb[1] / sizeof(float);
       for (int64_t jb = j0; jb < j1; jb += cpu::kPanelRows)

@@ -562,6 +562,7 @@ Kernels completed(Kernels k, const Kernels& generic) {
     if (!k.vec_dot[i])
       k.vec_dot[i] = generic.vec_dot[i], k.vec_dot_rows1[i] = generic.vec_dot_rows1[i],
       k.vec_dot_rows4[i] = generic.vec_dot_rows4[i], k.gemm_panel[i] = generic.gemm_panel[i],
+      k.gemm_rows[i] = generic.gemm_rows[i],
       k.gemm_prepare[i] = generic.gemm_prepare[i], k.gemm_prep_per_block[i] = generic.gemm_prep_per_block[i];
   if (!k.f16_to_f32) k.f16_to_f32 = generic.f16_to_f32;
   if (!k.dot_f32) k.dot_f32 = generic.dot_f32;

@@ -25,6 +25,13 @@ using VecDotRows1Fn = VecDotRows4Fn;
 // n_tok activation rows (a_stride apart): y[t * y_stride + r] = dot(row r, token t), bit-identical to
 // VecDotFn per pair. The panel is unpacked once into cache-resident levels and scales.
 inline constexpr int64_t kPanelRows = 8;
+
+// F32, F16 and BF16 weights (row-major, w_stride apart) against n_tok activation rows of their own
+// type: y[t * y_stride + r] = dot(row r, token t) for r < n_rows, bit-identical to VecDotFn per
+// pair. Many pairs run at once (decode as well as prefill): one pair's FMA chain alone is bound by
+// the FMA latency, not by memory.
+using GemmRowsFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
+                            int64_t n_tok, int64_t n, float* y, size_t y_stride);
 using GemmPrepareFn = void (*)(const void* a, size_t a_stride, int64_t n_tok, int64_t n, float* prep);
 using GemmPanelFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
                              const float* prep, int64_t n_tok, int64_t n, float* y, size_t y_stride);
@@ -80,6 +87,7 @@ struct Kernels {
   VecDotRows1Fn vec_dot_rows1[kTypeSlots];  // may stay null: callers then use vec_dot per pair
   VecDotRows4Fn vec_dot_rows4[kTypeSlots];  // may stay null: callers then use vec_dot per pair
   GemmPanelFn gemm_panel[kTypeSlots];       // may stay null: callers then use vec_dot_rows4
+  GemmRowsFn gemm_rows[kTypeSlots];         // may stay null: callers then use the entries above
   GemmPrepareFn gemm_prepare[kTypeSlots];
   int gemm_prep_per_block[kTypeSlots];
   F16ToF32Fn f16_to_f32;

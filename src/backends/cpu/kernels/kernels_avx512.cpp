@@ -8,6 +8,7 @@
 #include <immintrin.h>
 // GCC 12 reports its own _mm512_undefined_* placeholders inside these intrinsics as uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <algorithm>
 #include <cmath>
@@ -652,6 +653,34 @@ void weighted_values_zmm(const float* w, int64_t n_rows, int64_t ld, const float
   }
 }
 
+// The plain matmuls' 512-bit shape (see PlainYmm): rows 2p and 2p + 1 of a tile side by side in
+// lanes 0..7 and 8..15, each against the token's eight activations broadcast to both halves.
+struct PlainZmm {
+  using R = __m512;
+  static constexpr int kRows = 2, kRegs = 32, kMaxTokens = 8;
+  template <DType W>
+  static R load(const uint8_t* const* rows, int64_t i) {
+    if constexpr (W == DType::F32) {
+      const auto* r0 = reinterpret_cast<const float*>(rows[0]);
+      const auto* r1 = reinterpret_cast<const float*>(rows[1]);
+      return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(r0 + i)), _mm256_loadu_ps(r1 + i), 1);
+    } else {
+      const __m256i h = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[0] + 2 * i))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[1] + 2 * i)), 1);
+      if constexpr (W == DType::F16) return _mm512_cvtph_ps(h);
+      else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+  }
+  static R bcast(const float* a) { return _mm512_broadcast_f32x8(_mm256_loadu_ps(a)); }
+  static R zero() { return _mm512_setzero_ps(); }
+  static R fma(R w, R a, R acc) { return _mm512_fmadd_ps(w, a, acc); }
+  static void sums(R acc, float* s) {
+    s[0] = hsum(_mm512_castps512_ps256(acc));
+    s[1] = hsum(_mm512_extractf32x8_ps(acc, 1));
+  }
+};
+
 template <DType W>
 void set_panel(Kernels& k, GemmPanelFn panel, GemmPrepareFn prepare, int prep_per_block) {
   k.gemm_panel[static_cast<size_t>(W)] = panel;
@@ -691,6 +720,9 @@ Kernels make_avx512_kernels() {
   k.gemm_q2_k_x8 = avx512::gemm_q2_k_x8_zmm;
   k.gemv_q3_k_x8 = avx512::gemv_offset_k_x8_zmm<avx512::Q3x8>;
   k.gemm_q3_k_x8 = avx512::gemm_offset_k_x8_zmm<avx512::Q3x8>;
+  k.gemm_rows[static_cast<size_t>(DType::F32)] = avx512::plain_gemm<avx512::PlainZmm, DType::F32>;
+  k.gemm_rows[static_cast<size_t>(DType::F16)] = avx512::plain_gemm<avx512::PlainZmm, DType::F16>;
+  k.gemm_rows[static_cast<size_t>(DType::BF16)] = avx512::plain_gemm<avx512::PlainZmm, DType::BF16>;
   k.scores = avx512::scores_zmm;
   k.weighted_values = avx512::weighted_values_zmm;
   return k;
