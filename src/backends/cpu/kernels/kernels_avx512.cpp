@@ -657,7 +657,7 @@ void weighted_values_zmm(const float* w, int64_t n_rows, int64_t ld, const float
 // lanes 0..7 and 8..15, each against the token's eight activations broadcast to both halves.
 struct PlainZmm {
   using R = __m512;
-  static constexpr int kRows = 2, kRegs = 32, kMaxTokens = 8;
+  static constexpr int kRows = 2, kRegs = 32, kMaxTokens = 8, kPanelTokens = 6, kFloats = 16;
   template <DType W>
   static R load(const uint8_t* const* rows, int64_t i) {
     if constexpr (W == DType::F32) {
@@ -672,12 +672,19 @@ struct PlainZmm {
       else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
   }
+  static R load_packed(const float* p) { return _mm512_load_ps(p); }
+  static void store_packed(float* p, R v) { _mm512_store_ps(p, v); }
   static R bcast(const float* a) { return _mm512_broadcast_f32x8(_mm256_loadu_ps(a)); }
   static R zero() { return _mm512_setzero_ps(); }
   static R fma(R w, R a, R acc) { return _mm512_fmadd_ps(w, a, acc); }
+  // hsum's tree in both halves at once: lanes k and k + 4, then k and k + 2, then k and k + 1
+  // (each sum is the same pair's, so the same bits), leaving the rows' sums in lanes 0 and 8.
   static void sums(R acc, float* s) {
-    s[0] = hsum(_mm512_castps512_ps256(acc));
-    s[1] = hsum(_mm512_extractf32x8_ps(acc, 1));
+    acc = _mm512_add_ps(acc, _mm512_shuffle_f32x4(acc, acc, _MM_SHUFFLE(2, 3, 0, 1)));
+    acc = _mm512_add_ps(acc, _mm512_permute_ps(acc, _MM_SHUFFLE(1, 0, 3, 2)));
+    acc = _mm512_add_ps(acc, _mm512_permute_ps(acc, _MM_SHUFFLE(2, 3, 0, 1)));
+    s[0] = _mm512_cvtss_f32(acc);
+    s[1] = _mm_cvtss_f32(_mm512_extractf32x4_ps(acc, 2));
   }
 };
 
