@@ -182,10 +182,10 @@ TEST(CpuKernels, PanelGemmEqualsSinglePairDots) {
   }
 }
 
-// The plain types' many-pair kernels (F32, F16, BF16) give exactly the single-pair kernel's result
-// for every (row, token): tiles cut short in rows and tokens, lengths with a tail of one to seven
-// elements, strides that are not multiples of anything (F32 activations not float-aligned), and
-// nothing written outside the rows asked for.
+// The plain types' many-pair kernels (F32, F16, BF16), fed the activation rows widened to f32, give
+// exactly the single-pair kernel's result on the unwidened rows for every (row, token): tiles cut
+// short in rows and tokens, lengths with a tail of one to seven elements, strides that are not
+// multiples of anything, and nothing written outside the rows asked for.
 TEST(CpuKernels, PlainGemmRowsEqualSinglePairDots) {
   int checked = 0;
   for (cpu::Isa isa : runnable()) {
@@ -197,17 +197,20 @@ TEST(CpuKernels, PlainGemmRowsEqualSinglePairDots) {
       for (int64_t n : {8, 77, 576})
         for (int64_t rows : {1, 3, 16, 17, 35})
           for (int64_t n_tok : {1, 2, 5, 8, 9, 13, 16, 21}) {
-            const size_t extra = n == 77 ? 6 : 0;  // F32 rows 6 bytes apart from a float boundary
+            const size_t extra = n == 77 ? 6 : 0;  // rows 6 bytes apart from a float boundary
             const size_t a_stride = row_bytes(at, n) + extra, w_stride = row_bytes(w, n) + 2 + extra;
-            const size_t y_stride = static_cast<size_t>(rows) + 3;
+            const size_t y_stride = static_cast<size_t>(rows) + 3, af_stride = static_cast<size_t>(n) + 3;
             std::vector<uint8_t> wq(w_stride * rows), aq(a_stride * n_tok);
+            std::vector<float> af(af_stride * n_tok, NAN);
             for (int64_t r = 0; r < rows; ++r)
               quant::quantize_row(w, gaussian(n, 80 + static_cast<uint32_t>(r), 0.5f).data(), wq.data() + r * w_stride, n);
-            for (int64_t t = 0; t < n_tok; ++t)
+            for (int64_t t = 0; t < n_tok; ++t) {
               quant::quantize_activation_row(at, gaussian(n, 120 + static_cast<uint32_t>(t), 2.f).data(),
                                              aq.data() + t * a_stride, n);
+              quant::dequantize_row(at, aq.data() + t * a_stride, af.data() + t * af_stride, n);
+            }
             std::vector<float> y(y_stride * n_tok, NAN);
-            k.gemm_rows[slot](wq.data(), w_stride, rows, aq.data(), a_stride, n_tok, n, y.data(), y_stride);
+            k.gemm_rows[slot](wq.data(), w_stride, rows, af.data(), af_stride, n_tok, n, y.data(), y_stride);
             for (int64_t t = 0; t < n_tok; ++t)
               for (size_t r = 0; r < y_stride; ++r) {
                 const float got = y[t * y_stride + r];

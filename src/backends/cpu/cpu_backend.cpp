@@ -147,23 +147,30 @@ class CpuBackend final : public Backend {
       a_bytes[i] = row_bytes(at, n_in);
       TERN_CHECK(kernels_.vec_dot[static_cast<size_t>(ws[i].dtype)], "matmul: {} is not a weight type",
                  dtype_name(ws[i].dtype));
+      // The plain types' many-pair kernels read the rounded activations widened back to f32
+      // (exactly), here once per matmul rather than in each call (a decode's every piece).
+      auto widened = [&](DType w) { return at != DType::F32 && kernels_.gemm_rows[static_cast<size_t>(w)]; };
+      const bool widen = widened(ws[i].dtype);
       size_t same = 0;
-      while (same < i && quant::vec_dot_type(ws[same].dtype) != at) ++same;
+      while (same < i && (quant::vec_dot_type(ws[same].dtype) != at || widened(ws[same].dtype) != widen)) ++same;
       if (same < i) {
-        xq[i] = xq[same];
+        xq[i] = xq[same], a_bytes[i] = a_bytes[same];
         continue;
       }
       uint8_t* buf = scratch(x_quantized_[i], a_bytes[i] * static_cast<size_t>(n_tok));
       xq[i] = buf;
       const size_t ab = a_bytes[i];
       const cpu::QuantizeActFn q = kernels_.quantize_act[static_cast<size_t>(at)];
+      float* wide = widen ? scratch(x_widened_[i], static_cast<size_t>(n_in * n_tok)) : nullptr;
       pool_.parallel_for(n_tok, [&](int64_t a, int64_t b) {
         for (int64_t t = a; t < b; ++t) {
           const auto* src = static_cast<const float*>(x.row(t));
           if (q) q(src, buf + t * ab, n_in);
           else quant::quantize_activation_row(at, src, buf + t * ab, n_in);
+          if (wide) quant::dequantize_row(at, buf + t * ab, wide + t * n_in, n_in);
         }
       });
+      if (wide) xq[i] = reinterpret_cast<const uint8_t*>(wide), a_bytes[i] = static_cast<size_t>(n_in) * sizeof(float);
     }
     // Prefill through the panel GEMM: its activation tables once per weight type.
     const float* prep[kMaxGroup] = {};
@@ -290,8 +297,9 @@ class CpuBackend final : public Backend {
     const cpu::VecDotRows1Fn rows1 = kernels_.vec_dot_rows1[slot];
     const int64_t n_in = w.ne[0];
     if (const cpu::GemmRowsFn gemm = kernels_.gemm_rows[slot]) {
-      gemm(w.row(j0), w.nb[1], j1 - j0, xq, a_bytes, n_tok, n_in, static_cast<float*>(y.row(0)) + j0,
-           y.nb[1] / sizeof(float));
+      // xq: f32 rows here (matmul_group widens them for these types).
+      gemm(w.row(j0), w.nb[1], j1 - j0, reinterpret_cast<const float*>(xq), a_bytes / sizeof(float), n_tok, n_in,
+           static_cast<float*>(y.row(0)) + j0, y.nb[1] / sizeof(float));
       return;
     }
     if (prep) {
@@ -441,6 +449,7 @@ class CpuBackend final : public Backend {
   const cpu::Kernels& kernels_;
   cpu::FlashAttention attention_;
   std::vector<uint8_t> x_quantized_[kMaxGroup];
+  std::vector<float> x_widened_[kMaxGroup];  // F16/BF16 activations widened for gemm_rows
   std::vector<float> panel_prep_[kMaxGroup];
   cpu::WeightArena prepared_;  // repacked weights
 };

@@ -26,11 +26,12 @@ using VecDotRows1Fn = VecDotRows4Fn;
 // VecDotFn per pair. The panel is unpacked once into cache-resident levels and scales.
 inline constexpr int64_t kPanelRows = 8;
 
-// F32, F16 and BF16 weights (row-major, w_stride apart) against n_tok activation rows of their own
-// type: y[t * y_stride + r] = dot(row r, token t) for r < n_rows, bit-identical to VecDotFn per
-// pair. Many pairs run at once (decode as well as prefill): one pair's FMA chain alone is bound by
-// the FMA latency, not by memory.
-using GemmRowsFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
+// F32, F16 and BF16 weights (row-major, w_stride bytes apart) against n_tok activation rows given as
+// f32 (a_stride floats apart): the weight type's activation rows (F16/BF16: rounded to that type)
+// widened exactly, which the caller does once per matmul. y[t * y_stride + r] = dot(row r, token t)
+// for r < n_rows, bit-identical to VecDotFn on the unwidened rows. Many pairs run at once (decode
+// as well as prefill): one pair's FMA chain alone is bound by the FMA latency, not by memory.
+using GemmRowsFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const float* a, size_t a_stride,
                             int64_t n_tok, int64_t n, float* y, size_t y_stride);
 using GemmPrepareFn = void (*)(const void* a, size_t a_stride, int64_t n_tok, int64_t n, float* prep);
 using GemmPanelFn = void (*)(const void* w, size_t w_stride, int64_t n_rows, const void* a, size_t a_stride,
