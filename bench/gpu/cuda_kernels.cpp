@@ -274,7 +274,7 @@ nlohmann::json decode_bench(cudaStream_t s, double copy) {
   const int splits = ctx / cuda::kSplitPositions;
   auto* partial = static_cast<float*>(dev_alloc(cuda::decode_partial_floats(B, splits, dims) * 4));
   const double ms = time_graph(s, [&] {
-    cuda::decode_attention(q, k, v, out, dseqs, ditems, B, splits, partial, dims, s);
+    cuda::decode_attention(q, k, v, out, dseqs, ditems, B, splits, partial, dims, cuda::Activation{}, s);
   });
   const double bytes = 2.0 * slots * KV * D * 2;
   const double gbs = bytes / (ms * 1e-3) / 1e9;

@@ -196,8 +196,7 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     backend_.rope_qk(q3, k3, positions, hp_.rope);
     trace(named("q_rope"), q);
     trace(named("k_rope"), k);
-    backend_.kv_store(k3, kv.k(l), slots);
-    backend_.kv_store(reshape(v, {H, info_.n_kv_head, T}), kv.v(l), slots);
+    backend_.kv_store_kv(k3, reshape(v, {H, info_.n_kv_head, T}), kv.k(l), kv.v(l), slots);
     AttentionArgs a;
     a.q = q3;
     a.k = kv.k(l);

@@ -84,6 +84,13 @@ class Backend {
   }
   // cache[:, :, slots[t]] = src[:, :, t] (converted)           src [head_dim, n_kv_head, T]
   virtual void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) = 0;
+  // A layer's k and v stored at the same slots as one op: a backend may save a dispatch. Same
+  // results as the two calls.
+  virtual void kv_store_kv(const TensorView& k, const TensorView& v, const TensorView& k_cache,
+                           const TensorView& v_cache, const int32_t* slots) {
+    kv_store(k, k_cache, slots);
+    kv_store(v, v_cache, slots);
+  }
   // Causal softmax(q k^T * scale) v over each token's sequence, grouped-query heads.
   virtual void attention(const AttentionArgs& a) = 0;
   // out = silu(gate) * up

@@ -66,6 +66,15 @@ class HostAdapter final : public Backend {
     inner_->kv_store(s, o, d_slots);
     c.finish();
   }
+  void kv_store_kv(const TensorView& k, const TensorView& v, const TensorView& k_cache, const TensorView& v_cache,
+                   const int32_t* slots) override {
+    Call c(*inner_, k.ne[2] * 4);
+    const TensorView dk = c.in(k), dv = c.in(v);
+    const int32_t* d_slots = c.ints(slots, k.ne[2]);
+    const TensorView ok = c.out(k_cache), ov = c.out(v_cache);
+    inner_->kv_store_kv(dk, dv, ok, ov, d_slots);
+    c.finish();
+  }
   void attention(const AttentionArgs& a) override {
     const int64_t T = a.q.ne[2];
     int64_t n_seqs = 0, n_blocks = 0;
@@ -95,6 +104,20 @@ class HostAdapter final : public Backend {
     Call c(*inner_, 0);
     const TensorView da = c.in(a), db = c.in(b), o = c.out(out);
     inner_->add(da, db, o);
+    c.finish();
+  }
+  void add_rms_norm(const TensorView& x, const TensorView& d, const TensorView& w, float eps,
+                    const TensorView& out) override {
+    Call c(*inner_, 0);
+    const TensorView dx = c.out(x), dd = c.in(d), dw = c.in(w), o = c.out(out);
+    inner_->add_rms_norm(dx, dd, dw, eps, o);
+    c.finish();
+  }
+  void rope_qk(const TensorView& q, const TensorView& k, const int32_t* pos, const RopeParams& p) override {
+    Call c(*inner_, q.ne[2] * 4);
+    const int32_t* d_pos = c.ints(pos, q.ne[2]);
+    const TensorView dq = c.out(q), dk = c.out(k);
+    inner_->rope_qk(dq, dk, d_pos, p);
     c.finish();
   }
 

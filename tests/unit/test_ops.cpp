@@ -349,6 +349,86 @@ TEST(Ops, FusedAddNormAndRopeQkEqualTheirParts) {
   }
 }
 
+// kv_store_kv stores k and v as the two kv_store calls do, bit for bit (F16 and F32 caches, slots
+// out of order, untouched slots left as they were).
+TEST(Ops, KvStoreOfKAndVEqualsTwoStores) {
+  const int64_t d = 64, heads = 2, T = 3, n_slots = 8;
+  const int32_t slots[T] = {5, 0, 6};
+  const auto k0 = random_floats(d * heads * T, 31), v0 = random_floats(d * heads * T, 32);
+  for (DType ct : {DType::F16, DType::F32}) {
+    const size_t bytes = row_bytes(ct, d) * heads * n_slots;
+    std::vector<uint8_t> ek(bytes, 0x5A), ev(bytes, 0x5A);
+    const auto kv = TensorView::contiguous(const_cast<float*>(k0.data()), DType::F32, {d, heads, T});
+    const auto vv = TensorView::contiguous(const_cast<float*>(v0.data()), DType::F32, {d, heads, T});
+    ref::kv_store(kv, TensorView::contiguous(ek.data(), ct, {d, heads, n_slots}), slots);
+    ref::kv_store(vv, TensorView::contiguous(ev.data(), ct, {d, heads, n_slots}), slots);
+    for (auto& be : backends_under_test()) {
+      std::vector<uint8_t> gk(bytes, 0x5A), gv(bytes, 0x5A);
+      be->kv_store_kv(kv, vv, TensorView::contiguous(gk.data(), ct, {d, heads, n_slots}),
+                      TensorView::contiguous(gv.data(), ct, {d, heads, n_slots}), slots);
+      EXPECT_EQ(gk, ek) << be->name() << " " << dtype_name(ct) << " k";
+      EXPECT_EQ(gv, ev) << be->name() << " " << dtype_name(ct) << " v";
+    }
+  }
+}
+
+// On the GPU, a decode-sized matmul whose input was written by RMSNorm, the residual add + RMSNorm
+// or SwiGLU takes that input rounded by the op itself (from the second pass on, once the backend
+// has seen which type the matmul asks for) instead of rounding it in a launch of its own. The
+// outputs must be the same bits as on the first pass, where the matmul rounded its input itself.
+TEST(Ops, CudaRoundingInTheProducingOpChangesNoBits) {
+  const std::string why = cuda_unavailable_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA op tests skipped: " << why;
+  auto be = make_cuda_backend({});
+  const int64_t n = 256, n_out = 40;
+  std::vector<std::unique_ptr<Buffer>> keep;
+  auto device = [&](std::vector<float> host, std::initializer_list<int64_t> shape) {
+    keep.push_back(be->alloc(host.size() * sizeof(float)));
+    be->to_backend(keep.back()->data(), host.data(), host.size() * sizeof(float));
+    return TensorView::contiguous(keep.back()->data(), DType::F32, shape, Device::CUDA);
+  };
+  auto read = [&](const TensorView& t) {
+    std::vector<float> h(static_cast<size_t>(t.nelements()));
+    be->to_host(h.data(), t.data, h.size() * sizeof(float));
+    return h;
+  };
+  for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1}) {
+    auto wq = random_weight(t, n, n_out, 41);
+    const TensorView w = be->prepare_weight(TensorView::contiguous(wq.data(), t, {n, n_out}));
+    for (int64_t T : {1, 3}) {
+      const auto x0 = random_floats(n * T, 42), d0 = random_floats(n * T, 43), g0 = random_floats(n * T, 44);
+      const TensorView norm_w = device(random_floats(n, 45), {n});
+      const TensorView x = device(x0, {n, T}), d = device(d0, {n, T}), g = device(g0, {n, T});
+      const TensorView h = device(g0, {n, T}), h2 = device(g0, {n, T});  // one output per op: each learns once
+      const TensorView y = device(std::vector<float>(n_out * T), {n_out, T});
+      std::vector<std::vector<float>> first;
+      for (int pass = 0; pass < 3; ++pass) {
+        std::vector<std::vector<float>> got;
+        be->to_backend(x.data, x0.data(), x0.size() * sizeof(float));
+        be->to_backend(d.data, d0.data(), d0.size() * sizeof(float));
+        be->begin_pass(1 << 12);
+        be->rms_norm(x, norm_w, 1e-5f, h);
+        be->matmul(w, h, y);
+        got.push_back(read(y));
+        be->begin_pass(1 << 12);
+        be->add_rms_norm(x, d, norm_w, 1e-5f, d);
+        be->matmul(w, d, y);
+        got.push_back(read(y));
+        got.push_back(read(d));
+        be->begin_pass(1 << 12);
+        be->swiglu(g, x, h2);
+        be->matmul(w, h2, y);
+        got.push_back(read(y));
+        got.push_back(read(h2));
+        if (pass == 0) first = got;
+        for (size_t i = 0; i < got.size(); ++i)
+          EXPECT_EQ(0, std::memcmp(got[i].data(), first[i].data(), got[i].size() * sizeof(float)))
+              << dtype_name(t) << " tokens " << T << " pass " << pass << " output " << i;
+      }
+    }
+  }
+}
+
 TEST(Ops, RopeNormalLayoutRotatesAdjacentPairs) {
   // At position 1 with n_rot 2, pair (x0, x1) rotates by exactly 1 radian.
   float x[4] = {1, 0, 0, 1};

@@ -15,6 +15,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/kernels/launch.h"
@@ -106,12 +108,20 @@ bool graphs_enabled(const CudaBackendConfig& c) {
   return c.graphs && !(env && std::string(env) == "0");
 }
 
+// TERN_CUDA_FUSE=0 runs the fused ops as their parts (add then rms_norm, rope twice, two KV stores)
+// and every matmul's rounding as a launch of its own: to measure what the fusions save.
+bool fusion_enabled() {
+  const char* env = std::getenv("TERN_CUDA_FUSE");
+  return !(env && std::string(env) == "0");
+}
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const CudaBackendConfig& c)
       : exact_(c.exact_activations),
         flash_min_(c.flash_min_tokens > 0 ? c.flash_min_tokens : 16),
         gemm_min_(c.gemm_min_tokens > 0 ? c.gemm_min_tokens : 32),
+        fuse_(fusion_enabled()),
         stream_(make_stream(c.device)),
         queue_(stream_, graphs_enabled(c)) {
     check_blas(cublasCreate(&blas_), "creating the cuBLAS handle");
@@ -139,21 +149,25 @@ class CudaBackend final : public Backend {
   }
 
   void to_backend(void* dst, const void* src, size_t bytes) override {
+    rounded_ = {};
     queue_.run();
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "copy to the device");
     check(cudaStreamSynchronize(stream_), "copy to the device");
   }
   void to_host(void* dst, const void* src, size_t bytes) override {
+    rounded_ = {};
     queue_.run();
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "copy to the host");
     check(cudaStreamSynchronize(stream_), "copy to the host");
   }
   void copy(void* dst, const void* src, size_t bytes) override {
+    rounded_ = {};
     queue_.run();
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "device copy");
   }
 
   void begin_pass(size_t bytes) override {
+    rounded_ = {};
     queue_.run();
     check(cudaStreamSynchronize(stream_), "previous pass");  // its staged inputs may still be in flight
     stage_.reserve(bytes);
@@ -187,6 +201,7 @@ class CudaBackend final : public Backend {
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
     check_get_rows(table, n, out);
     on_device("get_rows", {&table, &out});
+    rounded_ = {};
     const int32_t* host_ids = mirror(ids, n);
     for (int64_t i = 0; i < n; ++i)
       TERN_CHECK(host_ids[i] >= 0 && host_ids[i] < table.ne[1], "get_rows: id {} outside [0, {})", host_ids[i],
@@ -204,7 +219,23 @@ class CudaBackend final : public Backend {
     const float *xp = x.ptr<float>(), *wp = w.ptr<float>();
     float* o = out.ptr<float>();
     const int64_t n = x.ne[0], rows = x.nrows();
-    queue_.launch([=](cudaStream_t s) { cuda::rms_norm(xp, wp, o, n, rows, eps, s); });
+    const cuda::Activation r = rounded_output(out);
+    queue_.launch([=](cudaStream_t s) { cuda::rms_norm(xp, wp, o, n, rows, eps, r, s); });
+  }
+
+  void add_rms_norm(const TensorView& x, const TensorView& d, const TensorView& w, float eps,
+                    const TensorView& out) override {
+    if (!fuse_) return Backend::add_rms_norm(x, d, w, eps, out);
+    check_same_shape("add_rms_norm", x, d);
+    check_rms_norm(x, w, out);
+    on_device("add_rms_norm", {&x, &d, &w, &out});
+    flush();
+    float* xp = x.ptr<float>();
+    const float *dp = d.ptr<float>(), *wp = w.ptr<float>();
+    float* o = out.ptr<float>();
+    const int64_t n = x.ne[0], rows = x.nrows();
+    const cuda::Activation r = rounded_output(out);
+    queue_.launch([=](cudaStream_t s) { cuda::add_rms_norm(xp, dp, wp, o, n, rows, eps, r, s); });
   }
 
   void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override {
@@ -221,6 +252,7 @@ class CudaBackend final : public Backend {
       on_device("matmul", {&ws[i], &x, &ys[i]});
     }
     flush();
+    Rounded fresh = std::exchange(rounded_, {});
     const int64_t n_tok = x.ne[1];
     if (n_tok >= gemm_min_) {
       for (size_t i = 0; i < ws.size(); ++i) gemm(ws[i], x, ys[i]);
@@ -234,10 +266,14 @@ class CudaBackend final : public Backend {
              ws[e].layout == ws[i].layout)
         ++e;
       const DType at = exact_ ? DType::F32 : quant::vec_dot_type(ws[i].dtype);
+      if (i == 0) learn_input_type(xp, at);
       cuda::Activation act{.type = DType::F32, .q = xp, .n_in = n_in};
-      if (at != DType::F32) {
+      if (at != DType::F32 && fresh.x == xp && fresh.act.type == at && fresh.n_in == n_in && fresh.n_tok == n_tok) {
+        act = fresh.act;  // rounded by the op that wrote x
+      } else if (at != DType::F32) {
         act = cuda::activation_view(at, xp, n_in, n_tok, scratch(act_, cuda::activation_bytes(at, n_in, n_tok)));
         queue_.launch([=](cudaStream_t s) { cuda::quantize_activation(act, xp, n_tok, s); });
+        fresh = {};  // act_ now holds this rounding
       }
       struct Group {
         cuda::Weight w[cuda::kMaxGemvWeights];
@@ -251,32 +287,21 @@ class CudaBackend final : public Backend {
   }
 
   void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override {
-    check_rope(x, p);
-    on_device("rope", {&x});
-    mirror(pos, x.ne[2]);
-    flush();
-    const float theta_scale = std::pow(p.theta_base, -2.0f / static_cast<float>(p.n_rot));
-    float* xp = x.ptr<float>();
-    const int64_t d = x.ne[0], heads = x.ne[1], T = x.ne[2];
-    const int n_rot = p.n_rot;
-    const bool neox = p.layout == RopeLayout::NeoX;
-    queue_.launch([=](cudaStream_t s) { cuda::rope(xp, pos, d, heads, T, n_rot, theta_scale, neox, s); });
+    rope_both(x, nullptr, pos, p);
+  }
+  void rope_qk(const TensorView& q, const TensorView& k, const int32_t* pos, const RopeParams& p) override {
+    if (!fuse_) return Backend::rope_qk(q, k, pos, p);
+    rope_both(q, &k, pos, p);
   }
 
   void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
-    check_kv_store(src, cache);
-    TERN_CHECK(cache.dtype == DType::F16 || cache.dtype == DType::F32,
-               "cuda backend: KV cache type {} not supported yet (f16, f32)", dtype_name(cache.dtype));
-    on_device("kv_store", {&src, &cache});
-    const int32_t* host_slots = mirror(slots, src.ne[2]);
-    for (int64_t t = 0; t < src.ne[2]; ++t)
-      TERN_CHECK(host_slots[t] >= 0 && host_slots[t] < cache.ne[2], "kv_store: slot {} outside the cache", host_slots[t]);
-    flush();
-    const float* sp = src.ptr<float>();
-    void* c = cache.data;
-    const DType ct = cache.dtype;
-    const int64_t d = src.ne[0], heads = src.ne[1], T = src.ne[2];
-    queue_.launch([=](cudaStream_t s) { cuda::kv_store(sp, c, ct, slots, d, heads, T, s); });
+    store_kv(src, cache, nullptr, nullptr, slots);
+  }
+  void kv_store_kv(const TensorView& k, const TensorView& v, const TensorView& k_cache, const TensorView& v_cache,
+                   const int32_t* slots) override {
+    if (!fuse_ || !same_shape(k, v) || !same_shape(k_cache, v_cache) || k_cache.dtype != v_cache.dtype)
+      return Backend::kv_store_kv(k, v, k_cache, v_cache, slots);
+    store_kv(k, k_cache, &v, &v_cache, slots);
   }
 
   void attention(const AttentionArgs& a) override;
@@ -289,13 +314,15 @@ class CudaBackend final : public Backend {
     const float *g = gate.ptr<float>(), *u = up.ptr<float>();
     float* o = out.ptr<float>();
     const int64_t n = gate.nelements();
-    queue_.launch([=](cudaStream_t s) { cuda::swiglu(g, u, o, n, s); });
+    const cuda::Activation r = rounded_output(out);
+    queue_.launch([=](cudaStream_t s) { cuda::swiglu(g, u, o, n, r, s); });
   }
 
   void add(const TensorView& a, const TensorView& b, const TensorView& out) override {
     check_same_shape("add", a, b);
     check_same_shape("add", a, out);
     on_device("add", {&a, &b, &out});
+    rounded_ = {};
     flush();
     const float *ap = a.ptr<float>(), *bp = b.ptr<float>();
     float* o = out.ptr<float>();
@@ -304,6 +331,96 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  static bool same_shape(const TensorView& a, const TensorView& b) {
+    return std::equal(std::begin(a.ne), std::end(a.ne), std::begin(b.ne));
+  }
+
+  // rope on q, and on k in the same launch unless k is null.
+  void rope_both(const TensorView& q, const TensorView* k, const int32_t* pos, const RopeParams& p) {
+    check_rope(q, p);
+    on_device("rope", {&q});
+    if (k) {
+      check_rope(*k, p);
+      on_device("rope", {k});
+      TERN_CHECK(k->ne[0] == q.ne[0] && k->ne[2] == q.ne[2], "rope_qk: k [{}, {}] against q [{}, {}]", k->ne[0],
+                 k->ne[2], q.ne[0], q.ne[2]);
+    }
+    rounded_ = {};
+    mirror(pos, q.ne[2]);
+    flush();
+    const float theta_scale = std::pow(p.theta_base, -2.0f / static_cast<float>(p.n_rot));
+    float* qp = q.ptr<float>();
+    float* kp = k ? k->ptr<float>() : nullptr;
+    const int64_t d = q.ne[0], q_heads = q.ne[1], k_heads = k ? k->ne[1] : 0, T = q.ne[2];
+    const int n_rot = p.n_rot;
+    const bool neox = p.layout == RopeLayout::NeoX;
+    queue_.launch(
+        [=](cudaStream_t s) { cuda::rope(qp, kp, pos, d, q_heads, k_heads, T, n_rot, theta_scale, neox, s); });
+  }
+
+  // src into cache, and src2 into cache2 in the same launch unless they are null (same shapes and
+  // cache type, checked by the caller).
+  void store_kv(const TensorView& src, const TensorView& cache, const TensorView* src2, const TensorView* cache2,
+                const int32_t* slots) {
+    check_kv_store(src, cache);
+    TERN_CHECK(cache.dtype == DType::F16 || cache.dtype == DType::F32,
+               "cuda backend: KV cache type {} not supported yet (f16, f32)", dtype_name(cache.dtype));
+    on_device("kv_store", {&src, &cache});
+    if (src2) {
+      check_kv_store(*src2, *cache2);
+      on_device("kv_store", {src2, cache2});
+    }
+    rounded_ = {};
+    const int32_t* host_slots = mirror(slots, src.ne[2]);
+    for (int64_t t = 0; t < src.ne[2]; ++t)
+      TERN_CHECK(host_slots[t] >= 0 && host_slots[t] < cache.ne[2], "kv_store: slot {} outside the cache", host_slots[t]);
+    flush();
+    const float* sp = src.ptr<float>();
+    void* c = cache.data;
+    const float* sp2 = src2 ? src2->ptr<float>() : nullptr;
+    void* c2 = cache2 ? cache2->data : nullptr;
+    const DType ct = cache.dtype;
+    const int64_t d = src.ne[0], heads = src.ne[1], T = src.ne[2];
+    queue_.launch([=](cudaStream_t s) { cuda::kv_store(sp, c, sp2, c2, ct, slots, d, heads, T, s); });
+  }
+
+  // The matmul input an element-wise op writes may be rounded by that op on the way (norms, SwiGLU:
+  // cuda::round_into), saving the rounding launch of the matmul after it. Which type to round to
+  // is what the last matmul that read the buffer asked for (learned on the first pass); the
+  // rounding is kept for the next op only, and any other op drops it.
+  struct Rounded {
+    const void* x = nullptr;
+    int64_t n_in = 0, n_tok = 0;
+    cuda::Activation act;
+  };
+
+  void learn_input_type(const void* x, DType at) {
+    for (auto& [p, t] : input_types_)
+      if (p == x) {
+        t = at;
+        return;
+      }
+    if (input_types_.size() == kMaxInputTypes) input_types_.erase(input_types_.begin());
+    input_types_.emplace_back(x, at);
+  }
+
+  // What an op writing `out` (rows of n elements) also writes rounded (type F32: nothing), and
+  // rounded_ set to it.
+  cuda::Activation rounded_output(void* out, int64_t n, int64_t rows) {
+    rounded_ = {};
+    if (exact_ || !fuse_ || rows >= gemm_min_) return {};
+    DType at = DType::F32;
+    for (const auto& [p, t] : input_types_)
+      if (p == out) at = t;
+    const bool ok = at == DType::F16 || at == DType::BF16 || ((at == DType::Q8_0 || at == DType::Q8_1) && n % 32 == 0);
+    if (!ok) return {};
+    const cuda::Activation a = cuda::activation_view(at, static_cast<const float*>(out), n, rows,
+                                                     scratch(act_, cuda::activation_bytes(at, n, rows)));
+    rounded_ = {out, n, rows, a};
+    return a;
+  }
+  cuda::Activation rounded_output(const TensorView& out) { return rounded_output(out.data, out.ne[0], out.nrows()); }
+
   static cudaStream_t make_stream(int device) {
     const std::string why = cuda_module_unavailable_reason();
     TERN_CHECK(why.empty(), "cuda backend: {}", why);
@@ -423,6 +540,7 @@ class CudaBackend final : public Backend {
 
   const bool exact_;
   const int flash_min_, gemm_min_;
+  const bool fuse_;
   cudaStream_t stream_ = nullptr;
   cuda::LaunchQueue queue_;
   cublasHandle_t blas_ = nullptr;
@@ -431,6 +549,9 @@ class CudaBackend final : public Backend {
   MirroredArena stage_;
   size_t staged_ = 0, flushed_ = 0;
   Scratch x_half_, w_half_, partial_, act_;
+  Rounded rounded_;
+  static constexpr size_t kMaxInputTypes = 16;
+  std::vector<std::pair<const void*, DType>> input_types_;
 
   // The attention plan of the current pass (the same for every layer), built by the first call.
   struct PlanKey {
@@ -450,6 +571,7 @@ class CudaBackend final : public Backend {
 void CudaBackend::attention(const AttentionArgs& a) {
   check_attention(a);
   on_device("attention", {&a.q, &a.k, &a.v, &a.out});
+  rounded_ = {};
   const int d = static_cast<int>(a.q.ne[0]);
   TERN_CHECK(cuda::decode_supports(d), "cuda attention: head size {} unsupported (64, 128, 256)", d);
   const int64_t T = a.q.ne[2];
@@ -525,8 +647,10 @@ void CudaBackend::attention(const AttentionArgs& a) {
   if (n_items > 0) {
     auto* partial = static_cast<float*>(
         scratch(partial_, cuda::decode_partial_floats(n_items, max_splits, dims) * sizeof(float)));
+    // Every token a decode item: the merge also rounds the output for the projection after it.
+    const cuda::Activation r = n_tiles == 0 ? rounded_output(a.out.data, a.q.ne[0] * a.q.ne[1], T) : cuda::Activation{};
     queue_.launch([=](cudaStream_t s) {
-      cuda::decode_attention(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, s);
+      cuda::decode_attention(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, r, s);
     });
   }
 }

@@ -4,8 +4,9 @@
 // 256 (f32 d from the signed maximum): kernels_x86.inc's quantize_act_q8 and the reference's Q8K
 // encode, operation for operation, so that the GPU's dot products see the CPU's levels and scales.
 //
-// A separate launch rounds a matmul's input once (quantize_activation in activations.cu); every
-// GEMV block then loads the rounded units it needs. (Rounding inside each GEMV block instead saved
+// A separate launch rounds a matmul's input once (quantize_activation in activations.cu), or the
+// element-wise op that writes the input rounds it on the way (round_into); every GEMV block then
+// loads the rounded units it needs. (Rounding inside each GEMV block instead saved
 // the launch but cost more than it saved on an H200: every block redid the work, and f16/bf16
 // inputs loaded as f32 doubled the activation traffic.)
 #pragma once
@@ -87,6 +88,37 @@ __device__ inline void quantize_q8k_block(const float* __restrict__ x, int8_t* q
 #pragma unroll
   for (int j = 0; j < 8; ++j) q[lane * 8 + j] = static_cast<int8_t>(min(127, __float2int_rn(__fmul_rn(iscale, v[j]))));
   if (lane == 0) *d = 1.0f / iscale;
+}
+
+// Element i of token t's row, rounded into `a` as it is written by an element-wise op (RMSNorm,
+// SwiGLU), so that the matmul after it needs no rounding launch of its own. Called by all 32 lanes
+// of a warp at once, lane l holding element 32k + l of one unit (8-bit types: the unit's maximum and
+// sum are warp reductions). The arithmetic is quantize_q8_unit's, so the levels and scales are the
+// same bits as quantize_activation's. F32: nothing to write.
+__device__ __forceinline__ void round_into(const Activation& a, int64_t t, int64_t i, float v) {
+  const int64_t k = t * a.n_in + i;
+  switch (a.type) {
+    case DType::F16: static_cast<__half*>(const_cast<void*>(a.q))[k] = __float2half_rn(v); return;
+    case DType::BF16: static_cast<__nv_bfloat16*>(const_cast<void*>(a.q))[k] = __float2bfloat16_rn(v); return;
+    case DType::Q8_0:
+    case DType::Q8_1: {
+      float amax = fabsf(v);
+      for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      const float dd = amax / 127.0f;
+      const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+      const int l = __float2int_rn(__fmul_rn(v, id));
+      static_cast<int8_t*>(const_cast<void*>(a.q))[k] = static_cast<int8_t>(l);
+      const int64_t unit = k / 32;
+      if (a.type == DType::Q8_1) {
+        int sum = l;
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (i % 32 == 0) const_cast<float*>(a.s)[unit] = __half2float(__float2half_rn(__fmul_rn(dd, static_cast<float>(sum))));
+      }
+      if (i % 32 == 0) const_cast<float*>(a.d)[unit] = __half2float(__float2half_rn(dd));
+      return;
+    }
+    default: return;
+  }
 }
 
 // Unit u of token t of an 8-bit activation (Q8_0, Q8_1: a scale per unit; Q8_K: per 256).

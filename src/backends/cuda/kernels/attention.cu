@@ -14,6 +14,7 @@
 
 #include <cfloat>
 
+#include "backends/cuda/kernels/activation.cuh"
 #include "backends/cuda/kernels/dependent_launch.cuh"
 
 namespace tern::cuda {
@@ -170,10 +171,12 @@ __global__ void __launch_bounds__(kDecodeThreads)
   }
 }
 
-// Merges a token's segments: o = sum_s e^(m_s - M) O_s / sum_s e^(m_s - M) l_s.
+// Merges a token's segments: o = sum_s e^(m_s - M) O_s / sum_s e^(m_s - M) l_s. `rounded` (type F32:
+// none) also receives o rounded for the output projection (round_into: a warp holds 32 consecutive
+// elements of one head, D being a multiple of 32).
 template <int D>
 __global__ void decode_merge_kernel(const DecodeItem* __restrict__ items, const float* __restrict__ partial,
-                                    int n_head, int max_splits, float* __restrict__ out) {
+                                    int n_head, int max_splits, float* __restrict__ out, Activation rounded) {
   release_dependents();
   wait_for_inputs();
   const DecodeItem item = items[blockIdx.x];
@@ -187,6 +190,7 @@ __global__ void decode_merge_kernel(const DecodeItem* __restrict__ items, const 
     float o = 0.0f;
     for (int s = 0; s < n_splits; ++s) o += base[s * partial_stride<D>() + c] * expf(base[s * partial_stride<D>() + D] - m);
     out[(static_cast<int64_t>(item.token) * n_head + h) * D + c] = o / l;
+    round_into(rounded, item.token, static_cast<int64_t>(h) * D + c, o / l);
   }
 }
 
@@ -418,7 +422,8 @@ __global__ void __launch_bounds__(kFlashThreads)
 
 template <int D, class CT>
 void launch_decode(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs, const DecodeItem* items,
-                   int n_items, int max_splits, float* partial, const AttnDims& dims, cudaStream_t s) {
+                   int n_items, int max_splits, float* partial, const AttnDims& dims, const Activation& rounded,
+                   cudaStream_t s) {
   const int group = dims.n_head / dims.n_kv_head;
   const int chunks = (group + kMaxHeadsPerBlock - 1) / kMaxHeadsPerBlock;
   const dim3 grid(static_cast<unsigned>(n_items), static_cast<unsigned>(dims.n_kv_head * chunks),
@@ -427,7 +432,7 @@ void launch_decode(const float* q, const void* k, const void* v, float* out, con
                    static_cast<const CT*>(k), static_cast<const CT*>(v), seqs, items, dims, max_splits, partial);
   launch_dependent("decode attention merge", decode_merge_kernel<D>,
                    dim3(static_cast<unsigned>(n_items), static_cast<unsigned>(dims.n_head)), D < 128 ? D : 128, 0, s,
-                   items, partial, dims.n_head, max_splits, out);
+                   items, partial, dims.n_head, max_splits, out, rounded);
 }
 
 template <int D>
@@ -468,16 +473,16 @@ void flash_attention(const float* q, const void* k, const void* v, float* out, c
 
 void decode_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                       const DecodeItem* items, int n_items, int max_splits, float* partial, const AttnDims& dims,
-                      cudaStream_t s) {
+                      const Activation& rounded, cudaStream_t s) {
   if (n_items == 0) return;
   const bool f16 = dims.cache_type == DType::F16;
   switch (dims.d) {
-    case 64: return f16 ? launch_decode<64, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, s)
-                        : launch_decode<64, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, s);
-    case 128: return f16 ? launch_decode<128, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, s)
-                         : launch_decode<128, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, s);
-    default: return f16 ? launch_decode<256, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, s)
-                        : launch_decode<256, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, s);
+    case 64: return f16 ? launch_decode<64, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s)
+                        : launch_decode<64, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
+    case 128: return f16 ? launch_decode<128, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s)
+                         : launch_decode<128, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
+    default: return f16 ? launch_decode<256, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s)
+                        : launch_decode<256, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
   }
 }
 

@@ -54,14 +54,29 @@ __device__ __forceinline__ float2 unpack2(const uint32_t w, std::integral_consta
   return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xFFFF0000u));
 }
 
+// A unit of an F16/BF16 row as loaded: 64 bytes, not yet widened (a GEMV thread loads its units
+// before it waits for its input, and holds them in half the registers the floats would take).
+struct Raw16 {
+  uint4 v[4];
+};
+
 // F16 and BF16 rows: a unit is 64 bytes, four 16-byte loads.
 template <DType T>
 struct Unit16 {
-  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Raw16& r) {
     const auto* p = reinterpret_cast<const uint4*>(w.data + row * w.row_bytes) + 4 * u;
 #pragma unroll
+    for (int k = 0; k < 4; ++k) r.v[k] = __ldg(p + k);
+  }
+  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
+    Raw16 r;
+    load(w, row, u, r);
+    widen(r, y);
+  }
+  __device__ static void widen(const Raw16& r, float (&y)[32]) {
+#pragma unroll
     for (int k = 0; k < 4; ++k) {
-      const uint4 v = __ldg(p + k);
+      const uint4 v = r.v[k];
       const uint32_t words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {

@@ -1,4 +1,5 @@
-// Whether kernels are launched to overlap the one before them (dependent_launch.cuh).
+// Whether kernels are launched to overlap the one before them, and issue their independent loads
+// early (dependent_launch.cuh).
 #include <cstdlib>
 #include <cstring>
 
@@ -14,6 +15,14 @@ bool overlap_launches() {
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
     return major >= 9;
+  }();
+  return on;
+}
+
+bool early_loads() {
+  static const bool on = [] {
+    const char* env = std::getenv("TERN_CUDA_PRELOAD");
+    return !(env && std::strcmp(env, "0") == 0);
   }();
   return on;
 }

@@ -39,6 +39,12 @@ __device__ __forceinline__ void wait_for_inputs() {
 // once per process).
 bool overlap_launches();
 
+// Whether a GEMV loads its weights (which no kernel writes) before it waits for its input.
+// TERN_CUDA_PRELOAD=0 turns it off, to measure what it saves (decided once per process). (Asking L2
+// for decode attention's V rows before its score phase the same way measured slower on an H100:
+// 16 x 8192 positions 0.290 -> 0.329 ms.)
+bool early_loads();
+
 // kernel<<<grid, block, smem, s>>>(args...), allowed to overlap the kernel before it.
 template <class... Params, class... Args>
 void launch_dependent(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,

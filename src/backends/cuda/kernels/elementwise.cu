@@ -1,4 +1,7 @@
-// Element-wise ops of the Llama path: RMSNorm, RoPE, SwiGLU, residual add, KV stores, conversions.
+// Element-wise ops of the Llama path: RMSNorm (with the residual add before it), RoPE (q and k in one
+// launch), SwiGLU, residual add, KV stores (k and v in one launch), conversions. The norms and
+// SwiGLU may also write their output rounded for the matmul after them (activation.cuh, round_into):
+// a decode step then launches no rounding kernels of its own.
 // Each follows the scalar reference's arithmetic (src/ops/ref) step for step where that is cheap
 // (RoPE's angle recurrence and fma pattern), so the GPU's q and k match the CPU's closely. Every
 // kernel is launched to overlap the one before it (dependent_launch.cuh) and begins by releasing its
@@ -6,6 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "backends/cuda/kernels/activation.cuh"
 #include "backends/cuda/kernels/dependent_launch.cuh"
 
 namespace tern::cuda {
@@ -26,31 +30,41 @@ __device__ float block_sum(float v) {
   return v;
 }
 
-// One block per row.
-__global__ void rms_norm_kernel(const float* x, const float* w, float* out, int64_t n, float eps) {
+// One block per row. kAdd: x += d first (written back), the residual add before the norm. `rounded`
+// (type F32: none) also receives the output rounded for the matmul that reads it next.
+template <bool kAdd>
+__global__ void rms_norm_kernel(float* x, const float* d, const float* w, float* out, int64_t n, float eps,
+                                Activation rounded) {
   release_dependents();
   wait_for_inputs();
-  const float* xr = x + blockIdx.x * n;
+  float* xr = x + blockIdx.x * n;
   float* o = out + blockIdx.x * n;
   float ss = 0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+  if constexpr (kAdd) {
+    // All of d's row is read here, before the barrier in block_sum: out may alias d.
+    const float* dr = d + blockIdx.x * n;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      const float v = xr[i] + dr[i];
+      xr[i] = v;
+      ss += v * v;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+  }
   ss = block_sum(ss);
   const float scale = 1.0f / sqrtf(ss / static_cast<float>(n) + eps);
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = (xr[i] * scale) * w[i];
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = (xr[i] * scale) * w[i];
+    o[i] = v;
+    round_into(rounded, blockIdx.x, i, v);
+  }
 }
 
-// One thread per rotated pair (i, head, token).
-__global__ void rope_kernel(float* x, const int32_t* pos, int64_t d, int64_t heads, int64_t T, int half,
-                            float theta_scale, bool neox) {
-  release_dependents();
-  wait_for_inputs();
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= half * heads * T) return;
-  const int i = static_cast<int>(idx % half);
-  const int64_t ht = idx / half;  // head + heads * token
-  const int64_t t = ht / heads;
-  // theta_i = pos * scale^i, stepped by float multiplication as the reference (and ggml) does.
-  float theta = static_cast<float>(pos[t]);
+// Rotates pair i of (head, token) ht of x, rows of d floats: theta_i = pos * scale^i, stepped by
+// float multiplication as the reference (and ggml) does.
+__device__ __forceinline__ void rope_pair(float* x, int64_t ht, int i, int64_t d, int half, float pos,
+                                          float theta_scale, bool neox) {
+  float theta = pos;
   for (int k = 0; k < i; ++k) theta *= theta_scale;
   float s, c;
   sincosf(theta, &s, &c);
@@ -61,11 +75,33 @@ __global__ void rope_kernel(float* x, const int32_t* pos, int64_t d, int64_t hea
   v[i1] = fmaf(a, s, b * c);
 }
 
-__global__ void swiglu_kernel(const float* g, const float* u, float* out, int64_t n) {
+// One thread per rotated pair (i, head, token) of q [d, q_heads, T], then of k [d, k_heads, T]
+// (k_heads 0: q alone).
+__global__ void rope_kernel(float* q, float* k, const int32_t* pos, int64_t d, int64_t q_heads, int64_t k_heads,
+                            int64_t T, int half, float theta_scale, bool neox) {
+  release_dependents();
+  wait_for_inputs();
+  int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t n_q = half * q_heads * T;
+  float* x = q;
+  int64_t heads = q_heads;
+  if (idx >= n_q) {
+    idx -= n_q, x = k, heads = k_heads;
+    if (idx >= half * k_heads * T) return;
+  }
+  const int64_t ht = idx / half;  // head + heads * token
+  rope_pair(x, ht, static_cast<int>(idx % half), d, half, static_cast<float>(pos[ht / heads]), theta_scale, neox);
+}
+
+// One thread per element; `rounded` as in rms_norm_kernel, rows of rounded.n_in elements.
+__global__ void swiglu_kernel(const float* g, const float* u, float* out, int64_t n, Activation rounded) {
   release_dependents();
   wait_for_inputs();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+  if (i >= n) return;
+  const float v = g[i] / (1.0f + expf(-g[i])) * u[i];
+  out[i] = v;
+  if (rounded.type != DType::F32) round_into(rounded, i / rounded.n_in, i % rounded.n_in, v);
 }
 
 __global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
@@ -84,12 +120,19 @@ __device__ __nv_bfloat16 convert<__nv_bfloat16>(float v) { return __float2bfloat
 template <>
 __device__ float convert<float>(float v) { return v; }
 
+// One thread per element of src [d, heads, T], then (src2, cache2 set: a layer's V after its K) of
+// src2, same shape.
 template <class T>
-__global__ void kv_store_kernel(const float* src, T* cache, const int32_t* slots, int64_t d, int64_t heads, int64_t T_) {
+__global__ void kv_store_kernel(const float* src, T* cache, const float* src2, T* cache2, const int32_t* slots,
+                                int64_t d, int64_t heads, int64_t T_) {
   release_dependents();
   wait_for_inputs();
-  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (idx >= d * heads * T_) return;
+  int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t n = d * heads * T_;
+  if (idx >= n) {
+    if (!src2 || idx >= 2 * n) return;
+    idx -= n, src = src2, cache = cache2;
+  }
   const int64_t t = idx / (d * heads), rest = idx % (d * heads);
   cache[static_cast<int64_t>(slots[t]) * d * heads + rest] = convert<T>(src[idx]);
 }
@@ -104,22 +147,38 @@ __global__ void convert_kernel(const float* x, T* out, int64_t n) {
 
 }  // namespace
 
-void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t rows, float eps, cudaStream_t s) {
+namespace {
+
+unsigned norm_threads(int64_t n) { return n >= 1024 ? 1024 : 256; }
+
+}  // namespace
+
+void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t rows, float eps,
+              const Activation& rounded, cudaStream_t s) {
   if (rows == 0) return;
-  launch_dependent("rms_norm", rms_norm_kernel, static_cast<unsigned>(rows), n >= 1024 ? 1024 : 256, 0, s, x, w, out, n, eps);
+  launch_dependent("rms_norm", rms_norm_kernel<false>, static_cast<unsigned>(rows), norm_threads(n), 0, s,
+                   const_cast<float*>(x), static_cast<const float*>(nullptr), w, out, n, eps, rounded);
 }
 
-void rope(float* x, const int32_t* pos, int64_t d, int64_t heads, int64_t T, int n_rot, float theta_scale, bool neox,
-          cudaStream_t s) {
+void add_rms_norm(float* x, const float* d, const float* w, float* out, int64_t n, int64_t rows, float eps,
+                  const Activation& rounded, cudaStream_t s) {
+  if (rows == 0) return;
+  launch_dependent("add_rms_norm", rms_norm_kernel<true>, static_cast<unsigned>(rows), norm_threads(n), 0, s, x, d, w,
+                   out, n, eps, rounded);
+}
+
+void rope(float* q, float* k, const int32_t* pos, int64_t d, int64_t q_heads, int64_t k_heads, int64_t T, int n_rot,
+          float theta_scale, bool neox, cudaStream_t s) {
   const int half = n_rot / 2;
-  const int64_t n = half * heads * T;
+  const int64_t n = half * (q_heads + k_heads) * T;
   if (n == 0) return;
-  launch_dependent("rope", rope_kernel, blocks_for(n), kThreads, 0, s, x, pos, d, heads, T, half, theta_scale, neox);
+  launch_dependent("rope", rope_kernel, blocks_for(n), kThreads, 0, s, q, k, pos, d, q_heads, k_heads, T, half,
+                   theta_scale, neox);
 }
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
+void swiglu(const float* gate, const float* up, float* out, int64_t n, const Activation& rounded, cudaStream_t s) {
   if (n == 0) return;
-  launch_dependent("swiglu", swiglu_kernel, blocks_for(n), kThreads, 0, s, gate, up, out, n);
+  launch_dependent("swiglu", swiglu_kernel, blocks_for(n), kThreads, 0, s, gate, up, out, n, rounded);
 }
 
 void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s) {
@@ -127,16 +186,16 @@ void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s) 
   launch_dependent("add", add_kernel, blocks_for(n), kThreads, 0, s, a, b, out, n);
 }
 
-void kv_store(const float* src, void* cache, DType cache_type, const int32_t* slots, int64_t d, int64_t heads,
-              int64_t T, cudaStream_t s) {
-  const int64_t n = d * heads * T;
+void kv_store(const float* src, void* cache, const float* src2, void* cache2, DType cache_type, const int32_t* slots,
+              int64_t d, int64_t heads, int64_t T, cudaStream_t s) {
+  const int64_t n = d * heads * T * (src2 ? 2 : 1);
   if (n == 0) return;
   if (cache_type == DType::F16)
     launch_dependent("kv_store", kv_store_kernel<__half>, blocks_for(n), kThreads, 0, s, src, static_cast<__half*>(cache),
-                     slots, d, heads, T);
+                     src2, static_cast<__half*>(cache2), slots, d, heads, T);
   else
     launch_dependent("kv_store", kv_store_kernel<float>, blocks_for(n), kThreads, 0, s, src, static_cast<float*>(cache),
-                     slots, d, heads, T);
+                     src2, static_cast<float*>(cache2), slots, d, heads, T);
 }
 
 void f32_to_f16(const float* x, void* out, int64_t n, cudaStream_t s) {

@@ -18,15 +18,25 @@ void check(cudaError_t e, const char* what);
 void check_launch(const char* kernel);
 
 // --- element-wise (elementwise.cu) -------------------------------------------------------------
-void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t rows, float eps, cudaStream_t s);
-// x [d, heads, T] in place; theta_scale = base^(-2/n_rot).
-void rope(float* x, const int32_t* pos, int64_t d, int64_t heads, int64_t T, int n_rot, float theta_scale, bool neox,
-          cudaStream_t s);
-void swiglu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
+struct Activation;
+// `rounded` (type F32: none) also receives the output rounded for the matmul after the op
+// (F16/BF16 any n; Q8_0/Q8_1 n a multiple of 32): see Activation below.
+void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t rows, float eps,
+              const Activation& rounded, cudaStream_t s);
+// x += d, then out = rms_norm(x) (out may alias d).
+void add_rms_norm(float* x, const float* d, const float* w, float* out, int64_t n, int64_t rows, float eps,
+                  const Activation& rounded, cudaStream_t s);
+// q [d, q_heads, T] and k [d, k_heads, T] (k_heads 0: q alone) in place, one launch;
+// theta_scale = base^(-2/n_rot).
+void rope(float* q, float* k, const int32_t* pos, int64_t d, int64_t q_heads, int64_t k_heads, int64_t T, int n_rot,
+          float theta_scale, bool neox, cudaStream_t s);
+// rounded: rows of rounded.n_in elements.
+void swiglu(const float* gate, const float* up, float* out, int64_t n, const Activation& rounded, cudaStream_t s);
 void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
-// cache[:, :, slots[t]] = src[:, :, t], converted to the cache's type (F16 or F32).
-void kv_store(const float* src, void* cache, DType cache_type, const int32_t* slots, int64_t d, int64_t heads,
-              int64_t T, cudaStream_t s);
+// cache[:, :, slots[t]] = src[:, :, t], converted to the cache's type (F16 or F32); and the same
+// of src2 into cache2 in the same launch (a layer's V after its K) unless src2 is null.
+void kv_store(const float* src, void* cache, const float* src2, void* cache2, DType cache_type, const int32_t* slots,
+              int64_t d, int64_t heads, int64_t T, cudaStream_t s);
 void f32_to_f16(const float* x, void* out, int64_t n, cudaStream_t s);
 void f32_to_bf16(const float* x, void* out, int64_t n, cudaStream_t s);
 
@@ -101,10 +111,12 @@ bool decode_supports(int d);
 
 void flash_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                      const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s);
-// partial: scratch of decode_partial_floats(n_items, max_splits, dims) floats.
+// partial: scratch of decode_partial_floats(n_items, max_splits, dims) floats. `rounded` (type F32:
+// none) also receives out rounded for the output projection, rows of n_head * d (every token of out
+// must be an item).
 size_t decode_partial_floats(int n_items, int max_splits, const AttnDims& dims);
 void decode_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                       const DecodeItem* items, int n_items, int max_splits, float* partial, const AttnDims& dims,
-                      cudaStream_t s);
+                      const Activation& rounded, cudaStream_t s);
 
 }  // namespace tern::cuda

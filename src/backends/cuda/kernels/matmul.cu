@@ -10,10 +10,12 @@
 // warps, in a fixed order: a token's result never depends on the other tokens of the batch.
 //
 // A GEMV is launched to overlap the kernel before it (dependent_launch.cuh): before waiting for its
-// input it asks L2 for its rows (quantised formats), so the weight stream starts while the previous
-// kernel finishes.
+// input it loads its first two units of each row into registers (legacy and 16-bit formats; on the
+// 1.1B shape, all of them) or asks L2 for its rows (K-quants), so the weight stream starts while
+// the previous kernel finishes.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "backends/cuda/kernels/activation.cuh"
 #include "backends/cuda/kernels/decode.cuh"
@@ -95,6 +97,7 @@ struct GemvArgs {
   int64_t n_out[kMaxGemvWeights];
   int n = 0;
   int64_t total_rows = 0, n_units = 0;
+  bool preload = true;  // weights loaded before the wait for the input (gemv_kernel)
 };
 
 struct RowOf {
@@ -128,6 +131,12 @@ __device__ __forceinline__ void prefetch_row(const RowRef& w, int64_t row, int i
 }
 
 // A: the activation type, act_type(T) or F32 (exact). wr: warps per row group (group_warps).
+//
+// Weights do not depend on the kernel before this one, so a thread loads its first kPre units of
+// both rows (legacy formats as levels, 16-bit formats as raw bytes) before it waits for its input:
+// on the 1.1B shape that is every unit it has, and the whole weight stream of the launch overlaps
+// the kernels before it. The units are summed in the same order either way (args.preload only moves
+// the loads), so the bits do not depend on it.
 template <DType T, bool kSplit, int NT, DType A>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kernel(GemvArgs args, Activation act, int n_tok, int wr) {
@@ -135,6 +144,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   constexpr bool kLevels = kBytes && is_legacy_type(T);
   constexpr bool kAffine = T == DType::Q4_1 || T == DType::Q5_1;
   constexpr int kGroup = A == DType::Q8_K ? 256 : 32;
+  constexpr bool kRaw16 = T == DType::F16 || T == DType::BF16;
+  constexpr int kPre = kLevels || kRaw16 ? 2 : 0;
+  using Pre = std::conditional_t<kLevels, Levels, Raw16>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = warp / wr, part = warp % wr;
   const int first = part * 32 + lane, stride = wr * 32;  // this thread's first unit, and the step
@@ -142,16 +154,32 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const bool any = r0 < args.total_rows;
   const int t0 = static_cast<int>(blockIdx.y) * NT;
   const int nt = min(NT, n_tok - t0);
+  const int64_t n_units = any ? args.n_units : 0;  // a group past the last row only joins the reduction
+  const bool preload = kPre > 0 && args.preload;
   // The L2 prefetch pays for the quantised formats (q4_0 step 0.69 -> 0.61 ms on an H100) and costs
   // the 16-bit ones (bf16 1.06 -> 1.19 ms), whose 16-byte loads already keep enough bytes in flight.
+  // Rows the preload covers whole need none.
   constexpr bool kPrefetch = T != DType::F32 && T != DType::F16 && T != DType::BF16;
+  const bool prefetch = kPrefetch && blockIdx.y == 0 && !(preload && n_units <= kPre * stride);
   RowOf rows[kRowsPerWarp];
   bool live[kRowsPerWarp];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     live[r] = r0 + r < args.total_rows;
     rows[r] = locate(args, live[r] ? r0 + r : 0);
-    if (kPrefetch && live[r] && blockIdx.y == 0) prefetch_row(rows[r].w, rows[r].row, first, stride);
+    if (prefetch && live[r]) prefetch_row(rows[r].w, rows[r].row, first, stride);
+  }
+  Pre pre[kPre > 0 ? kPre : 1][kRowsPerWarp];
+  if (preload) {
+#pragma unroll
+    for (int k = 0; k < kPre; ++k)
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        const int64_t u = first + static_cast<int64_t>(stride) * k;
+        if (!live[r] || u >= n_units) continue;
+        if constexpr (kLevels) Legacy<T, kSplit>::load(rows[r].w, rows[r].row, u, pre[k][r]);
+        else if constexpr (kRaw16) Unit<T, kSplit>::load(rows[r].w, rows[r].row, u, pre[k][r]);
+      }
   }
   release_dependents();
   wait_for_inputs();
@@ -162,10 +190,58 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
 
-  const int64_t n_units = any ? args.n_units : 0;  // a group past the last row only joins the reduction
+  // Unit u of both rows against every token: levels against 8-bit activations, or decoded floats.
+  const auto levels_unit = [&](const Levels(&lv)[kRowsPerWarp], int64_t u) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t < nt) {
+        ByteAct a;
+        load_act<kGroup>(act, t0 + t, u, a);
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit<kAffine>(lv[r], a);
+      }
+    }
+  };
+  const auto floats_unit = [&](const float(&wv)[kRowsPerWarp][32], int64_t u) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t < nt) {
+        if constexpr (kBytes) {
+          ByteAct a;
+          load_act<kGroup>(act, t0 + t, u, a);
+#pragma unroll
+          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit(wv[r], a);
+        } else {
+          FloatAct a;
+          load_act<A>(act, t0 + t, u, a);
+#pragma unroll
+          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit(wv[r], a);
+        }
+      }
+    }
+  };
+
+  int64_t u0 = first;  // the first unit not preloaded
+  if (preload) {
+#pragma unroll
+    for (int k = 0; k < kPre; ++k) {
+      const int64_t u = first + static_cast<int64_t>(stride) * k;
+      if (u >= n_units) break;
+      if constexpr (kLevels) {
+        levels_unit(pre[k], u);
+      } else if constexpr (kRaw16) {
+        float wv[kRowsPerWarp][32];
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r)
+          if (live[r]) Unit<T, kSplit>::widen(pre[k][r], wv[r]);
+        floats_unit(wv, u);
+      }
+    }
+    u0 = first + static_cast<int64_t>(stride) * kPre;
+  }
   if constexpr (kLevels) {
     // Two units per thread per step, all their weight loads issued before any arithmetic.
-    for (int64_t ub = first; ub < n_units; ub += 2 * stride) {
+    for (int64_t ub = u0; ub < n_units; ub += 2 * stride) {
       Levels lv[2][kRowsPerWarp];
 #pragma unroll
       for (int k = 0; k < 2; ++k)
@@ -175,39 +251,16 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
         if (ub + stride * k >= n_units) break;
-#pragma unroll
-        for (int t = 0; t < NT; ++t) {
-          if (t < nt) {
-            ByteAct a;
-            load_act<kGroup>(act, t0 + t, ub + stride * k, a);
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit<kAffine>(lv[k][r], a);
-          }
-        }
+        levels_unit(lv[k], ub + stride * k);
       }
     }
   } else {
-    for (int64_t u = first; u < n_units; u += stride) {
+    for (int64_t u = u0; u < n_units; u += stride) {
       float wv[kRowsPerWarp][32];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r)
         if (live[r]) Unit<T, kSplit>::decode(rows[r].w, rows[r].row, u, wv[r]);
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        if (t < nt) {
-          if constexpr (kBytes) {
-            ByteAct a;
-            load_act<kGroup>(act, t0 + t, u, a);
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit(wv[r], a);
-          } else {
-            FloatAct a;
-            load_act<A>(act, t0 + t, u, a);
-#pragma unroll
-            for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit(wv[r], a);
-          }
-        }
-      }
+      floats_unit(wv, u);
     }
   }
 
@@ -360,6 +413,7 @@ void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, 
     return;
   }
   GemvArgs args;
+  args.preload = early_loads();
   args.n = n_weights;
   args.n_units = n_in / 32;
   for (int i = 0; i < n_weights; ++i) {
