@@ -7,7 +7,8 @@
 //   flash     causal prefill attention, one sequence, 16 heads, S keys: 4 * S^2/2 * D * heads flops
 //   decode    split-KV decode attention, 16 sequences at 8192 positions, 32 heads / 8 KV heads,
 //             head size 128: K and V bytes read / time
-// Prints a table and writes one JSON object to --json FILE. A benchmark, not a test.
+// Prints a table and writes one JSON object to --json FILE (--gemv-only: the GEMVs alone). A
+// benchmark, not a test.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -291,8 +292,11 @@ nlohmann::json decode_bench(cudaStream_t s, double copy) {
 
 int main(int argc, char** argv) {
   std::string json_path;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (!std::strcmp(argv[i], "--json")) json_path = argv[i + 1];
+  bool gemv_only = false;  // --gemv-only: skip the attention kernels
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[i + 1];
+    if (!std::strcmp(argv[i], "--gemv-only")) gemv_only = true;
+  }
   try {
     cudaDeviceProp prop{};
     ok(cudaGetDeviceProperties(&prop, 0), "device properties");
@@ -311,9 +315,11 @@ int main(int argc, char** argv) {
       j["gemv_shapes"].push_back(gemv_shape(s, t, "down 5632 -> 2048", {{5632, 2048}}, copy));
       j["gemv_shapes"].push_back(gemv_shape(s, t, "output 2048 -> 32000", {{2048, 32000}}, copy));
     }
-    for (int D : {64, 128})
-      for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
-    j["decode_attention"] = decode_bench(s, copy);
+    if (!gemv_only) {
+      for (int D : {64, 128})
+        for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
+      j["decode_attention"] = decode_bench(s, copy);
+    }
     if (!json_path.empty()) {
       std::FILE* f = std::fopen(json_path.c_str(), "w");
       TERN_CHECK(f, "{}: cannot write", json_path);

@@ -168,6 +168,10 @@ std::vector<MatmulCase> matmul_cases() {
   for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
     for (int64_t n_tok : {1, 6, 11}) v.push_back({t, 512, 24, n_tok});
   for (int64_t n_tok : {1, 3, 9}) v.push_back({DType::Q4_1, 96, 24, n_tok});
+  // Thousands of rows: more GEMV blocks than a GPU holds at once (several waves).
+  v.push_back({DType::Q4_0, 64, 5003, 1});
+  v.push_back({DType::Q8_0, 96, 4099, 3});
+  v.push_back({DType::Q4_1, 64, 4501, 9});
   v.push_back({DType::F32, 3, 2, 2});  // sizes smaller than any vector width
   v.push_back({DType::F32, 13, 9, 7});
   return v;

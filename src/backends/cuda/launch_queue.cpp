@@ -1,13 +1,46 @@
 #include "backends/cuda/launch_queue.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "backends/cuda/kernels/launch.h"
 
 namespace tern::cuda {
 
+LaunchQueue::LaunchQueue(cudaStream_t stream, bool graphs) : stream_(stream), graphs_(graphs) {
+  const char* env = std::getenv("TERN_CUDA_TIMING");
+  if (env && std::strcmp(env, "1") == 0) {
+    timing_ = new Timing;
+    check(cudaEventCreate(&timing_->start), "timing event");
+    check(cudaEventCreate(&timing_->stop), "timing event");
+  }
+}
+
 LaunchQueue::~LaunchQueue() {
   for (Graph& g : graphs_cache_) cudaGraphExecDestroy(g.exec);
+  if (!timing_) return;
+  add_timing();
+  for (int k = 1; k >= 0; --k)
+    if (timing_->n[k] > 0)
+      std::fprintf(stderr, "cuda backend: %lld %s, %.1f us each on the device (mean, events)\n",
+                   static_cast<long long>(timing_->n[k]), k ? "graph replays" : "eager passes",
+                   1000.0 * timing_->ms[k] / static_cast<double>(timing_->n[k]));
+  cudaEventDestroy(timing_->start);
+  cudaEventDestroy(timing_->stop);
+  delete timing_;
+}
+
+void LaunchQueue::add_timing() {
+  if (!timing_->pending) return;
+  timing_->pending = false;
+  float ms = 0;
+  if (cudaEventSynchronize(timing_->stop) != cudaSuccess ||
+      cudaEventElapsedTime(&ms, timing_->start, timing_->stop) != cudaSuccess)
+    return;
+  timing_->ms[timing_->replay] += ms;
+  ++timing_->n[timing_->replay];
 }
 
 // Runs once per decode step over a few hundred records, so it mixes whole words (the blobs are
@@ -60,11 +93,16 @@ void LaunchQueue::run() {
   if (!recording_) return;
   recording_ = false;
   if (n_ == 0) return;
+  if (timing_) {
+    add_timing();
+    check(cudaEventRecord(timing_->start, stream_), "timing event");
+  }
   bool capturable = graphs_;
   for (size_t i = 0; i < n_ && capturable; ++i) capturable = records_[i].capturable;
   if (!capturable) {
     run_eagerly();
     n_ = 0;
+    stop_timing(false);
     return;
   }
   const uint64_t h = hash();
@@ -82,6 +120,14 @@ void LaunchQueue::run() {
     run_eagerly();
   }
   n_ = 0;
+  stop_timing(g != nullptr);
+}
+
+void LaunchQueue::stop_timing(bool replay) {
+  if (!timing_) return;
+  check(cudaEventRecord(timing_->stop, stream_), "timing event");
+  timing_->pending = true;
+  timing_->replay = replay;
 }
 
 }  // namespace tern::cuda

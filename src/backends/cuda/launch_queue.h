@@ -7,6 +7,10 @@
 // record is its bytes and two passes are the same when their records are. Launches that cannot be
 // captured (cuBLAS) make their pass run eagerly. A graph is captured the second time a pass's
 // records repeat, so one-off shapes never pay for capturing.
+//
+// TERN_CUDA_TIMING=1 times every pass on the device with events (first launch to last) and prints
+// the mean per graph replay and per eager pass when the queue goes: set against the wall time of a
+// decode step, it shows what the host's share of a step is.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -22,7 +26,7 @@ namespace tern::cuda {
 
 class LaunchQueue {
  public:
-  LaunchQueue(cudaStream_t stream, bool graphs) : stream_(stream), graphs_(graphs) {}
+  LaunchQueue(cudaStream_t stream, bool graphs);
   ~LaunchQueue();
   LaunchQueue(const LaunchQueue&) = delete;
   LaunchQueue& operator=(const LaunchQueue&) = delete;
@@ -77,6 +81,17 @@ class LaunchQueue {
   bool same(const Graph& g) const;
   void run_eagerly();
   Graph* capture(uint64_t h);
+  void add_timing();  // the last timed pass's events, once they have completed
+  void stop_timing(bool replay);
+
+  // TERN_CUDA_TIMING: events around the pass in flight, and sums per kind of pass.
+  struct Timing {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    bool pending = false, replay = false;
+    double ms[2] = {0, 0};  // eager passes, graph replays
+    int64_t n[2] = {0, 0};
+  };
+  Timing* timing_ = nullptr;
 
   cudaStream_t stream_;
   bool graphs_;
