@@ -194,9 +194,10 @@ TEST(CpuKernels, PlainGemmRowsEqualSinglePairDots) {
       const auto slot = static_cast<size_t>(w);
       if (!k.gemm_rows[slot]) continue;
       const DType at = quant::vec_dot_type(w);
-      for (int64_t n : {8, 77, 576})
+      // 8197 wide, 100 tokens: a prefill in blocks of tokens (plain_token_block), the last one short.
+      for (int64_t n : {8, 77, 576, 8197})
         for (int64_t rows : {1, 3, 16, 17, 35})
-          for (int64_t n_tok : {1, 2, 5, 8, 9, 13, 16, 21}) {
+          for (int64_t n_tok : n == 8197 ? std::vector<int64_t>{100} : std::vector<int64_t>{1, 2, 5, 8, 9, 13, 16, 21}) {
             const size_t extra = n == 77 ? 6 : 0;  // rows 6 bytes apart from a float boundary
             const size_t a_stride = row_bytes(at, n) + extra, w_stride = row_bytes(w, n) + 2 + extra;
             const size_t y_stride = static_cast<size_t>(rows) + 3, af_stride = static_cast<size_t>(n) + 3;
