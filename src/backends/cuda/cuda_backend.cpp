@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <utility>
@@ -103,17 +102,7 @@ cuda::Weight weight_of(const TensorView& w) {
   return {.data = w.data, .type = w.dtype, .layout = w.layout, .n_in = w.ne[0], .n_out = w.nrows()};
 }
 
-bool graphs_enabled(const CudaBackendConfig& c) {
-  const char* env = std::getenv("TERN_CUDA_GRAPHS");
-  return c.graphs && !(env && std::string(env) == "0");
-}
-
-// TERN_CUDA_FUSE=0 runs the fused ops as their parts (add then rms_norm, rope twice, two KV stores)
-// and every matmul's rounding as a launch of its own: to measure what the fusions save.
-bool fusion_enabled() {
-  const char* env = std::getenv("TERN_CUDA_FUSE");
-  return !(env && std::string(env) == "0");
-}
+bool graphs_enabled(const CudaBackendConfig& c) { return c.graphs && cuda::env_switch("TERN_CUDA_GRAPHS", true); }
 
 class CudaBackend final : public Backend {
  public:
@@ -121,7 +110,9 @@ class CudaBackend final : public Backend {
       : exact_(c.exact_activations),
         flash_min_(c.flash_min_tokens > 0 ? c.flash_min_tokens : 16),
         gemm_min_(c.gemm_min_tokens > 0 ? c.gemm_min_tokens : 32),
-        fuse_(fusion_enabled()),
+        // TERN_CUDA_FUSE=0 runs the fused ops as their parts (add then rms_norm, rope twice, two KV
+        // stores) and every matmul's rounding as a launch of its own: to measure what fusing saves.
+        fuse_(cuda::env_switch("TERN_CUDA_FUSE", true)),
         stream_(make_stream(c.device)),
         queue_(stream_, graphs_enabled(c)) {
     check_blas(cublasCreate(&blas_), "creating the cuBLAS handle");

@@ -2,17 +2,14 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 
 #include "backends/cuda/kernels/launch.h"
 
 namespace tern::cuda {
 
 LaunchQueue::LaunchQueue(cudaStream_t stream, bool graphs) : stream_(stream), graphs_(graphs) {
-  const char* env = std::getenv("TERN_CUDA_TIMING");
-  if (env && std::strcmp(env, "1") == 0) {
-    timing_ = new Timing;
+  if (env_switch("TERN_CUDA_TIMING", false)) {
+    timing_ = std::make_unique<Timing>();
     check(cudaEventCreate(&timing_->start), "timing event");
     check(cudaEventCreate(&timing_->stop), "timing event");
   }
@@ -29,7 +26,6 @@ LaunchQueue::~LaunchQueue() {
                    1000.0 * timing_->ms[k] / static_cast<double>(timing_->n[k]));
   cudaEventDestroy(timing_->start);
   cudaEventDestroy(timing_->stop);
-  delete timing_;
 }
 
 void LaunchQueue::add_timing() {

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <type_traits>
 #include <vector>
@@ -91,7 +92,7 @@ class LaunchQueue {
     double ms[2] = {0, 0};  // eager passes, graph replays
     int64_t n[2] = {0, 0};
   };
-  Timing* timing_ = nullptr;
+  std::unique_ptr<Timing> timing_;
 
   cudaStream_t stream_;
   bool graphs_;

@@ -1,5 +1,5 @@
 // Whether kernels are launched to overlap the one before them, and issue their independent loads
-// early (dependent_launch.cuh).
+// early (dependent_launch.cuh); the environment switches that decide it (launch.h).
 #include <cstdlib>
 #include <cstring>
 
@@ -7,10 +7,16 @@
 
 namespace tern::cuda {
 
+bool env_switch(const char* name, bool fallback) {
+  const char* env = std::getenv(name);
+  if (env && std::strcmp(env, "0") == 0) return false;
+  if (env && std::strcmp(env, "1") == 0) return true;
+  return fallback;
+}
+
 bool overlap_launches() {
   static const bool on = [] {
-    const char* env = std::getenv("TERN_CUDA_OVERLAP");
-    if (env && std::strcmp(env, "0") == 0) return false;
+    if (!env_switch("TERN_CUDA_OVERLAP", true)) return false;
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
@@ -20,10 +26,7 @@ bool overlap_launches() {
 }
 
 bool early_loads() {
-  static const bool on = [] {
-    const char* env = std::getenv("TERN_CUDA_PRELOAD");
-    return !(env && std::strcmp(env, "0") == 0);
-  }();
+  static const bool on = env_switch("TERN_CUDA_PRELOAD", true);
   return on;
 }
 

@@ -17,6 +17,10 @@ namespace tern::cuda {
 void check(cudaError_t e, const char* what);
 void check_launch(const char* kernel);
 
+// The backend's on/off environment switches (TERN_CUDA_GRAPHS, _FUSE, _OVERLAP, _PRELOAD, _TIMING):
+// "0" is off, "1" is on, anything else (or unset) leaves `fallback`.
+bool env_switch(const char* name, bool fallback);
+
 // --- element-wise (elementwise.cu) -------------------------------------------------------------
 struct Activation;
 // `rounded` (type F32: none) also receives the output rounded for the matmul after the op
