@@ -211,10 +211,13 @@ inline __m512 scales_pair(const uint8_t* lo, const uint8_t* hi) {
 // p0, p1: where the tile reads next in groups g and g + 1, `offset` bytes into them; kBytes: how
 // far it reads before the next call.
 template <int64_t kBytes>
-inline void prefetch_pair_ahead(const uint8_t* p0, const uint8_t* p1, int64_t offset, int64_t group_bytes) {
+[[gnu::always_inline]] inline void prefetch_pair_ahead(const uint8_t* p0, const uint8_t* p1, int64_t offset, int64_t group_bytes) {
   const int64_t past = offset + kPrefetchAhead >= group_bytes ? group_bytes : 0;
   prefetch_ahead<kBytes>(p0 + past);
   prefetch_ahead<kBytes>(p1 + past);
+  const int64_t far = offset + kPrefetchFar >= group_bytes ? group_bytes : 0;
+  prefetch_far<kBytes>(p0 + far);
+  prefetch_far<kBytes>(p1 + far);
 }
 
 // Q4_0 (kind 0), Q8_0 (kind 1) or Q4_1 (kind 2) groups g, g + 1 against NT tokens. Q4_0's unsigned
@@ -351,8 +354,9 @@ void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8
     for (int j = 0; j < 8; ++j) {
       // An eighth of the super-block's prefetches per sub-block: all at once, they filled the
       // core's line fill buffers and stalled the loads of the sub-blocks in between. (These two
-      // lines, repeated in the other K-quant pair tiles, went through a helper template once:
-      // GCC 12 then made the tiles 20-25% slower at decode, 1.1B Q4_K 45-47 -> 36-37 tok/s.)
+      // lines, repeated in the other K-quant pair tiles, went through a helper template once,
+      // and decode fell from 45-47 to 36-37 tok/s on the 1.1B Q4_K: GCC 12 had deleted the
+      // prefetches, see prefetch_ahead.)
       constexpr int64_t kSlice = kBlock / 8;
       prefetch_pair_ahead<kSlice>(b0 + kSlice * j, b1 + kSlice * j, b * kBlock + kSlice * j, nsb * kBlock);
       const uint8_t* u0 = b0 + 160 + kUnit * j;
