@@ -353,6 +353,52 @@ TEST(Ops, FusedAddNormAndRopeQkEqualTheirParts) {
   }
 }
 
+// One backend through a sequence of calls, as a forward pass makes them: rope_qk keeps the cos/sin
+// of the positions it was last given, and must notice new positions (same count), a new base and a
+// new rotation width (bit for bit on the CPU); SwiGLU's one wide row is split across the threads.
+TEST(Ops, RopeAndSwigluAcrossCallsOnOneBackend) {
+  const int64_t d = 64, heads = 3, T = 2;
+  const int32_t pos_a[T] = {9, 100}, pos_b[T] = {9, 101};
+  const auto x0 = random_floats(d * heads * T, 21);
+  struct Call {
+    const int32_t* pos;
+    float base;
+    int n_rot;
+  };
+  const Call calls[] = {{pos_a, 10000.0f, 64}, {pos_a, 10000.0f, 64}, {pos_b, 10000.0f, 64},
+                        {pos_b, 500000.0f, 64}, {pos_b, 500000.0f, 32}, {pos_a, 10000.0f, 64}};
+  for (auto& be : backends_under_test()) {
+    for (const Call& c : calls) {
+      const RopeParams p{.n_rot = c.n_rot, .theta_base = c.base, .layout = RopeLayout::Normal};
+      auto e = x0, gq = x0, gk = x0;
+      ref::rope(TensorView::contiguous(e.data(), DType::F32, {d, heads, T}), c.pos, p);
+      be->rope_qk(TensorView::contiguous(gq.data(), DType::F32, {d, heads, T}),
+                  TensorView::contiguous(gk.data(), DType::F32, {d, heads, T}), c.pos, p);
+      EXPECT_LT(nmse(gq.data(), e.data(), e.size()), 1e-12) << be->name() << " base " << c.base << " n_rot " << c.n_rot;
+      EXPECT_LT(nmse(gk.data(), e.data(), e.size()), 1e-12) << be->name();
+      if (be->name() == "cpu") EXPECT_TRUE(gq == e && gk == e) << "base " << c.base << " n_rot " << c.n_rot;
+    }
+    const int64_t n = 5003;
+    const auto g0 = random_floats(n, 22), u0 = random_floats(n, 23);
+    std::vector<float> e(n);
+    Guarded o(n);
+    auto view = [&](const float* v) { return TensorView::contiguous(const_cast<float*>(v), DType::F32, {n, 1}); };
+    ref::swiglu(view(g0.data()), view(u0.data()), view(e.data()));
+    be->swiglu(view(g0.data()), view(u0.data()), view(o.data()));
+    EXPECT_TRUE(o.guards_intact());
+    EXPECT_LT(nmse(o.data(), e.data(), n), 1e-12) << be->name();
+    // Split or not, each element is the same arithmetic: the row alone equals either of two
+    // copies of it run as two rows (one per thread).
+    std::vector<float> g2(g0), u2(u0), o2(2 * n);
+    g2.insert(g2.end(), g0.begin(), g0.end());
+    u2.insert(u2.end(), u0.begin(), u0.end());
+    auto view2 = [&](float* v) { return TensorView::contiguous(v, DType::F32, {n, 2}); };
+    be->swiglu(view2(g2.data()), view2(u2.data()), view2(o2.data()));
+    EXPECT_EQ(0, std::memcmp(o.data(), o2.data(), n * sizeof(float))) << be->name();
+    EXPECT_EQ(0, std::memcmp(o.data(), o2.data() + n, n * sizeof(float))) << be->name();
+  }
+}
+
 // kv_store_kv stores k and v as the two kv_store calls do, bit for bit (F16 and F32 caches, slots
 // out of order, untouched slots left as they were).
 TEST(Ops, KvStoreOfKAndVEqualsTwoStores) {

@@ -225,12 +225,20 @@ class CpuBackend final : public Backend {
       TERN_CHECK(k.ne[0] == q.ne[0] && k.ne[2] == q.ne[2], "rope: k [{}, {}, {}] does not match q [{}, {}, {}]", k.ne[0],
                  k.ne[1], k.ne[2], q.ne[0], q.ne[1], q.ne[2]);
     }
-    const int64_t half = p.n_rot / 2;
+    const int64_t half = p.n_rot / 2, T = q.ne[2];
     const float theta_scale = std::pow(p.theta_base, -2.0f / static_cast<float>(p.n_rot));
-    pool_.parallel_for(q.ne[2], [&](int64_t t0, int64_t t1) {
-      thread_local std::vector<float> cs;
-      float* c = scratch(cs, static_cast<size_t>(2 * half));
-      float* s = c + half;
+    // Every layer of a pass rotates the same positions: their cos/sin are computed by the first
+    // and kept for the rest (a decode step spent more on cosf/sinf than on the rotations).
+    const bool cached = rope_theta_scale_ == theta_scale && rope_half_ == half &&
+                        std::equal(pos, pos + T, rope_pos_.begin(), rope_pos_.end());
+    if (!cached) {
+      rope_theta_scale_ = theta_scale, rope_half_ = half;
+      rope_pos_.assign(pos, pos + T);
+      rope_cs_.resize(static_cast<size_t>(T * 2 * half));
+    }
+    pool_.parallel_for(T, [&](int64_t t0, int64_t t1) {
+      const float* c = nullptr;
+      const float* s = nullptr;
       auto rotate = [&](const TensorView& x, int64_t t) {
         for (int64_t h = 0; h < x.ne[1]; ++h) {
           float* v = static_cast<float*>(x.row(h, t));
@@ -244,11 +252,15 @@ class CpuBackend final : public Backend {
         }
       };
       for (int64_t t = t0; t < t1; ++t) {
-        float theta = static_cast<float>(pos[t]);
-        for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
-          c[i] = std::cos(theta);
-          s[i] = std::sin(theta);
+        float* cs = &rope_cs_[static_cast<size_t>(t * 2 * half)];
+        if (!cached) {
+          float theta = static_cast<float>(pos[t]);
+          for (int64_t i = 0; i < half; ++i, theta *= theta_scale) {
+            cs[i] = std::cos(theta);
+            cs[half + i] = std::sin(theta);
+          }
         }
+        c = cs, s = cs + half;
         rotate(q, t);
         if (k.data) rotate(k, t);
       }
@@ -273,6 +285,17 @@ class CpuBackend final : public Backend {
   void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override {
     check_same_shape("swiglu", g, u);
     check_same_shape("swiglu", g, o);
+    if (g.nrows() < pool_.size()) {
+      // A decode step's one row (5632 wide on the 1.1B shape) split across the threads: the
+      // exponentials are most of its time, and the pool's other threads would wait for it.
+      for (int64_t r = 0; r < g.nrows(); ++r) {
+        const auto* gr = static_cast<const float*>(g.row(r));
+        const auto* ur = static_cast<const float*>(u.row(r));
+        auto* orow = static_cast<float*>(o.row(r));
+        pool_.parallel_for_grain(g.ne[0], 64, [&](int64_t a, int64_t b) { kernels_.swiglu(gr + a, ur + a, orow + a, b - a); });
+      }
+      return;
+    }
     pool_.parallel_for(g.nrows(), [&](int64_t a, int64_t b) {
       for (int64_t r = a; r < b; ++r)
         kernels_.swiglu(static_cast<const float*>(g.row(r)), static_cast<const float*>(u.row(r)),
@@ -452,6 +475,11 @@ class CpuBackend final : public Backend {
   std::vector<float> x_widened_[kMaxGroup];  // F16/BF16 activations widened for gemm_rows
   std::vector<float> panel_prep_[kMaxGroup];
   cpu::WeightArena prepared_;  // repacked weights
+  // rope_qk's cos/sin: per token of rope_pos_, half cos then half sin, for that theta scale.
+  std::vector<int32_t> rope_pos_;
+  std::vector<float> rope_cs_;
+  float rope_theta_scale_ = 0;
+  int64_t rope_half_ = 0;
 };
 
 }  // namespace
