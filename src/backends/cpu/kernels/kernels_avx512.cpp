@@ -591,15 +591,20 @@ inline __m512d sum8(const __m512d v[8]) {
   return _mm512_add_pd(_mm512_shuffle_f64x2(a, b, 0x88), _mm512_shuffle_f64x2(a, b, 0xDD));
 }
 
-// Eight positions at a time, two query rows against them (each key chunk widened once for both),
-// the eight sums reduced together. The sums are exact (see ScoresFn), so the order is free.
+// Eight positions at a time, two query rows against them, the eight sums reduced together. The
+// eight key rows are widened to double once per block of positions, for all the query rows (a GQA
+// group's eight): widening them per pair of rows took as many uops as the multiply-adds. The sums
+// are exact (see ScoresFn), so the order is free.
 void scores_zmm(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale, float* out,
                 int64_t ld) {
-  if (d % 8 != 0) return scores_x86(q, n_rows, k, n_pos, d, scale, out, ld);
+  constexpr int64_t kMaxD = 256;
+  if (d % 8 != 0 || d > kMaxD) return scores_x86(q, n_rows, k, n_pos, d, scale, out, ld);
   const __m512 vs = _mm512_set1_ps(scale);
+  alignas(64) double kd[8 * kMaxD];
   int64_t p = 0;
   for (; p + 8 <= n_pos; p += 8) {
     const float* kp = k + p * d;
+    for (int64_t e = 0; e < 8 * d; e += 8) _mm512_store_pd(kd + e, _mm512_cvtps_pd(_mm256_loadu_ps(kp + e)));
     int64_t i = 0;
     for (; i + 2 <= n_rows; i += 2) {
       __m512d acc0[8], acc1[8];
@@ -608,7 +613,7 @@ void scores_zmm(const double* q, int64_t n_rows, const float* k, int64_t n_pos, 
         const __m512d q0 = _mm512_loadu_pd(q + i * d + c), q1 = _mm512_loadu_pd(q + (i + 1) * d + c);
 #pragma GCC unroll 8
         for (int u = 0; u < 8; ++u) {
-          const __m512d kv = _mm512_cvtps_pd(_mm256_loadu_ps(kp + u * d + c));
+          const __m512d kv = _mm512_load_pd(kd + u * d + c);
           acc0[u] = _mm512_fmadd_pd(q0, kv, acc0[u]);
           acc1[u] = _mm512_fmadd_pd(q1, kv, acc1[u]);
         }
@@ -622,7 +627,7 @@ void scores_zmm(const double* q, int64_t n_rows, const float* k, int64_t n_pos, 
       for (int64_t c = 0; c < d; c += 8) {
         const __m512d q0 = _mm512_loadu_pd(q + i * d + c);
 #pragma GCC unroll 8
-        for (int u = 0; u < 8; ++u) acc[u] = _mm512_fmadd_pd(q0, _mm512_cvtps_pd(_mm256_loadu_ps(kp + u * d + c)), acc[u]);
+        for (int u = 0; u < 8; ++u) acc[u] = _mm512_fmadd_pd(q0, _mm512_load_pd(kd + u * d + c), acc[u]);
       }
       _mm256_storeu_ps(out + i * ld + p, _mm256_mul_ps(_mm512_cvtpd_ps(sum8(acc)), _mm512_castps512_ps256(vs)));
     }
