@@ -578,11 +578,13 @@ TEST(Ops, FlashAttentionTilesAndSplitContexts) {
     const TwoSequenceTables tables(70, 10, 37);
     const KvSeq* seqs = tables.seqs;
     // 37 prefill tokens of sequence 1 (positions 100..136), then one decode token of sequence 0 at
-    // position 1100, then one of sequence 1 at 150.
+    // position 1100, one of sequence 1 at 150 and one of sequence 0 at 700: two lone tokens with
+    // contexts split into segments (5 and 3), merged in one pass.
     std::vector<int32_t> tok_seq, tok_pos;
     for (int32_t p = 100; p < 137; ++p) tok_seq.push_back(1), tok_pos.push_back(p);
     tok_seq.push_back(0), tok_pos.push_back(1100);
     tok_seq.push_back(1), tok_pos.push_back(150);
+    tok_seq.push_back(0), tok_pos.push_back(700);
     const int64_t T = static_cast<int64_t>(tok_seq.size());
     auto q = random_floats(d * n_head * T, 33, 2.0f);  // peaked softmaxes as well as flat ones
     const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,

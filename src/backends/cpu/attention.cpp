@@ -51,6 +51,18 @@ void merge_segments(int64_t n_segs, int64_t d, Part part, float* o) {
   for (int64_t i = 0; i < d; ++i) o[i] *= inv;
 }
 
+// The largest of s[0..n) (-inf for none), in four independent chains: one chain of n dependent
+// max operations cost more than the scores' multiply-adds at decode. Which element is largest
+// does not depend on the order (NaN is skipped either way), so neither does the result.
+float row_max(const float* s, int64_t n) {
+  float m[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int u = 0; u < 4; ++u) m[u] = std::max(m[u], s[j + u]);
+  for (; j < n; ++j) m[0] = std::max(m[0], s[j]);
+  return std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+}
+
 }  // namespace
 
 // One work item: the query rows of (tile, kv head) against segments [s0, s1).
@@ -146,8 +158,7 @@ struct FlashAttention::Item {
         const int64_t n_vis = std::clamp<int64_t>(int64_t{r.pos[i]} + 1 - c0, 0, n);
         std::fill(s + n_vis, s + n, 0.0f);  // masked: zero weight
         if (n_vis == 0) continue;
-        float mx = r.m[i];
-        for (int64_t j = 0; j < n_vis; ++j) mx = std::max(mx, s[j]);
+        const float mx = std::max(r.m[i], row_max(s, n_vis));
         const float corr = std::exp(r.m[i] - mx);
         float l = r.l[i] * corr;
         if (corr != 1.0f)
@@ -268,14 +279,19 @@ void FlashAttention::run(const AttentionArgs& a, const Kernels& k, ThreadPool& p
     }
   });
 
-  // Merge the split tiles' segments.
-  for (const Tile& tile : tiles_) {
-    if (!tile.split) continue;
-    for (int64_t kvh = 0; kvh < n_kv_head; ++kvh)
-      for (int64_t g = 0; g < group; ++g)
-        merge_segments(tile.n_segs, d, [&](int64_t s) { return split_part(tile, kvh, s, g); },
-                       static_cast<float*>(a.out.row(kvh * group + g, tile.t0)));
-  }
+  // Merge the split tiles' segments, their rows spread over the threads.
+  split_tiles_.clear();
+  for (const Tile& tile : tiles_)
+    if (tile.split) split_tiles_.push_back(&tile);
+  const int64_t rows_per_tile = n_kv_head * group;
+  pool.parallel_for(static_cast<int64_t>(split_tiles_.size()) * rows_per_tile, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const Tile& tile = *split_tiles_[static_cast<size_t>(r / rows_per_tile)];
+      const int64_t kvh = r % rows_per_tile / group, g = r % group;
+      merge_segments(tile.n_segs, d, [&](int64_t s) { return split_part(tile, kvh, s, g); },
+                     static_cast<float*>(a.out.row(kvh * group + g, tile.t0)));
+    }
+  });
 }
 
 }  // namespace tern::cpu

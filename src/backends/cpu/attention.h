@@ -31,6 +31,7 @@ class FlashAttention {
   std::vector<Tile> tiles_;
   std::vector<int64_t> first_item_;  // per tile: index of its first work item
   std::vector<float> partial_;       // split tiles: per kv head, segment and row, m, l, acc[d]
+  std::vector<const Tile*> split_tiles_;
 };
 
 }  // namespace tern::cpu
