@@ -209,12 +209,16 @@ inline __m512 scales_pair(const uint8_t* lo, const uint8_t* hi) {
 // asks for the next pair's lines at that offset instead, so the next tile starts with both its
 // streams in flight (a decode GEMV spends up to a tenth of its bytes there on 2048-wide rows).
 // p0, p1: where the tile reads next in groups g and g + 1, `offset` bytes into them; kBytes: how
-// far it reads before the next call.
-template <int64_t kBytes>
-[[gnu::always_inline]] inline void prefetch_pair_ahead(const uint8_t* p0, const uint8_t* p1, int64_t offset, int64_t group_bytes) {
+// far it reads before the next call. kStream: the pair's first token tile, which reads it from
+// memory, also asks kPrefetchFar ahead (the later tiles of a prefill find the pair in L2, and
+// those prefetches cost a prefill 10%).
+template <int64_t kBytes, bool kStream>
+[[gnu::always_inline]] inline void prefetch_pair_ahead(const uint8_t* p0, const uint8_t* p1, int64_t offset,
+                                                       int64_t group_bytes) {
   const int64_t past = offset + kPrefetchAhead >= group_bytes ? group_bytes : 0;
   prefetch_ahead<kBytes>(p0 + past);
   prefetch_ahead<kBytes>(p1 + past);
+  if constexpr (!kStream) return;
   const int64_t far = offset + kPrefetchFar >= group_bytes ? group_bytes : 0;
   prefetch_far<kBytes>(p0 + far);
   prefetch_far<kBytes>(p1 + far);
@@ -228,7 +232,7 @@ template <int64_t kBytes>
 // need each weight row's level sum, a chain of eight multiply-adds per block that every token's
 // sums wait for. Q4_1's unsigned nibbles start from zero, and each lane sums its row's min times
 // the activation sum apart.
-template <int kKind, int NT>
+template <int kKind, int NT, bool kStream>
 void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_t* a, size_t a_stride, const float* da,
                   const int32_t* bias, const float* sa, int64_t stat_stride, float* y, size_t y_stride) {
   constexpr size_t kBlock = kKind == 0 ? 144 : kKind == 1 ? 272 : 160;
@@ -240,7 +244,7 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* b0 = w0 + b * kBlock;
     const uint8_t* b1 = w1 + b * kBlock;
-    prefetch_pair_ahead<kBlock>(b0, b1, b * kBlock, nb * kBlock);
+    prefetch_pair_ahead<kBlock, kStream>(b0, b1, b * kBlock, nb * kBlock);
     __m512i q[8];
     if constexpr (kKind != 1) {
       for (int k = 0; k < 4; ++k) {
@@ -284,12 +288,19 @@ void x8_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nb, const uint8_
 }
 
 // The 512-bit grouped GEMMs' outer loop: groups in pairs, tokens in tiles of up to eight (each tile
-// unpacks the pair's weight blocks once); tile.template operator()<NT>(g, t) runs groups g, g + 1
-// against tokens t..t + NT - 1, odd(g) an odd last group through the 256-bit kernel.
+// unpacks the pair's weight blocks once); tile.template operator()<NT, kStream>(g, t) runs groups
+// g, g + 1 against tokens t..t + NT - 1, odd(g) an odd last group through the 256-bit kernel.
+// kStream (see prefetch_pair_ahead): the pair's first tile, and any tile under eight tokens (a
+// prefill's last, which would gain nothing from a second full-size instantiation).
 template <class Tile, class Odd>
 void pair_tiles(int64_t n_groups, int64_t n_tok, Tile&& tile, Odd&& odd) {
   int64_t g = 0;
-  for (; g + 2 <= n_groups; g += 2) token_tiles<8>(n_tok, [&]<int NT>(int64_t t) { tile.template operator()<NT>(g, t); });
+  for (; g + 2 <= n_groups; g += 2)
+    token_tiles<8>(n_tok, [&]<int NT>(int64_t t) {
+      if constexpr (NT < 8) tile.template operator()<NT, true>(g, t);
+      else if (t == 0) tile.template operator()<NT, true>(g, t);
+      else tile.template operator()<NT, false>(g, t);
+    });
   if (g < n_groups) odd(g);
 }
 
@@ -313,8 +324,8 @@ void gemm_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const voi
   auto stat = [&](const auto* p, int64_t t) { return p ? p + t * nb : p; };
   pair_tiles(
       n_groups, n_tok,
-      [&]<int NT>(int64_t g, int64_t t) {
-        x8_pair_tile<kKind, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, a + t * a_stride, a_stride,
+      [&]<int NT, bool kStream>(int64_t g, int64_t t) {
+        x8_pair_tile<kKind, NT, kStream>(w + g * group_bytes, w + (g + 1) * group_bytes, nb, a + t * a_stride, a_stride,
                                 da + t * nb, stat(bias, t), stat(sa, t), nb, y + t * y_stride + 8 * g, y_stride);
       },
       [&](int64_t g) {
@@ -340,7 +351,7 @@ struct Ops512 {
 };
 
 // Q4_K (Q5_K: kFifth) groups g, g + 1 against NT tokens (up to eight), as qk_x8_tile per lane.
-template <bool kFifth, int NT>
+template <bool kFifth, int NT, bool kStream>
 void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
                   const float* da, const int32_t* bpair, int64_t stat_stride, float* y, size_t y_stride) {
   constexpr int64_t kBlock = kFifth ? kQ5_Kx8Block : kQ4_Kx8Block, kUnit = kFifth ? 160 : 128;
@@ -358,7 +369,7 @@ void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8
       // and decode fell from 45-47 to 36-37 tok/s on the 1.1B Q4_K: GCC 12 had deleted the
       // prefetches, see prefetch_ahead.)
       constexpr int64_t kSlice = kBlock / 8;
-      prefetch_pair_ahead<kSlice>(b0 + kSlice * j, b1 + kSlice * j, b * kBlock + kSlice * j, nsb * kBlock);
+      prefetch_pair_ahead<kSlice, kStream>(b0 + kSlice * j, b1 + kSlice * j, b * kBlock + kSlice * j, nsb * kBlock);
       const uint8_t* u0 = b0 + 160 + kUnit * j;
       const uint8_t* u1 = b1 + 160 + kUnit * j;
       __m512i q[8];
@@ -410,8 +421,8 @@ void gemm_qk_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, const 
   const auto* w = static_cast<const uint8_t*>(vw);
   pair_tiles(
       n_groups, n_tok,
-      [&]<int NT>(int64_t g, int64_t t) {
-        qk_pair_tile<kFifth, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+      [&]<int NT, bool kStream>(int64_t g, int64_t t) {
+        qk_pair_tile<kFifth, NT, kStream>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
                                  tab.da + t * nsb, tab.bpair + t * nsb * 4, nsb, y + t * y_stride + 8 * g, y_stride);
       },
       [&](int64_t g) {
@@ -425,7 +436,7 @@ void gemv_qk_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const v
 }
 
 // Q2_K groups g, g + 1 against NT tokens (up to eight), as q2_k_x8_tile per lane.
-template <int NT>
+template <int NT, bool kStream>
 void q2_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
                     const float* da, int64_t stat_stride, float* y, size_t y_stride) {
   __m512 acc[NT], accm[NT];
@@ -438,7 +449,7 @@ void q2_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uin
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
       constexpr int64_t kSlice = kQ2_Kx8Block / 8;  // as in qk_pair_tile
-      prefetch_pair_ahead<kSlice>(b0 + kSlice * j, b1 + kSlice * j, b * kQ2_Kx8Block + kSlice * j, nsb * kQ2_Kx8Block);
+      prefetch_pair_ahead<kSlice, kStream>(b0 + kSlice * j, b1 + kSlice * j, b * kQ2_Kx8Block + kSlice * j, nsb * kQ2_Kx8Block);
       const uint8_t* u0 = b0 + 160 + 64 * j;
       const uint8_t* u1 = b1 + 160 + 64 * j;
       __m512i q[8];
@@ -493,8 +504,8 @@ void gemm_q2_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, cons
   const auto* w = static_cast<const uint8_t*>(vw);
   pair_tiles(
       n_groups, n_tok,
-      [&]<int NT>(int64_t g, int64_t t) {
-        q2_k_pair_tile<NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+      [&]<int NT, bool kStream>(int64_t g, int64_t t) {
+        q2_k_pair_tile<NT, kStream>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
                            tab.da + t * nsb, nsb, y + t * y_stride + 8 * g, y_stride);
       },
       [&](int64_t g) { gemm_q2_k_x8_x86(w + g * group_bytes, group_bytes, 1, va, a_stride, n_tok, n, y + 8 * g, y_stride); });
@@ -506,7 +517,7 @@ void gemv_q2_k_x8_zmm(const void* w, size_t group_bytes, int64_t n_groups, const
 
 // Q6_K or Q3_K groups g, g + 1 against NT tokens (up to eight: 8 chunk, 8 sum and 8 accumulator
 // registers of the 32), as offset_k_x8_tile per lane.
-template <class P, int NT>
+template <class P, int NT, bool kStream>
 void offset_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8_t* a, size_t a_stride,
                    const float* da, const int32_t* off, int64_t stat_stride, float* y, size_t y_stride) {
   __m512 acc[NT];
@@ -518,7 +529,7 @@ void offset_k_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
       constexpr int64_t kSlice = P::kBlock / 8;  // as in qk_pair_tile
-      prefetch_pair_ahead<kSlice>(b0 + kSlice * j, b1 + kSlice * j, b * P::kBlock + kSlice * j, nsb * P::kBlock);
+      prefetch_pair_ahead<kSlice, kStream>(b0 + kSlice * j, b1 + kSlice * j, b * P::kBlock + kSlice * j, nsb * P::kBlock);
       const uint8_t* u0 = b0 + 144 + P::kUnit * j;
       const uint8_t* u1 = b1 + 144 + P::kUnit * j;
       __m512i q[8];
@@ -562,8 +573,8 @@ void gemm_offset_k_x8_zmm(const void* vw, size_t group_bytes, int64_t n_groups, 
   const auto* w = static_cast<const uint8_t*>(vw);
   pair_tiles(
       n_groups, n_tok,
-      [&]<int NT>(int64_t g, int64_t t) {
-        offset_k_pair_tile<P, NT>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
+      [&]<int NT, bool kStream>(int64_t g, int64_t t) {
+        offset_k_pair_tile<P, NT, kStream>(w + g * group_bytes, w + (g + 1) * group_bytes, nsb, a + t * a_stride, a_stride,
                                   tab.da + t * nsb, tab.off + t * nsb * 16, nsb, y + t * y_stride + 8 * g, y_stride);
       },
       [&](int64_t g) {
