@@ -228,7 +228,7 @@ class CpuBackend final : public Backend {
     const int64_t half = p.n_rot / 2, T = q.ne[2];
     const float theta_scale = std::pow(p.theta_base, -2.0f / static_cast<float>(p.n_rot));
     // Every layer of a pass rotates the same positions: their cos/sin are computed by the first
-    // and kept for the rest (a decode step spent more on cosf/sinf than on the rotations).
+    // and kept for the rest.
     const bool cached = rope_theta_scale_ == theta_scale && rope_half_ == half &&
                         std::equal(pos, pos + T, rope_pos_.begin(), rope_pos_.end());
     if (!cached) {
@@ -239,17 +239,10 @@ class CpuBackend final : public Backend {
     pool_.parallel_for(T, [&](int64_t t0, int64_t t1) {
       const float* c = nullptr;
       const float* s = nullptr;
+      const bool neox = p.layout == RopeLayout::NeoX;
       auto rotate = [&](const TensorView& x, int64_t t) {
-        for (int64_t h = 0; h < x.ne[1]; ++h) {
-          float* v = static_cast<float*>(x.row(h, t));
-          for (int64_t i = 0; i < half; ++i) {
-            const int64_t i0 = p.layout == RopeLayout::Normal ? 2 * i : i;
-            const int64_t i1 = p.layout == RopeLayout::Normal ? 2 * i + 1 : i + half;
-            const float a = v[i0], b = v[i1];
-            v[i0] = std::fma(a, c[i], -(b * s[i]));
-            v[i1] = std::fma(a, s[i], b * c[i]);
-          }
-        }
+        kernels_.rope_rotate(static_cast<float*>(x.row(0, t)), x.ne[1], static_cast<int64_t>(x.nb[1] / sizeof(float)), c,
+                             s, half, neox);
       };
       for (int64_t t = t0; t < t1; ++t) {
         float* cs = &rope_cs_[static_cast<size_t>(t * 2 * half)];

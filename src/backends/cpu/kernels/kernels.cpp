@@ -16,6 +16,8 @@ Kernels make_avx512_kernels();  // kernels_avx512.cpp
 
 namespace {
 
+#include "backends/cpu/kernels/rope_rotate.inc"
+
 template <DType W>
 float generic_vec_dot(const void* w, const void* a, int64_t n) {
   return quant::vec_dot(W, w, a, n);
@@ -536,6 +538,7 @@ Kernels make_generic_kernels() {
   k.exp_sub_sum = exp_sub_sum_generic;
   k.f32_to_f16 = f32_to_f16_generic;
   k.swiglu = swiglu_generic;
+  k.rope_rotate = rope_rotate;
   k.round_f16 = round_f16_generic;
   k.gemv_q4_0_x8 = gemv_q4_x8_generic<2>;
   k.gemv_q4_k_x8 = gemv_k_x8_generic<QKx8Levels<false>>;
@@ -572,6 +575,7 @@ Kernels completed(Kernels k, const Kernels& generic) {
   if (!k.f32_to_f16) k.f32_to_f16 = generic.f32_to_f16;
   if (!k.swiglu) k.swiglu = generic.swiglu;
   if (!k.round_f16) k.round_f16 = generic.round_f16;
+  if (!k.rope_rotate) k.rope_rotate = generic.rope_rotate;
   if (!k.gemv_q4_0_x8) k.gemv_q4_0_x8 = generic.gemv_q4_0_x8;
   if (!k.gemv_q4_k_x8) k.gemv_q4_k_x8 = generic.gemv_q4_k_x8;
   if (!k.gemm_q4_0_x8) k.gemm_q4_0_x8 = generic.gemm_q4_0_x8;

@@ -71,6 +71,10 @@ using F32ToF16Fn = void (*)(const float* x, uint16_t* y, int64_t n);
 using SwigluFn = void (*)(const float* g, const float* u, float* o, int64_t n);
 // y[i] = x[i] rounded to f16 (nearest even), widened to double.
 using RoundF16Fn = void (*)(const float* x, double* y, int64_t n);
+// RoPE on one token's n_heads heads in place (rope_rotate.inc says how); c, s: cos and sin of the
+// half angles.
+using RopeRotateFn = void (*)(float* v, int64_t n_heads, int64_t head_stride, const float* c, const float* s,
+                              int64_t half, bool neox);
 // acc[i * d + c] += sum over p < n_pos of w[i * ld + p] * v[p * d + c], positions in order, one
 // fused multiply-add each.
 using WeightedValuesFn = void (*)(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
@@ -99,6 +103,7 @@ struct Kernels {
   F32ToF16Fn f32_to_f16;
   SwigluFn swiglu;
   RoundF16Fn round_f16;
+  RopeRotateFn rope_rotate;
   QuantizeActFn quantize_act[kTypeSlots];  // by activation type; null: quant::quantize_activation_row
   GemvX8Fn gemv_q4_0_x8;
   GemvX8Fn gemv_q4_k_x8;  // Q4_K groups of eight rows against a Q8_K row (same contract)
