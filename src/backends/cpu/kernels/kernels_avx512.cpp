@@ -209,19 +209,22 @@ inline __m512 scales_pair(const uint8_t* lo, const uint8_t* hi) {
 // asks for the next pair's lines at that offset instead, so the next tile starts with both its
 // streams in flight (a decode GEMV spends up to a tenth of its bytes there on 2048-wide rows).
 // p0, p1: where the tile reads next in groups g and g + 1, `offset` bytes into them; kBytes: how
-// far it reads before the next call. kStream: the pair's first token tile, which reads it from
-// memory, also asks kPrefetchFar ahead (the later tiles of a prefill find the pair in L2, and
-// those prefetches cost a prefill 10%).
+// far it reads before the next call.
+template <int64_t kBytes, int64_t kDistance, int kHint>
+[[gnu::always_inline]] inline void prefetch_pair_at(const uint8_t* p0, const uint8_t* p1, int64_t offset,
+                                                    int64_t group_bytes) {
+  const int64_t past = offset + kDistance >= group_bytes ? group_bytes : 0;
+  prefetch_ahead<kBytes, kDistance, kHint>(p0 + past);
+  prefetch_ahead<kBytes, kDistance, kHint>(p1 + past);
+}
+// kPrefetchAhead into L1 and, in the pair's first token tile (kStream), which reads it from memory,
+// kPrefetchFar into L2 as well (the later tiles of a prefill find the pair in L2, and those
+// prefetches cost a prefill 10%).
 template <int64_t kBytes, bool kStream>
 [[gnu::always_inline]] inline void prefetch_pair_ahead(const uint8_t* p0, const uint8_t* p1, int64_t offset,
                                                        int64_t group_bytes) {
-  const int64_t past = offset + kPrefetchAhead >= group_bytes ? group_bytes : 0;
-  prefetch_ahead<kBytes>(p0 + past);
-  prefetch_ahead<kBytes>(p1 + past);
-  if constexpr (!kStream) return;
-  const int64_t far = offset + kPrefetchFar >= group_bytes ? group_bytes : 0;
-  prefetch_far<kBytes>(p0 + far);
-  prefetch_far<kBytes>(p1 + far);
+  prefetch_pair_at<kBytes, kPrefetchAhead, _MM_HINT_T0>(p0, p1, offset, group_bytes);
+  if constexpr (kStream) prefetch_pair_at<kBytes, kPrefetchFar, _MM_HINT_T2>(p0, p1, offset, group_bytes);
 }
 
 // Q4_0 (kind 0), Q8_0 (kind 1) or Q4_1 (kind 2) groups g, g + 1 against NT tokens. Q4_0's unsigned
