@@ -236,14 +236,8 @@ class CpuBackend final : public Backend {
       rope_pos_.assign(pos, pos + T);
       rope_cs_.resize(static_cast<size_t>(T * 2 * half));
     }
+    const bool neox = p.layout == RopeLayout::NeoX;
     pool_.parallel_for(T, [&](int64_t t0, int64_t t1) {
-      const float* c = nullptr;
-      const float* s = nullptr;
-      const bool neox = p.layout == RopeLayout::NeoX;
-      auto rotate = [&](const TensorView& x, int64_t t) {
-        kernels_.rope_rotate(static_cast<float*>(x.row(0, t)), x.ne[1], static_cast<int64_t>(x.nb[1] / sizeof(float)), c,
-                             s, half, neox);
-      };
       for (int64_t t = t0; t < t1; ++t) {
         float* cs = &rope_cs_[static_cast<size_t>(t * 2 * half)];
         if (!cached) {
@@ -253,9 +247,10 @@ class CpuBackend final : public Backend {
             cs[half + i] = std::sin(theta);
           }
         }
-        c = cs, s = cs + half;
-        rotate(q, t);
-        if (k.data) rotate(k, t);
+        for (const TensorView* x : {&q, &k})
+          if (x->data)
+            kernels_.rope_rotate(static_cast<float*>(x->row(0, t)), x->ne[1],
+                                 static_cast<int64_t>(x->nb[1] / sizeof(float)), cs, cs + half, half, neox);
       }
     });
   }
@@ -278,21 +273,19 @@ class CpuBackend final : public Backend {
   void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override {
     check_same_shape("swiglu", g, u);
     check_same_shape("swiglu", g, o);
-    if (g.nrows() < pool_.size()) {
-      // A decode step's one row (5632 wide on the 1.1B shape) split across the threads: the
-      // exponentials are most of its time, and the pool's other threads would wait for it.
-      for (int64_t r = 0; r < g.nrows(); ++r) {
-        const auto* gr = static_cast<const float*>(g.row(r));
-        const auto* ur = static_cast<const float*>(u.row(r));
-        auto* orow = static_cast<float*>(o.row(r));
-        pool_.parallel_for_grain(g.ne[0], 64, [&](int64_t a, int64_t b) { kernels_.swiglu(gr + a, ur + a, orow + a, b - a); });
+    // Rows in column pieces where there are fewer rows than threads (a decode step's one row, 5632
+    // wide on the 1.1B shape: its exponentials are most of the op, and the other threads would wait).
+    const int64_t rows = g.nrows(), n = g.ne[0];
+    if (rows == 0) return;
+    const int64_t pieces = std::max<int64_t>(1, (pool_.size() + rows - 1) / rows);
+    const int64_t width = ((n + pieces - 1) / pieces + 63) / 64 * 64;
+    pool_.parallel_for(rows * pieces, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t r = i / pieces, c0 = i % pieces * width, c1 = std::min(n, c0 + width);
+        if (c0 < c1)
+          kernels_.swiglu(static_cast<const float*>(g.row(r)) + c0, static_cast<const float*>(u.row(r)) + c0,
+                          static_cast<float*>(o.row(r)) + c0, c1 - c0);
       }
-      return;
-    }
-    pool_.parallel_for(g.nrows(), [&](int64_t a, int64_t b) {
-      for (int64_t r = a; r < b; ++r)
-        kernels_.swiglu(static_cast<const float*>(g.row(r)), static_cast<const float*>(u.row(r)),
-                        static_cast<float*>(o.row(r)), g.ne[0]);
     });
   }
 
