@@ -91,29 +91,6 @@ void unpack_q8_0_x8(const uint8_t* group, int64_t n, uint8_t* rows, size_t row_b
 
 namespace {
 
-
-inline void get_scale_min(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
-  int s = 0, mn = 0;
-  quant::get_scale_min_k4(j, q, s, mn);
-  sc = static_cast<uint8_t>(s);
-  m = static_cast<uint8_t>(mn);
-}
-// The inverse of get_scale_min_k4 (quant/k_scales.h) over a field that holds other pairs already.
-inline void set_scale_min(int j, uint8_t sc, uint8_t m, uint8_t* q) {
-  if (j < 4) {
-    q[j] = static_cast<uint8_t>((q[j] & 0xC0) | sc);
-    q[j + 4] = static_cast<uint8_t>((q[j + 4] & 0xC0) | m);
-  } else {
-    q[j + 4] = static_cast<uint8_t>((sc & 0xF) | ((m & 0xF) << 4));
-    q[j - 4] = static_cast<uint8_t>((q[j - 4] & 0x3F) | ((sc >> 4) << 6));
-    q[j] = static_cast<uint8_t>((q[j] & 0x3F) | ((m >> 4) << 6));
-  }
-}
-
-}  // namespace
-
-namespace {
-
 // Q4_K (kFifth false) and Q5_K (true): see repack.h. The file's levels: in each 64-element chunk c,
 // byte 32c + l of the nibbles holds element 64c + l (low nibble) and 64c + 32 + l (high); Q5_K's
 // fifth bits are bit 2c (element 64c + l) and 2c + 1 (64c + 32 + l) of byte l of qh.
@@ -147,11 +124,11 @@ struct QKx8 {
     each_row_block<kIn, kOut>(src, row_bytes, n_rows, nsb, dst, [](uint8_t* out, const uint8_t* blk, int r) {
       std::memcpy(out + 2 * r, blk, 2);
       std::memcpy(out + 16 + 2 * r, blk + 2, 2);
-      for (int j = 0; j < 8; ++j) get_scale_min(j, blk + 4, out[32 + 8 * j + r], out[96 + 8 * j + r]);
+      for (int p = 0; p < 12; ++p) out[32 + 8 * p + r] = blk[4 + p];
       uint8_t level[256];
       levels(blk, level);
       for (int j = 0; j < 8; ++j) {
-        uint8_t* unit = out + 160 + kUnit * j;
+        uint8_t* unit = out + kQKx8Units + kUnit * j;
         const uint8_t* e = level + 32 * j;
         for (int k = 0; k < 4; ++k)
           for (int i = 0; i < 4; ++i)
@@ -171,11 +148,12 @@ struct QKx8 {
     each_group_block<kIn, kOut>(group, nsb, rows, row_bytes, [](const uint8_t* in, uint8_t* blk, int r) {
       std::memcpy(blk, in + 2 * r, 2);
       std::memcpy(blk + 2, in + 16 + 2 * r, 2);
-      std::memset(blk + 4, 0, 12);
-      for (int j = 0; j < 8; ++j) set_scale_min(j, in[32 + 8 * j + r], in[96 + 8 * j + r], blk + 4);
+      uint8_t field[12];
+      qk_x8_row_scales(in + 32, r, field);
+      std::memcpy(blk + 4, field, 12);
       uint8_t level[256];
       for (int j = 0; j < 8; ++j) {
-        const uint8_t* unit = in + 160 + kUnit * j;
+        const uint8_t* unit = in + kQKx8Units + kUnit * j;
         for (int k = 0; k < 8; ++k)
           for (int i = 0; i < 4; ++i) level[32 * j + 4 * k + i] = static_cast<uint8_t>(qk_x8_level<kFifth>(unit, r, k, i));
       }

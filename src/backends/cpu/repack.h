@@ -17,17 +17,26 @@ inline constexpr uint8_t kLayoutQ4_0x8 = 1;
 inline constexpr int64_t kQ4_0x8Block = 144;  // bytes of one block of a group
 
 // Q4_K in groups of eight rows (kLayoutQ4_Kx8): per group, per 256-element super-block, the rows'
-// f16 d[8] and dmin[8], their 6-bit scales and mins unpacked to bytes (sc[sub-block][row],
-// m[sub-block][row]), then each 32-element sub-block's levels as Q4_0x8 lays out a block.
-// 1184 bytes per super-block of eight rows (8 x 144 = 1152 in the file).
+// f16 d[8] and dmin[8], their 12-byte scale fields as byte planes (byte 32 + 8p + r: row r's byte p;
+// the kernels unpack all 64 scales and 64 mins at once, qk_x8_row_scales one row's), then each
+// 32-element sub-block's levels as Q4_0x8 lays out a block. Same bytes as the file's layout
+// (8 x 144 = 1152 per super-block): an earlier layout kept the scales unpacked to bytes (1184), and
+// decode, which streams every weight byte once, paid the 2.8% extra in time.
 inline constexpr uint8_t kLayoutQ4_Kx8 = 2;
-inline constexpr int64_t kQ4_Kx8Block = 1184;
+inline constexpr int64_t kQ4_Kx8Block = 1152;
+inline constexpr int64_t kQKx8Units = 128;  // offset of the first sub-block's levels (Q4_K, Q5_K)
 
 // Q5_K in groups of eight rows (kLayoutQ5_Kx8): as Q4_Kx8, each sub-block's 128 bytes of low four
 // bits followed by 32 bytes of fifth bits: byte 4r + i holds at bit k that of row r's element
-// 4k + i of the sub-block (k < 8). 1440 bytes per super-block of eight rows (8 x 176 = 1408).
+// 4k + i of the sub-block (k < 8). Same bytes as the file's layout (8 x 176 = 1408).
 inline constexpr uint8_t kLayoutQ5_Kx8 = 6;
-inline constexpr int64_t kQ5_Kx8Block = 1440;
+inline constexpr int64_t kQ5_Kx8Block = 1408;
+
+// Row r's 12-byte scale field (quant/k_scales.h) from a Q4_Kx8/Q5_Kx8 super-block's planes
+// (planes: the super-block's byte 32).
+inline void qk_x8_row_scales(const uint8_t* planes, int r, uint8_t (&field)[12]) {
+  for (int p = 0; p < 12; ++p) field[p] = planes[8 * p + r];
+}
 
 // Q8_0 in groups of eight rows (kLayoutQ8_0x8): per group, per block, the rows' f16 scales, then
 // eight 32-byte chunks; in chunk k, row r owns bytes 4r..4r+3, its elements 4k..4k+3. Same bytes

@@ -426,13 +426,17 @@ struct QKx8Levels {
   static constexpr int64_t kBlock = kFifth ? kQ5_Kx8Block : kQ4_Kx8Block, kUnit = kFifth ? 160 : 128;
   static constexpr bool kMins = true;
   static void sums(const uint8_t* wb, int r, const int8_t* qa, const int16_t* bs, int32_t& isum, int32_t& msum) {
+    uint8_t field[12];
+    qk_x8_row_scales(wb + 32, r, field);
     for (int j = 0; j < 8; ++j) {
-      const uint8_t* unit = wb + 160 + kUnit * j;
+      const uint8_t* unit = wb + kQKx8Units + kUnit * j;
       int32_t dot = 0;
       for (int k = 0; k < 8; ++k)
         for (int i = 0; i < 4; ++i) dot += qk_x8_level<kFifth>(unit, r, k, i) * qa[32 * j + 4 * k + i];
-      isum += wb[32 + 8 * j + r] * dot;
-      msum += wb[96 + 8 * j + r] * (bs[2 * j] + bs[2 * j + 1]);
+      int sc = 0, m = 0;
+      quant::get_scale_min_k4(j, field, sc, m);
+      isum += sc * dot;
+      msum += m * (bs[2 * j] + bs[2 * j + 1]);
     }
   }
 };

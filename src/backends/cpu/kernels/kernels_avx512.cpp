@@ -363,6 +363,9 @@ void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8
   for (int64_t b = 0; b < nsb; ++b) {
     const uint8_t* b0 = w0 + b * kBlock;
     const uint8_t* b1 = w1 + b * kBlock;
+    QKx8Scales s0, s1;
+    qk_x8_scales(b0 + 32, s0);
+    qk_x8_scales(b1 + 32, s1);
     __m512i isum[NT];
     for (int u = 0; u < NT; ++u) isum[u] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
@@ -373,14 +376,14 @@ void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8
       // prefetches, see prefetch_ahead.)
       constexpr int64_t kSlice = kBlock / 8;
       prefetch_pair_ahead<kSlice, kStream>(b0 + kSlice * j, b1 + kSlice * j, b * kBlock + kSlice * j, nsb * kBlock);
-      const uint8_t* u0 = b0 + 160 + kUnit * j;
-      const uint8_t* u1 = b1 + 160 + kUnit * j;
+      const uint8_t* u0 = b0 + kQKx8Units + kUnit * j;
+      const uint8_t* u1 = b1 + kQKx8Units + kUnit * j;
       __m512i q[8];
       qk_x8_unit<kFifth, __m512i, Ops512>([u0, u1](int o) { return load_pair(u0 + o, u1 + o); }, q);
-      int64_t s0, s1;
-      std::memcpy(&s0, b0 + 32 + 8 * j, 8);
-      std::memcpy(&s1, b1 + 32 + 8 * j, 8);
-      const __m512i sc = _mm512_cvtepu8_epi32(_mm_set_epi64x(s1, s0));
+      int64_t sc0, sc1;
+      std::memcpy(&sc0, s0.sc + 8 * j, 8);
+      std::memcpy(&sc1, s1.sc + 8 * j, 8);
+      const __m512i sc = _mm512_cvtepu8_epi32(_mm_set_epi64x(sc1, sc0));
       // Unrolled, with two chains per sub-block dot, as in x8_pair_tile.
 #pragma GCC unroll 8
       for (int u = 0; u < NT; ++u) {
@@ -400,7 +403,7 @@ void qk_pair_tile(const uint8_t* w0, const uint8_t* w1, int64_t nsb, const uint8
     // product and sum is an integer below 2^24, so this is the value the other kernels form in f32.
     __m512i mpair[4];
     for (int i = 0; i < 4; ++i)
-      mpair[i] = _mm512_cvtepu8_epi16(_mm256_set_m128i(row_pairs_bytes(b1 + 96, i), row_pairs_bytes(b0 + 96, i)));
+      mpair[i] = _mm512_cvtepu8_epi16(_mm256_set_m128i(row_pairs_bytes(s1.m, i), row_pairs_bytes(s0.m, i)));
     const __m512 dw = scales_pair(b0, b1), dmin = scales_pair(b0 + 16, b1 + 16);
 #pragma GCC unroll 8
     for (int u = 0; u < NT; ++u) {
