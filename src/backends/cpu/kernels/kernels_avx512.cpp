@@ -213,7 +213,10 @@ inline __m512 scales_pair(const uint8_t* lo, const uint8_t* hi) {
 template <int64_t kBytes, int64_t kDistance, int kHint>
 [[gnu::always_inline]] inline void prefetch_pair_at(const uint8_t* p0, const uint8_t* p1, int64_t offset,
                                                     int64_t group_bytes) {
-  const int64_t past = offset + kDistance >= group_bytes ? group_bytes : 0;
+  // k = (offset + kDistance) / group_bytes pairs on: pair g + 2k's streams lie k group sizes past
+  // where g's and g + 1's would (a distance may exceed a group: Q4_0 rows of 2048 are 9216 bytes).
+  int64_t past = 0;
+  for (int64_t c = offset + kDistance; c >= group_bytes; c -= group_bytes) past += group_bytes;
   prefetch_ahead<kBytes, kDistance, kHint>(p0 + past);
   prefetch_ahead<kBytes, kDistance, kHint>(p1 + past);
 }
@@ -660,8 +663,42 @@ void scores_zmm(const double* q, int64_t n_rows, const float* k, int64_t n_pos, 
   }
 }
 
+// R rows at once over d = 16 NV: each position's value row is loaded once for the R rows, and the
+// R NV accumulator chains hide the multiply-add latency that one row's NV chains left exposed
+// (positions in order per element, one FMA each, a zero weight skipped: the same bits).
+template <int NV, int R>
+void weighted_rows_zmm(const float* w, int64_t ld, const float* v, int64_t n_pos, float* acc) {
+  constexpr int64_t d = 16 * NV;
+  __m512 r[R][NV];
+  for (int i = 0; i < R; ++i)
+    for (int u = 0; u < NV; ++u) r[i][u] = _mm512_loadu_ps(acc + i * d + 16 * u);
+  for (int64_t p = 0; p < n_pos; ++p) {
+    __m512 vv[NV];
+    for (int u = 0; u < NV; ++u) vv[u] = _mm512_loadu_ps(v + p * d + 16 * u);
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const float wi = w[i * ld + p];
+      if (wi == 0.0f) continue;
+      const __m512 wp = _mm512_set1_ps(wi);
+      for (int u = 0; u < NV; ++u) r[i][u] = _mm512_fmadd_ps(wp, vv[u], r[i][u]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int u = 0; u < NV; ++u) _mm512_storeu_ps(acc + i * d + 16 * u, r[i][u]);
+}
+
+template <int NV, int R>
+void weighted_values_rows(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, float* acc) {
+  constexpr int64_t d = 16 * NV;
+  int64_t i = 0;
+  for (; i + R <= n_rows; i += R) weighted_rows_zmm<NV, R>(w + i * ld, ld, v, n_pos, acc + i * d);
+  for (; i < n_rows; ++i) weighted_rows_zmm<NV, 1>(w + i * ld, ld, v, n_pos, acc + i * d);
+}
+
 void weighted_values_zmm(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
                          float* acc) {
+  if (d == 64) return weighted_values_rows<4, 4>(w, n_rows, ld, v, n_pos, acc);
+  if (d == 128) return weighted_values_rows<8, 2>(w, n_rows, ld, v, n_pos, acc);
   if (d % 16 != 0 || d > 256) return weighted_values_x86(w, n_rows, ld, v, n_pos, d, acc);
   const int64_t nv = d / 16;
   for (int64_t i = 0; i < n_rows; ++i) {
