@@ -59,11 +59,13 @@ def llamacpp_source():
     return src
 
 
-def build_llamacpp(target, build_dir, jobs, server=False):
+def build_llamacpp(target, build_dir, jobs, server=False, amx=True):
     """Builds one llama.cpp tool (llama-bench, llama-server) in CACHE/build_dir: Release, GGML_NATIVE,
-    static, no network or TLS. Returns the executable."""
+    static, no network or TLS; amx=False turns ggml's AMX kernels off (in CACHE/build_dir-noamx, see
+    llamacpp_peer). Returns the executable."""
     src = llamacpp_source()
-    build = CACHE / build_dir
+    build = CACHE / (build_dir if amx else build_dir + "-noamx")
+    no_amx = [] if amx else ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
     exe = build / "bin" / target
     if not (build / "CMakeCache.txt").is_file():
         log(f"configuring llama.cpp in {build}")
@@ -72,7 +74,7 @@ def build_llamacpp(target, build_dir, jobs, server=False):
                         "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
                         "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_COMMON=ON", "-DLLAMA_BUILD_TESTS=OFF",
                         "-DLLAMA_BUILD_EXAMPLES=OFF", f"-DLLAMA_BUILD_SERVER={'ON' if server else 'OFF'}",
-                        "-DLLAMA_BUILD_APP=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF"],
+                        "-DLLAMA_BUILD_APP=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", *no_amx],
                        check=True, stdout=subprocess.DEVNULL)
     if not exe.is_file():
         log(f"building {target} with -j{jobs} (several minutes on 2 cores)")
@@ -82,6 +84,35 @@ def build_llamacpp(target, build_dir, jobs, server=False):
         sys.stderr.write(r.stdout[-4000:])
         fail(f"building {target} failed")
     return exe
+
+
+def cpu_has_amx():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return "amx_int8" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def llamacpp_peer(target, build_dir, jobs, model, server=False):
+    """The llama.cpp build to compare with: GGML_NATIVE as built by build_llamacpp, unless this CPU has
+    AMX and that build's llama-bench dies on `model` (ggml's AMX matmul segfaults on some Sapphire
+    Rapids VMs, ggml-org/llama.cpp#20824, unfixed in the pinned version): then the same build with the
+    AMX kernels off, which is what a user of that machine could run. Returns (executable, note or None)."""
+    exe = build_llamacpp(target, build_dir, jobs, server)
+    if not cpu_has_amx():
+        return exe, None
+    bench = exe if target == "llama-bench" else build_llamacpp("llama-bench", "bench-build", jobs)
+    probe = subprocess.run([str(bench), "-m", str(model), "-p", "8", "-n", "1", "-r", "1", "-t", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if probe.returncode >= 0:
+        return exe, None
+    note = (f"llama.cpp's AMX build died with signal {-probe.returncode} on {Path(model).name} "
+            "(ggml-org/llama.cpp#20824); the peer is the same build with GGML_AMX_* off")
+    log(note)
+    return build_llamacpp(target, build_dir, jobs, server, amx=False), note
 
 
 def summary(values):

@@ -476,10 +476,26 @@ TEST(CpuKernels, SelectedIsaIsRunnable) { EXPECT_TRUE(cpu::isa_supported(cpu::se
 
 }  // namespace
 
+// An attention chunk's rows (cpu::KvRows) over n_pos rows of d floats, f32 in place or as f16.
+struct ChunkRows {
+  std::vector<uint16_t> half;
+  std::vector<const void*> ptr;
+  ChunkRows(const std::vector<float>& x, int64_t n_pos, int64_t d, bool f16) {
+    if (f16) {
+      half.resize(x.size());
+      for (size_t i = 0; i < x.size(); ++i) half[i] = f32_to_fp16(x[i]);
+    }
+    for (int64_t p = 0; p < n_pos; ++p)
+      ptr.push_back(f16 ? static_cast<const void*>(&half[static_cast<size_t>(p * d)]) : &x[static_cast<size_t>(p * d)]);
+  }
+  cpu::KvRows rows() const { return {ptr.data(), !half.empty()}; }
+};
+
 // Attention scores: every variant gives the generic kernel's bits (the sums are exact, so any
-// order agrees), over odd row and position counts that leave remainders in every blocking.
+// order agrees), over odd row and position counts that leave remainders in every blocking; keys
+// read as f16 rows give the bits of the same keys widened to f32 rows.
 TEST(CpuKernels, AttentionScoresMatchGeneric) {
-  for (const int64_t d : {64, 128}) {
+  for (const int64_t d : {64, 128, 40}) {
     const int64_t n_rows = 7, n_pos = 29, ld = 32;
     std::vector<double> q(static_cast<size_t>(n_rows * d));
     const auto qf = gaussian(n_rows * d, 900 + static_cast<uint32_t>(d), 2.f);
@@ -487,11 +503,39 @@ TEST(CpuKernels, AttentionScoresMatchGeneric) {
     std::vector<float> k = gaussian(n_pos * d, 901, 2.f);
     for (float& v : k) v = fp16_to_f32(f32_to_fp16(v));  // keys come from an f16 cache
     std::vector<float> want(static_cast<size_t>(n_rows * ld), -1.f);
-    cpu::kernels(cpu::Isa::Generic).scores(q.data(), n_rows, k.data(), n_pos, d, 0.125f, want.data(), ld);
-    for (cpu::Isa isa : runnable()) {
-      std::vector<float> got(static_cast<size_t>(n_rows * ld), -1.f);
-      cpu::kernels(isa).scores(q.data(), n_rows, k.data(), n_pos, d, 0.125f, got.data(), ld);
-      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float))) << cpu::isa_name(isa) << " d=" << d;
+    const ChunkRows k32(k, n_pos, d, false), k16(k, n_pos, d, true);
+    cpu::kernels(cpu::Isa::Generic).scores(q.data(), n_rows, k32.rows(), n_pos, d, 0.125f, want.data(), ld);
+    for (cpu::Isa isa : runnable())
+      for (const ChunkRows* rows : {&k32, &k16}) {
+        std::vector<float> got(static_cast<size_t>(n_rows * ld), -1.f);
+        cpu::kernels(isa).scores(q.data(), n_rows, rows->rows(), n_pos, d, 0.125f, got.data(), ld);
+        EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << cpu::isa_name(isa) << " d=" << d << (rows == &k16 ? " f16" : " f32");
+      }
+  }
+}
+
+// Softmax weights times values: every variant gives the generic kernel's bits (per element the
+// positions in order, one FMA each, zero weights skipped), for row counts around the 512-bit
+// kernel's groups of rows, head sizes with and without their own path, f32 and f16 rows.
+TEST(CpuKernels, AttentionWeightedValuesMatchGeneric) {
+  for (const int64_t d : {64, 128, 40, 96}) {
+    for (const int64_t n_rows : {1, 3, 4, 9}) {
+      const int64_t n_pos = 29, ld = 32;
+      std::vector<float> w = gaussian(n_rows * ld, 910 + static_cast<uint32_t>(d), 1.f);
+      for (int64_t i = 0; i < n_rows; ++i) w[static_cast<size_t>(i * ld + (i * 7) % n_pos)] = 0.0f;  // skipped
+      const std::vector<float> v = gaussian(n_pos * d, 911, 2.f), acc0 = gaussian(n_rows * d, 912, 1.f);
+      for (const bool f16 : {false, true}) {
+        const ChunkRows rows(v, n_pos, d, f16);
+        std::vector<float> want = acc0;
+        cpu::kernels(cpu::Isa::Generic).weighted_values(w.data(), n_rows, ld, rows.rows(), n_pos, d, want.data());
+        for (cpu::Isa isa : runnable()) {
+          std::vector<float> got = acc0;
+          cpu::kernels(isa).weighted_values(w.data(), n_rows, ld, rows.rows(), n_pos, d, got.data());
+          EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+              << cpu::isa_name(isa) << " d=" << d << " rows=" << n_rows << (f16 ? " f16" : " f32");
+        }
+      }
     }
   }
 }

@@ -73,18 +73,23 @@ struct FlashAttention::Item {
   int64_t kvh, s0, s1, d, group;
   const KvSeq& seq;
 
-  // A cache row as floats: F32 in place; F16, FP8 and Q8_0 (per-block scales) converted into buf.
-  const float* cache_row(const TensorView& c, int64_t slot, float* buf) const {
-    const void* r = c.row(kvh, slot);
-    switch (c.dtype) {
-      case DType::F32: return static_cast<const float*>(r);
-      case DType::F16: k.f16_to_f32(static_cast<const uint16_t*>(r), buf, d); break;
-      case DType::F8_E4M3:
-        for (int64_t i = 0; i < d; ++i) buf[i] = fp8_e4m3_to_f32(static_cast<const uint8_t*>(r)[i]);
-        break;
-      default: quant::dequantize_row(c.dtype, r, buf, d); break;
+  // A chunk's rows of cache c (K or V) at `slots` for the kernels (KvRows): an F32 or F16 cache's
+  // rows where they lie; FP8 and Q8_0 rows (per-block scales) converted to f32 into buf first.
+  cpu::KvRows chunk_rows(const TensorView& c, const int64_t* slots, int64_t n, float* buf, const void** rows) const {
+    const bool direct = c.dtype == DType::F32 || c.dtype == DType::F16;
+    for (int64_t j = 0; j < n; ++j) {
+      const void* r = c.row(kvh, slots[j]);
+      if (direct) {
+        rows[j] = r;
+        continue;
+      }
+      float* dst = buf + j * d;
+      if (c.dtype == DType::F8_E4M3)
+        for (int64_t i = 0; i < d; ++i) dst[i] = fp8_e4m3_to_f32(static_cast<const uint8_t*>(r)[i]);
+      else quant::dequantize_row(c.dtype, r, dst, d);
+      rows[j] = dst;
     }
-    return buf;
+    return {rows, c.dtype == DType::F16};
   }
 
   void load_queries(Rows& r, bool round_q) const {
@@ -107,22 +112,15 @@ struct FlashAttention::Item {
 
   // scores[row][j] for the n positions of a chunk, in cache slots `slots`.
   void score(Rows& r, const int64_t* slots, int64_t n) const {
-    for (int64_t j = 0; j < n; ++j) {
-      float* dst = &r.kchunk[static_cast<size_t>(j * d)];
-      const float* kr = cache_row(a.k, slots[j], dst);
-      if (kr != dst) std::copy(kr, kr + d, dst);
-    }
-    k.scores(r.q.data(), r.n, r.kchunk.data(), n, d, a.scale, r.scores.data(), kChunk);
+    const void* rows[kChunk];
+    k.scores(r.q.data(), r.n, chunk_rows(a.k, slots, n, r.kchunk.data(), rows), n, d, a.scale, r.scores.data(), kChunk);
   }
 
   // scores -> weights * V into acc, for the same chunk.
   void accumulate(Rows& r, const int64_t* slots, int64_t n) const {
-    for (int64_t j = 0; j < n; ++j) {
-      float* dst = &r.vchunk[static_cast<size_t>(j * d)];
-      const float* vr = cache_row(a.v, slots[j], dst);
-      if (vr != dst) std::copy(vr, vr + d, dst);
-    }
-    k.weighted_values(r.scores.data(), r.n, kChunk, r.vchunk.data(), n, d, r.acc.data());
+    const void* rows[kChunk];
+    k.weighted_values(r.scores.data(), r.n, kChunk, chunk_rows(a.v, slots, n, r.vchunk.data(), rows), n, d,
+                      r.acc.data());
   }
 
   // The cache slots of positions [c0, c1) into slots (looked up once per position: the K and V

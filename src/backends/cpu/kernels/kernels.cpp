@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "backends/cpu/repack.h"
 #include "core/error.h"
@@ -258,10 +259,6 @@ float lane_order_plain_dot(const void* w, const void* a, int64_t n) {
   return s;
 }
 
-void f16_to_f32_generic(const uint16_t* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(x[i]);
-}
-
 // Four independent double partial sums: vectorisable at any ISA, and a fixed order.
 float dot_f32_generic(const float* a, const float* b, int64_t n) {
   double acc[4] = {0, 0, 0, 0};
@@ -273,25 +270,32 @@ float dot_f32_generic(const float* a, const float* b, int64_t n) {
   return static_cast<float>(s);
 }
 
-// Fused, as the SIMD variants' FMA: same bits on every variant.
-void axpy_f32_generic(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
+// Element c of an attention chunk's row (KvRows): f32, or f16 widened exactly.
+template <class T>
+float kv_element(const void* row, int64_t c) {
+  if constexpr (std::is_same_v<T, uint16_t>) return fp16_to_f32(static_cast<const uint16_t*>(row)[c]);
+  else return static_cast<const float*>(row)[c];
 }
 
-void scores_generic(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale,
-                    float* out, int64_t ld) {
+template <class T>
+void scores_rows_generic(const double* q, int64_t n_rows, const void* const* k, int64_t n_pos, int64_t d, float scale,
+                         float* out, int64_t ld) {
   for (int64_t p = 0; p < n_pos; ++p)
     for (int64_t i = 0; i < n_rows; ++i) {
       double acc[4] = {0, 0, 0, 0};
       const double* qi = q + i * d;
-      const float* kp = k + p * d;
       int64_t c = 0;
       for (; c + 4 <= d; c += 4)
-        for (int u = 0; u < 4; ++u) acc[u] += qi[c + u] * kp[c + u];
+        for (int u = 0; u < 4; ++u) acc[u] += qi[c + u] * kv_element<T>(k[p], c + u);
       double s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-      for (; c < d; ++c) s += qi[c] * kp[c];
+      for (; c < d; ++c) s += qi[c] * kv_element<T>(k[p], c);
       out[i * ld + p] = static_cast<float>(s) * scale;
     }
+}
+void scores_generic(const double* q, int64_t n_rows, KvRows k, int64_t n_pos, int64_t d, float scale, float* out,
+                    int64_t ld) {
+  if (k.f16) scores_rows_generic<uint16_t>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
+  else scores_rows_generic<float>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
 }
 
 // exp(x) for x <= 0 (softmax arguments), computed in double and rounded once to float, so that it
@@ -342,13 +346,22 @@ void round_f16_generic(const float* x, double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(f32_to_fp16(x[i]));
 }
 
-void weighted_values_generic(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
-                             float* acc) {
+template <class T>
+void weighted_rows_generic(const float* w, int64_t n_rows, int64_t ld, const void* const* v, int64_t n_pos, int64_t d,
+                           float* acc) {
   for (int64_t i = 0; i < n_rows; ++i)
     for (int64_t p = 0; p < n_pos; ++p) {
       const float wp = w[i * ld + p];
-      if (wp != 0.0f) axpy_f32_generic(wp, v + p * d, acc + i * d, d);
+      if (wp == 0.0f) continue;
+      float* ai = acc + i * d;
+      // Fused, as the SIMD variants' FMA: same bits on every variant.
+      for (int64_t c = 0; c < d; ++c) ai[c] = std::fma(wp, kv_element<T>(v[p], c), ai[c]);
     }
+}
+void weighted_values_generic(const float* w, int64_t n_rows, int64_t ld, KvRows v, int64_t n_pos, int64_t d,
+                             float* acc) {
+  if (v.f16) weighted_rows_generic<uint16_t>(w, n_rows, ld, v.rows, n_pos, d, acc);
+  else weighted_rows_generic<float>(w, n_rows, ld, v.rows, n_pos, d, acc);
 }
 
 // Q4_0 (kHead 2) and Q4_1 (kHead 4) in groups of eight rows: Kernels::gemv_q4_0_x8 and
@@ -535,7 +548,6 @@ Kernels make_generic_kernels() {
   k.vec_dot[static_cast<size_t>(DType::F32)] = lane_order_plain_dot<DType::F32>;
   k.vec_dot[static_cast<size_t>(DType::F16)] = lane_order_plain_dot<DType::F16>;
   k.vec_dot[static_cast<size_t>(DType::BF16)] = lane_order_plain_dot<DType::BF16>;
-  k.f16_to_f32 = f16_to_f32_generic;
   k.dot_f32 = dot_f32_generic;
   k.scores = scores_generic;
   k.weighted_values = weighted_values_generic;
@@ -571,7 +583,6 @@ Kernels completed(Kernels k, const Kernels& generic) {
       k.vec_dot_rows4[i] = generic.vec_dot_rows4[i], k.gemm_panel[i] = generic.gemm_panel[i],
       k.gemm_rows[i] = generic.gemm_rows[i],
       k.gemm_prepare[i] = generic.gemm_prepare[i], k.gemm_prep_per_block[i] = generic.gemm_prep_per_block[i];
-  if (!k.f16_to_f32) k.f16_to_f32 = generic.f16_to_f32;
   if (!k.dot_f32) k.dot_f32 = generic.dot_f32;
   if (!k.scores) k.scores = generic.scores;
   if (!k.weighted_values) k.weighted_values = generic.weighted_values;

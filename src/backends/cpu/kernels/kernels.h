@@ -54,13 +54,8 @@ using GemmX8Fn = void (*)(const void* w, size_t group_bytes, int64_t n_groups, c
 using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
 
 // Element-wise primitives of the attention kernel (backends/cpu/attention.h) and exact-mode matmuls.
-using F16ToF32Fn = void (*)(const uint16_t* x, float* y, int64_t n);
 // Products of f32 inputs summed in double (exact-mode matmul rows).
 using DotF32Fn = float (*)(const float* x, const float* y, int64_t n);
-// Attention scores of n_rows query rows (double, d each) against n_pos key rows (float, d each):
-// out[i * ld + p] = float(q_i . k_p) * scale, the dot in double. Queries rounded to f16 against f16
-// keys have products exact in 22 bits, so for head sizes up to 2^31 the double sum is exact and
-// the score is the exact one rounded once, whatever the summation order (all variants agree).
 // s[j] = exp(s[j] - m) for j < n (exp(-inf) = 0), returning their sum: exp by tern's own
 // polynomial (exp_f32 in kernels.cpp: correctly rounded but within ~1e-10 of a rounding boundary),
 // the sum over eight lanes then a fixed tree and the tail, so every variant gives the same bits.
@@ -75,12 +70,24 @@ using RoundF16Fn = void (*)(const float* x, double* y, int64_t n);
 // half angles.
 using RopeRotateFn = void (*)(float* v, int64_t n_heads, int64_t head_stride, const float* c, const float* s,
                               int64_t half, bool neox);
-// acc[i * d + c] += sum over p < n_pos of w[i * ld + p] * v[p * d + c], positions in order, one
-// fused multiply-add each.
-using WeightedValuesFn = void (*)(const float* w, int64_t n_rows, int64_t ld, const float* v, int64_t n_pos, int64_t d,
+// The key or value rows of one attention chunk where they lie: position p's d elements at rows[p],
+// f32, or f16 (f16) widened exactly as they are loaded. An f32 or f16 cache's rows go in place, so
+// a decode step converts and copies nothing before its dot products; other cache types are
+// converted to f32 rows first.
+struct KvRows {
+  const void* const* rows;
+  bool f16;
+};
+// Attention scores of n_rows query rows (double, d each) against n_pos key rows:
+// out[i * ld + p] = float(q_i . k_p) * scale, the dot in double. Queries rounded to f16 against f16
+// keys have products exact in 22 bits, so for head sizes up to 2^31 the double sum is exact and
+// the score is the exact one rounded once, whatever the summation order (all variants agree).
+using ScoresFn = void (*)(const double* q, int64_t n_rows, KvRows k, int64_t n_pos, int64_t d, float scale, float* out,
+                          int64_t ld);
+// acc[i * d + c] += sum over p < n_pos of w[i * ld + p] * v_p[c], positions in order, one fused
+// multiply-add each, a zero weight skipped (all variants agree).
+using WeightedValuesFn = void (*)(const float* w, int64_t n_rows, int64_t ld, KvRows v, int64_t n_pos, int64_t d,
                                   float* acc);
-using ScoresFn = void (*)(const double* q, int64_t n_rows, const float* k, int64_t n_pos, int64_t d, float scale,
-                          float* out, int64_t ld);
 
 inline constexpr size_t kTypeSlots = 32;  // GGUF type ids tern knows are below this
 
@@ -95,7 +102,6 @@ struct Kernels {
   GemmRowsFn gemm_rows[kTypeSlots];         // may stay null: callers then use the entries above
   GemmPrepareFn gemm_prepare[kTypeSlots];
   int gemm_prep_per_block[kTypeSlots];
-  F16ToF32Fn f16_to_f32;
   DotF32Fn dot_f32;
   ScoresFn scores;
   WeightedValuesFn weighted_values;
