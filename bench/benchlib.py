@@ -65,7 +65,11 @@ def build_llamacpp(target, build_dir, jobs, server=False, amx=True):
     llamacpp_peer). Returns the executable."""
     src = llamacpp_source()
     build = CACHE / (build_dir if amx else build_dir + "-noamx")
-    no_amx = [] if amx else ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+    # GGML_NATIVE compiles ggml's AMX kernels wherever -march=native enables AMX, whatever the
+    # GGML_AMX_* options say: the compiler's AMX flags are turned off (explicit -mno-* win over -march).
+    no_amx_flags = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    no_amx = [] if amx else ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF",
+                             f"-DCMAKE_C_FLAGS={no_amx_flags}", f"-DCMAKE_CXX_FLAGS={no_amx_flags}"]
     exe = build / "bin" / target
     if not (build / "CMakeCache.txt").is_file():
         log(f"configuring llama.cpp in {build}")
@@ -110,7 +114,7 @@ def llamacpp_peer(target, build_dir, jobs, model, server=False):
     if probe.returncode >= 0:
         return exe, None
     note = (f"llama.cpp's AMX build died with signal {-probe.returncode} on {Path(model).name} "
-            "(ggml-org/llama.cpp#20824); the peer is the same build with GGML_AMX_* off")
+            "(ggml-org/llama.cpp#20824); the peer is the same build with its AMX kernels compiled out")
     log(note)
     return build_llamacpp(target, build_dir, jobs, server, amx=False), note
 
