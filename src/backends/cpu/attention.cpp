@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/fp16.h"
 #include "core/fp8.h"
 #include "quant/quant.h"
 
