@@ -188,9 +188,9 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     };
     // Attention block. From the second layer on, the norm ran with the previous layer's residual
     // add (below).
-    if (l == 0) backend_.rms_norm(x, L.attn_norm, hp_.eps, xb);
-    trace(named("attn_norm"), xb);
     const TensorView qkv_w[] = {L.wq, L.wk, L.wv}, qkv[] = {q, k, v};
+    if (l == 0) backend_.rms_norm_for(x, L.attn_norm, hp_.eps, xb, qkv_w);
+    trace(named("attn_norm"), xb);
     backend_.matmul_group(qkv_w, xb, qkv);
     const TensorView q3 = reshape(q, {H, info_.n_head, T}), k3 = reshape(k, {H, info_.n_kv_head, T});
     backend_.rope_qk(q3, k3, positions, hp_.rope);
@@ -212,16 +212,19 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     backend_.matmul(L.wo, att, xb);
     trace(named("attn_out"), xb);
     // Feed-forward block: the residual add and its norm as one op.
-    backend_.add_rms_norm(x, xb, L.ffn_norm, hp_.eps, xb);
-    trace(named("ffn_norm"), xb);
     const TensorView ffn_w[] = {L.w_gate, L.w_up}, ffn[] = {gate, up};
+    backend_.add_rms_norm_for(x, xb, L.ffn_norm, hp_.eps, xb, ffn_w);
+    trace(named("ffn_norm"), xb);
     backend_.matmul_group(ffn_w, xb, ffn);
     backend_.swiglu(gate, up, gate);
     trace(named("ffn_swiglu"), gate);
     backend_.matmul(L.w_down, gate, xb);
     trace(named("ffn_out"), xb);
     if (l + 1 < n_layers) {
-      backend_.add_rms_norm(x, xb, layers_[l + 1].attn_norm, hp_.eps, xb);  // the next layer's attn_norm
+      // The next layer's attn_norm, rounded for its q/k/v weights.
+      const Layer& N = layers_[l + 1];
+      const TensorView next_qkv[] = {N.wq, N.wk, N.wv};
+      backend_.add_rms_norm_for(x, xb, N.attn_norm, hp_.eps, xb, next_qkv);
     } else {
       backend_.add(x, xb, x);
     }

@@ -105,6 +105,18 @@ class Backend {
     add(x, d, x);
     rms_norm(x, w, eps, out);
   }
+  // rms_norm and add_rms_norm whose output is the input of the very next call on this backend,
+  // matmul_group(next, out, ...): a backend may also round `out` for those weights' dot products
+  // (see ops.h, Numerics) while each row is in cache, and that matmul_group then skip its own pass
+  // over `out`. Same results as the plain calls. Default: the plain calls.
+  virtual void rms_norm_for(const TensorView& x, const TensorView& w, float eps, const TensorView& out,
+                            std::span<const TensorView> next) {
+    rms_norm(x, w, eps, out);
+  }
+  virtual void add_rms_norm_for(const TensorView& x, const TensorView& d, const TensorView& w, float eps,
+                                const TensorView& out, std::span<const TensorView> next) {
+    add_rms_norm(x, d, w, eps, out);
+  }
 };
 
 }  // namespace tern

@@ -237,6 +237,54 @@ TEST(Ops, MatmulGroupMatchesSeparateMatmuls) {
   }
 }
 
+// A norm told which weights read its output next (rms_norm_for, add_rms_norm_for) may round that
+// output for them in the same pass: the matmuls after it give the plain calls' bits. Any op that
+// writes in between (here an add into the norm's output) makes the matmul round the new values.
+TEST(Ops, NormRoundedForTheNextMatmulsEqualsThePlainCalls) {
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::F16}) {
+    const int64_t n_in = 256;
+    const int64_t n_out[] = {40, 16};
+    std::vector<std::vector<uint8_t>> w;
+    for (int i = 0; i < 2; ++i) w.push_back(random_weight(t, n_in, n_out[i], 80 + i));
+    const auto nw = random_floats(static_cast<size_t>(n_in), 81);
+    const auto nwv = TensorView::contiguous(const_cast<float*>(nw.data()), DType::F32, {n_in});
+    for (auto& be : backends_under_test()) {
+      std::vector<TensorView> wv;
+      for (int i = 0; i < 2; ++i) wv.push_back(be->prepare_weight(TensorView::contiguous(w[i].data(), t, {n_in, n_out[i]})));
+      for (int64_t n_tok : {1, 7}) {
+        const size_t n_x = static_cast<size_t>(n_in * n_tok);
+        // run(fused, poke): the norm (plain or told of wv), then optionally an add into its output,
+        // then matmul_group over it; returns both outputs.
+        auto run = [&](bool fused, bool add_first, bool poke) {
+          auto x = random_floats(n_x, 82), d = random_floats(n_x, 83), out = std::vector<float>(n_x, 0.f);
+          const auto xv = TensorView::contiguous(x.data(), DType::F32, {n_in, n_tok});
+          const auto dv = TensorView::contiguous(d.data(), DType::F32, {n_in, n_tok});
+          const auto ov = TensorView::contiguous(out.data(), DType::F32, {n_in, n_tok});
+          if (add_first) fused ? be->add_rms_norm_for(xv, dv, nwv, 1e-5f, ov, wv) : be->add_rms_norm(xv, dv, nwv, 1e-5f, ov);
+          else fused ? be->rms_norm_for(xv, nwv, 1e-5f, ov, wv) : be->rms_norm(xv, nwv, 1e-5f, ov);
+          if (poke) be->add(ov, dv, ov);
+          std::vector<std::vector<float>> y(2);
+          std::vector<TensorView> yv;
+          for (int i = 0; i < 2; ++i) {
+            y[i].assign(static_cast<size_t>(n_out[i] * n_tok), std::nanf(""));
+            yv.push_back(TensorView::contiguous(y[i].data(), DType::F32, {n_out[i], n_tok}));
+          }
+          be->matmul_group(wv, ov, yv);
+          return y;
+        };
+        for (bool add_first : {false, true})
+          for (bool poke : {false, true}) {
+            const auto want = run(false, add_first, poke), got = run(true, add_first, poke);
+            for (int i = 0; i < 2; ++i)
+              EXPECT_EQ(0, std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)))
+                  << be->name() << " " << dtype_name(t) << " weight " << i << ", " << n_tok << " tokens"
+                  << (add_first ? ", add_rms_norm" : ", rms_norm") << (poke ? ", written in between" : "");
+          }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTest, ::testing::ValuesIn(matmul_cases()),
                          [](const auto& info) {
                            const auto& c = info.param;

@@ -86,6 +86,7 @@ class CpuBackend final : public Backend {
   static constexpr size_t kCopiedWeightBytes = size_t{1} << 20;
 
   void get_rows(const TensorView& table, const int32_t* ids, int64_t n, const TensorView& out) override {
+    rounded_ = {};
     if (table.layout == 0) return ref::get_rows(table, ids, n, out);
     // A table repacked for the matmul (a tied output head): each id's row comes out of its group
     // of eight, undone into the file's layout, then dequantised as the reference does.
@@ -102,23 +103,20 @@ class CpuBackend final : public Backend {
   }
 
   void rms_norm(const TensorView& x, const TensorView& w, float eps, const TensorView& out) override {
-    check_rms_norm(x, w, out);
-    pool_.parallel_for(x.ne[1], [&](int64_t a, int64_t b) { ref::rms_norm(slice(x, 1, a, b), w, eps, slice(out, 1, a, b)); });
+    rms_norm_for(x, w, eps, out, {});
   }
-
-  // Each row's add and norm back to back while the row is in L1 (a prefill's rows are 8 KB and
-  // more each: two ops would stream the whole batch through the caches twice).
+  void rms_norm_for(const TensorView& x, const TensorView& w, float eps, const TensorView& out,
+                    std::span<const TensorView> next) override {
+    norm_rows(x, nullptr, w, eps, out, next);
+  }
   void add_rms_norm(const TensorView& x, const TensorView& d, const TensorView& w, float eps,
                     const TensorView& out) override {
+    add_rms_norm_for(x, d, w, eps, out, {});
+  }
+  void add_rms_norm_for(const TensorView& x, const TensorView& d, const TensorView& w, float eps, const TensorView& out,
+                        std::span<const TensorView> next) override {
     check_same_shape("add_rms_norm", x, d);
-    check_rms_norm(x, w, out);
-    pool_.parallel_for(x.ne[1], [&](int64_t a, int64_t b) {
-      for (int64_t r = a; r < b; ++r) {
-        const TensorView xr = slice(x, 1, r, r + 1);
-        ref::add(xr, slice(d, 1, r, r + 1), xr);
-        ref::rms_norm(xr, w, eps, slice(out, 1, r, r + 1));
-      }
-    });
+    norm_rows(x, &d, w, eps, out, next);
   }
 
   void matmul(const TensorView& w, const TensorView& x, const TensorView& y) override {
@@ -157,6 +155,10 @@ class CpuBackend final : public Backend {
         xq[i] = xq[same], a_bytes[i] = a_bytes[same];
         continue;
       }
+      if (i == 0 && !widen && rounded_ == Rounded{x.data, n_in, n_tok, x.nb[1], at}) {
+        xq[0] = x_quantized_[0].data();  // the norm before rounded x (norm_rows)
+        continue;
+      }
       uint8_t* buf = scratch(x_quantized_[i], a_bytes[i] * static_cast<size_t>(n_tok));
       xq[i] = buf;
       const size_t ab = a_bytes[i];
@@ -172,6 +174,7 @@ class CpuBackend final : public Backend {
       });
       if (wide) xq[i] = reinterpret_cast<const uint8_t*>(wide), a_bytes[i] = static_cast<size_t>(n_in) * sizeof(float);
     }
+    rounded_ = {};  // x may be written next: rounded again by the next norm_rows only
     // Prefill through the panel GEMM: its activation tables once per weight type.
     const float* prep[kMaxGroup] = {};
     for (size_t i = 0; i < ws.size() && n_tok >= 4; ++i) {
@@ -219,6 +222,7 @@ class CpuBackend final : public Backend {
   // The reference's arithmetic (ref::rope), with each token's cos/sin computed once for all heads
   // of q and of k (k.data null: q only).
   void rope_qk(const TensorView& q, const TensorView& k, const int32_t* pos, const RopeParams& p) override {
+    rounded_ = {};
     check_rope(q, p);
     if (k.data) {
       check_rope(k, p);
@@ -256,6 +260,7 @@ class CpuBackend final : public Backend {
   }
 
   void kv_store(const TensorView& src, const TensorView& cache, const int32_t* slots) override {
+    rounded_ = {};
     if (cache.dtype != DType::F16) return ref::kv_store(src, cache, slots);
     check_kv_store(src, cache);
     for (int64_t t = 0; t < src.ne[2]; ++t)
@@ -268,9 +273,13 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void attention(const AttentionArgs& a) override { attention_.run(a, kernels_, pool_, exact_); }
+  void attention(const AttentionArgs& a) override {
+    rounded_ = {};
+    attention_.run(a, kernels_, pool_, exact_);
+  }
 
   void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override {
+    rounded_ = {};
     check_same_shape("swiglu", g, u);
     check_same_shape("swiglu", g, o);
     // Rows in column pieces where there are fewer rows than threads (a decode step's one row, 5632
@@ -289,9 +298,59 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void add(const TensorView& a, const TensorView& b, const TensorView& o) override { ref::add(a, b, o); }
+  void add(const TensorView& a, const TensorView& b, const TensorView& o) override {
+    rounded_ = {};
+    ref::add(a, b, o);
+  }
+  std::unique_ptr<Buffer> alloc(size_t bytes) override {  // (a new buffer may reuse a freed address)
+    rounded_ = {};
+    return Backend::alloc(bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    rounded_ = {};
+    Backend::copy(dst, src, bytes);
+  }
+  void to_backend(void* dst, const void* src, size_t bytes) override {
+    rounded_ = {};
+    Backend::to_backend(dst, src, bytes);
+  }
 
  private:
+  // out = rms_norm(x (+= *d first, if d), w) row by row, each row's add and norm back to back while
+  // it is in L1 (a prefill's rows are 8 KB and more each: two ops would stream the whole batch
+  // through the caches twice). With `next` (rms_norm_for), each row is also rounded there for those
+  // weights' dot products, into the buffer matmul_group's first weight rounds into, when they all
+  // take the same 8-bit activation type; rounded_ then tells matmul_group so, until any other op.
+  void norm_rows(const TensorView& x, const TensorView* d, const TensorView& w, float eps, const TensorView& out,
+                 std::span<const TensorView> next) {
+    check_rms_norm(x, w, out);
+    rounded_ = {};
+    const int64_t n = x.ne[0], n_tok = x.ne[1];
+    DType at = DType::F32;
+    if (!exact_ && !next.empty() && next.size() <= kMaxGroup) {
+      at = quant::vec_dot_type(next[0].dtype);
+      for (const TensorView& wn : next)
+        if (quant::vec_dot_type(wn.dtype) != at || kernels_.gemm_rows[static_cast<size_t>(wn.dtype)] ||
+            !kernels_.vec_dot[static_cast<size_t>(wn.dtype)] || wn.ne[0] != n)
+          at = DType::F32;  // mixed, widened (plain types) or no fused rounding to offer
+    }
+    const size_t ab = at == DType::F32 ? 0 : row_bytes(at, n);
+    uint8_t* buf = ab ? scratch(x_quantized_[0], ab * static_cast<size_t>(n_tok)) : nullptr;
+    const cpu::QuantizeActFn q = ab ? kernels_.quantize_act[static_cast<size_t>(at)] : nullptr;
+    pool_.parallel_for(n_tok, [&](int64_t a, int64_t b) {
+      for (int64_t r = a; r < b; ++r) {
+        const TensorView xr = slice(x, 1, r, r + 1), outr = slice(out, 1, r, r + 1);
+        if (d) ref::add(xr, slice(*d, 1, r, r + 1), xr);
+        ref::rms_norm(xr, w, eps, outr);
+        if (!buf) continue;
+        const auto* src = static_cast<const float*>(outr.data);
+        if (q) q(src, buf + r * ab, n);
+        else quant::quantize_activation_row(at, src, buf + r * ab, n);
+      }
+    });
+    if (buf) rounded_ = {out.data, n, n_tok, out.nb[1], at};
+  }
+
   // Rows [j0, j1) of y = W x with x already quantised (rows of a_bytes). Prefill works in blocks of
   // kRowBlock weight rows against groups of four tokens: the four activation rows stay in L1 while
   // the block's rows pass over them, and each weight block is unpacked once per four tokens.
@@ -458,6 +517,15 @@ class CpuBackend final : public Backend {
   const cpu::Kernels& kernels_;
   cpu::FlashAttention attention_;
   std::vector<uint8_t> x_quantized_[kMaxGroup];
+  // What x_quantized_[0] holds when the last op was a norm that rounded its output (norm_rows).
+  struct Rounded {
+    const void* src = nullptr;
+    int64_t n = 0, n_tok = 0;
+    size_t row_stride = 0;
+    DType at = DType::F32;
+    bool operator==(const Rounded&) const = default;
+  };
+  Rounded rounded_;
   std::vector<float> x_widened_[kMaxGroup];  // F16/BF16 activations widened for gemm_rows
   std::vector<float> panel_prep_[kMaxGroup];
   cpu::WeightArena prepared_;  // repacked weights
