@@ -216,7 +216,7 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     backend_.add_rms_norm_for(x, xb, L.ffn_norm, hp_.eps, xb, ffn_w);
     trace(named("ffn_norm"), xb);
     backend_.matmul_group(ffn_w, xb, ffn);
-    backend_.swiglu(gate, up, gate);
+    backend_.swiglu_for(gate, up, gate, std::span(&L.w_down, 1));
     trace(named("ffn_swiglu"), gate);
     backend_.matmul(L.w_down, gate, xb);
     trace(named("ffn_out"), xb);

@@ -117,6 +117,12 @@ class Backend {
                                 const TensorView& out, std::span<const TensorView> next) {
     add_rms_norm(x, d, w, eps, out);
   }
+  // swiglu whose output is the input of the very next call, matmul_group(next, out, ...) (the down
+  // projection): as rms_norm_for.
+  virtual void swiglu_for(const TensorView& gate, const TensorView& up, const TensorView& out,
+                          std::span<const TensorView> next) {
+    swiglu(gate, up, out);
+  }
 };
 
 }  // namespace tern

@@ -237,9 +237,10 @@ TEST(Ops, MatmulGroupMatchesSeparateMatmuls) {
   }
 }
 
-// A norm told which weights read its output next (rms_norm_for, add_rms_norm_for) may round that
-// output for them in the same pass: the matmuls after it give the plain calls' bits. Any op that
-// writes in between (here an add into the norm's output) makes the matmul round the new values.
+// A norm or SwiGLU told which weights read its output next (rms_norm_for, add_rms_norm_for,
+// swiglu_for) may round that output for them in the same pass: the matmuls after it give the plain
+// calls' bits. Any op that writes in between (here an add into the output) makes the matmul round
+// the new values.
 TEST(Ops, NormRoundedForTheNextMatmulsEqualsThePlainCalls) {
   for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::F16}) {
     const int64_t n_in = 256;
@@ -255,13 +256,14 @@ TEST(Ops, NormRoundedForTheNextMatmulsEqualsThePlainCalls) {
         const size_t n_x = static_cast<size_t>(n_in * n_tok);
         // run(fused, poke): the norm (plain or told of wv), then optionally an add into its output,
         // then matmul_group over it; returns both outputs.
-        auto run = [&](bool fused, bool add_first, bool poke) {
+        auto run = [&](bool fused, int op, bool poke) {  // op 0: rms_norm, 1: add_rms_norm, 2: swiglu
           auto x = random_floats(n_x, 82), d = random_floats(n_x, 83), out = std::vector<float>(n_x, 0.f);
           const auto xv = TensorView::contiguous(x.data(), DType::F32, {n_in, n_tok});
           const auto dv = TensorView::contiguous(d.data(), DType::F32, {n_in, n_tok});
           const auto ov = TensorView::contiguous(out.data(), DType::F32, {n_in, n_tok});
-          if (add_first) fused ? be->add_rms_norm_for(xv, dv, nwv, 1e-5f, ov, wv) : be->add_rms_norm(xv, dv, nwv, 1e-5f, ov);
-          else fused ? be->rms_norm_for(xv, nwv, 1e-5f, ov, wv) : be->rms_norm(xv, nwv, 1e-5f, ov);
+          if (op == 1) fused ? be->add_rms_norm_for(xv, dv, nwv, 1e-5f, ov, wv) : be->add_rms_norm(xv, dv, nwv, 1e-5f, ov);
+          else if (op == 0) fused ? be->rms_norm_for(xv, nwv, 1e-5f, ov, wv) : be->rms_norm(xv, nwv, 1e-5f, ov);
+          else fused ? be->swiglu_for(xv, dv, ov, wv) : be->swiglu(xv, dv, ov);
           if (poke) be->add(ov, dv, ov);
           std::vector<std::vector<float>> y(2);
           std::vector<TensorView> yv;
@@ -272,13 +274,14 @@ TEST(Ops, NormRoundedForTheNextMatmulsEqualsThePlainCalls) {
           be->matmul_group(wv, ov, yv);
           return y;
         };
-        for (bool add_first : {false, true})
+        for (int op : {0, 1, 2})
           for (bool poke : {false, true}) {
-            const auto want = run(false, add_first, poke), got = run(true, add_first, poke);
+            // The fused run first: the plain one would leave the same rounded rows behind.
+            const auto got = run(true, op, poke), want = run(false, op, poke);
             for (int i = 0; i < 2; ++i)
               EXPECT_EQ(0, std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)))
-                  << be->name() << " " << dtype_name(t) << " weight " << i << ", " << n_tok << " tokens"
-                  << (add_first ? ", add_rms_norm" : ", rms_norm") << (poke ? ", written in between" : "");
+                  << be->name() << " " << dtype_name(t) << " weight " << i << ", " << n_tok << " tokens, op " << op
+                  << (poke ? ", written in between" : "");
           }
       }
     }

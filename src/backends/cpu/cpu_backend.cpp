@@ -162,13 +162,10 @@ class CpuBackend final : public Backend {
       uint8_t* buf = scratch(x_quantized_[i], a_bytes[i] * static_cast<size_t>(n_tok));
       xq[i] = buf;
       const size_t ab = a_bytes[i];
-      const cpu::QuantizeActFn q = kernels_.quantize_act[static_cast<size_t>(at)];
       float* wide = widen ? scratch(x_widened_[i], static_cast<size_t>(n_in * n_tok)) : nullptr;
       pool_.parallel_for(n_tok, [&](int64_t a, int64_t b) {
         for (int64_t t = a; t < b; ++t) {
-          const auto* src = static_cast<const float*>(x.row(t));
-          if (q) q(src, buf + t * ab, n_in);
-          else quant::quantize_activation_row(at, src, buf + t * ab, n_in);
+          round_activations(at, static_cast<const float*>(x.row(t)), buf + t * ab, n_in);
           if (wide) quant::dequantize_row(at, buf + t * ab, wide + t * n_in, n_in);
         }
       });
@@ -278,24 +275,32 @@ class CpuBackend final : public Backend {
     attention_.run(a, kernels_, pool_, exact_);
   }
 
-  void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override {
+  void swiglu(const TensorView& g, const TensorView& u, const TensorView& o) override { swiglu_for(g, u, o, {}); }
+  void swiglu_for(const TensorView& g, const TensorView& u, const TensorView& o, std::span<const TensorView> next) override {
     rounded_ = {};
     check_same_shape("swiglu", g, u);
     check_same_shape("swiglu", g, o);
     // Rows in column pieces where there are fewer rows than threads (a decode step's one row, 5632
     // wide on the 1.1B shape: its exponentials are most of the op, and the other threads would wait).
+    // Pieces rounded for `next` (see norm_rows) start on whole blocks of the activation type.
     const int64_t rows = g.nrows(), n = g.ne[0];
     if (rows == 0) return;
+    const DType at = rounding_for(next, n);
+    const int64_t unit = at == DType::F32 ? 64 : std::max<int64_t>(64, traits(at).block_elems);
     const int64_t pieces = std::max<int64_t>(1, (pool_.size() + rows - 1) / rows);
-    const int64_t width = ((n + pieces - 1) / pieces + 63) / 64 * 64;
+    const int64_t width = ((n + pieces - 1) / pieces + unit - 1) / unit * unit;
+    const size_t ab = at == DType::F32 ? 0 : row_bytes(at, n);
+    uint8_t* buf = ab ? scratch(x_quantized_[0], ab * static_cast<size_t>(rows)) : nullptr;
     pool_.parallel_for(rows * pieces, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t r = i / pieces, c0 = i % pieces * width, c1 = std::min(n, c0 + width);
-        if (c0 < c1)
-          kernels_.swiglu(static_cast<const float*>(g.row(r)) + c0, static_cast<const float*>(u.row(r)) + c0,
-                          static_cast<float*>(o.row(r)) + c0, c1 - c0);
+        if (c0 >= c1) continue;
+        float* out = static_cast<float*>(o.row(r)) + c0;
+        kernels_.swiglu(static_cast<const float*>(g.row(r)) + c0, static_cast<const float*>(u.row(r)) + c0, out, c1 - c0);
+        if (buf) round_activations(at, out, buf + r * ab + row_bytes(at, c0), c1 - c0);
       }
     });
+    if (buf) rounded_ = {o.data, n, rows, o.nb[1], at};
   }
 
   void add(const TensorView& a, const TensorView& b, const TensorView& o) override {
@@ -326,29 +331,36 @@ class CpuBackend final : public Backend {
     check_rms_norm(x, w, out);
     rounded_ = {};
     const int64_t n = x.ne[0], n_tok = x.ne[1];
-    DType at = DType::F32;
-    if (!exact_ && !next.empty() && next.size() <= kMaxGroup) {
-      at = quant::vec_dot_type(next[0].dtype);
-      for (const TensorView& wn : next)
-        if (quant::vec_dot_type(wn.dtype) != at || kernels_.gemm_rows[static_cast<size_t>(wn.dtype)] ||
-            !kernels_.vec_dot[static_cast<size_t>(wn.dtype)] || wn.ne[0] != n)
-          at = DType::F32;  // mixed, widened (plain types) or no fused rounding to offer
-    }
+    const DType at = rounding_for(next, n);
     const size_t ab = at == DType::F32 ? 0 : row_bytes(at, n);
     uint8_t* buf = ab ? scratch(x_quantized_[0], ab * static_cast<size_t>(n_tok)) : nullptr;
-    const cpu::QuantizeActFn q = ab ? kernels_.quantize_act[static_cast<size_t>(at)] : nullptr;
     pool_.parallel_for(n_tok, [&](int64_t a, int64_t b) {
       for (int64_t r = a; r < b; ++r) {
         const TensorView xr = slice(x, 1, r, r + 1), outr = slice(out, 1, r, r + 1);
         if (d) ref::add(xr, slice(*d, 1, r, r + 1), xr);
         ref::rms_norm(xr, w, eps, outr);
-        if (!buf) continue;
-        const auto* src = static_cast<const float*>(outr.data);
-        if (q) q(src, buf + r * ab, n);
-        else quant::quantize_activation_row(at, src, buf + r * ab, n);
+        if (buf) round_activations(at, static_cast<const float*>(outr.data), buf + r * ab, n);
       }
     });
     if (buf) rounded_ = {out.data, n, n_tok, out.nb[1], at};
+  }
+
+  // The 8-bit activation type all of `next` take (n inputs each), or F32 where the op producing
+  // their input has no rounding to offer them: none given, exact mode, mixed types, or plain
+  // weights (their activations are widened, see matmul_group).
+  DType rounding_for(std::span<const TensorView> next, int64_t n) const {
+    if (exact_ || next.empty() || next.size() > kMaxGroup) return DType::F32;
+    const DType at = quant::vec_dot_type(next[0].dtype);
+    for (const TensorView& wn : next)
+      if (quant::vec_dot_type(wn.dtype) != at || kernels_.gemm_rows[static_cast<size_t>(wn.dtype)] ||
+          !kernels_.vec_dot[static_cast<size_t>(wn.dtype)] || wn.ne[0] != n)
+        return DType::F32;
+    return at == DType::F32 || n % traits(at).block_elems != 0 ? DType::F32 : at;
+  }
+  // x[0, n) rounded to activation type at (whole blocks) into out, as matmul_group rounds them.
+  void round_activations(DType at, const float* x, uint8_t* out, int64_t n) const {
+    if (const cpu::QuantizeActFn q = kernels_.quantize_act[static_cast<size_t>(at)]) q(x, out, n);
+    else quant::quantize_activation_row(at, x, out, n);
   }
 
   // Rows [j0, j1) of y = W x with x already quantised (rows of a_bytes). Prefill works in blocks of
