@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 
 #include "backends/cpu/repack.h"
 #include "core/error.h"
@@ -270,14 +269,7 @@ float dot_f32_generic(const float* a, const float* b, int64_t n) {
   return static_cast<float>(s);
 }
 
-// Element c of an attention chunk's row (KvRows): f32, or f16 widened exactly.
-template <class T>
-float kv_element(const void* row, int64_t c) {
-  if constexpr (std::is_same_v<T, uint16_t>) return fp16_to_f32(static_cast<const uint16_t*>(row)[c]);
-  else return static_cast<const float*>(row)[c];
-}
-
-template <class T>
+template <DType W>
 void scores_rows_generic(const double* q, int64_t n_rows, const void* const* k, int64_t n_pos, int64_t d, float scale,
                          float* out, int64_t ld) {
   for (int64_t p = 0; p < n_pos; ++p)
@@ -286,16 +278,16 @@ void scores_rows_generic(const double* q, int64_t n_rows, const void* const* k, 
       const double* qi = q + i * d;
       int64_t c = 0;
       for (; c + 4 <= d; c += 4)
-        for (int u = 0; u < 4; ++u) acc[u] += qi[c + u] * kv_element<T>(k[p], c + u);
+        for (int u = 0; u < 4; ++u) acc[u] += qi[c + u] * plain_element<W>(k[p], c + u);
       double s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-      for (; c < d; ++c) s += qi[c] * kv_element<T>(k[p], c);
+      for (; c < d; ++c) s += qi[c] * plain_element<W>(k[p], c);
       out[i * ld + p] = static_cast<float>(s) * scale;
     }
 }
 void scores_generic(const double* q, int64_t n_rows, KvRows k, int64_t n_pos, int64_t d, float scale, float* out,
                     int64_t ld) {
-  if (k.f16) scores_rows_generic<uint16_t>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
-  else scores_rows_generic<float>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
+  if (k.f16) scores_rows_generic<DType::F16>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
+  else scores_rows_generic<DType::F32>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
 }
 
 // exp(x) for x <= 0 (softmax arguments), computed in double and rounded once to float, so that it
@@ -346,7 +338,7 @@ void round_f16_generic(const float* x, double* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_f32(f32_to_fp16(x[i]));
 }
 
-template <class T>
+template <DType W>
 void weighted_rows_generic(const float* w, int64_t n_rows, int64_t ld, const void* const* v, int64_t n_pos, int64_t d,
                            float* acc) {
   for (int64_t i = 0; i < n_rows; ++i)
@@ -355,13 +347,13 @@ void weighted_rows_generic(const float* w, int64_t n_rows, int64_t ld, const voi
       if (wp == 0.0f) continue;
       float* ai = acc + i * d;
       // Fused, as the SIMD variants' FMA: same bits on every variant.
-      for (int64_t c = 0; c < d; ++c) ai[c] = std::fma(wp, kv_element<T>(v[p], c), ai[c]);
+      for (int64_t c = 0; c < d; ++c) ai[c] = std::fma(wp, plain_element<W>(v[p], c), ai[c]);
     }
 }
 void weighted_values_generic(const float* w, int64_t n_rows, int64_t ld, KvRows v, int64_t n_pos, int64_t d,
                              float* acc) {
-  if (v.f16) weighted_rows_generic<uint16_t>(w, n_rows, ld, v.rows, n_pos, d, acc);
-  else weighted_rows_generic<float>(w, n_rows, ld, v.rows, n_pos, d, acc);
+  if (v.f16) weighted_rows_generic<DType::F16>(w, n_rows, ld, v.rows, n_pos, d, acc);
+  else weighted_rows_generic<DType::F32>(w, n_rows, ld, v.rows, n_pos, d, acc);
 }
 
 // Q4_0 (kHead 2) and Q4_1 (kHead 4) in groups of eight rows: Kernels::gemv_q4_0_x8 and

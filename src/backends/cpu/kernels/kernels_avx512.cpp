@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -616,17 +615,17 @@ inline __m512d sum8(const __m512d v[8]) {
 // eight key rows are widened to double once per block of positions, for all the query rows (a GQA
 // group's eight): widening them per pair of rows took as many uops as the multiply-adds. The sums
 // are exact (see ScoresFn), so the order is free.
-template <class T>
+template <DType W>
 void scores_rows_zmm(const double* q, int64_t n_rows, const void* const* k, int64_t n_pos, int64_t d, float scale,
                      float* out, int64_t ld) {
   constexpr int64_t kMaxD = 256;
-  if (d % 8 != 0 || d > kMaxD) return scores_rows_x86<T>(q, n_rows, k, n_pos, d, scale, out, ld);
+  if (d % 8 != 0 || d > kMaxD) return scores_rows_x86<W>(q, n_rows, k, n_pos, d, scale, out, ld);
   const __m512 vs = _mm512_set1_ps(scale);
   alignas(64) double kd[8 * kMaxD];
   int64_t p = 0;
   for (; p + 8 <= n_pos; p += 8) {
     for (int u = 0; u < 8; ++u)
-      for (int64_t c = 0; c < d; c += 8) _mm512_store_pd(kd + u * d + c, _mm512_cvtps_pd(kv_load8<T>(k[p + u], c)));
+      for (int64_t c = 0; c < d; c += 8) _mm512_store_pd(kd + u * d + c, _mm512_cvtps_pd(load8_plain<W>(k[p + u], c)));
     int64_t i = 0;
     for (; i + 2 <= n_rows; i += 2) {
       __m512d acc0[8], acc1[8];
@@ -658,29 +657,30 @@ void scores_rows_zmm(const double* q, int64_t n_rows, const void* const* k, int6
     for (int64_t i = 0; i < n_rows; ++i) {
       __m512d acc = _mm512_setzero_pd();
       for (int64_t c = 0; c < d; c += 8)
-        acc = _mm512_fmadd_pd(_mm512_loadu_pd(q + i * d + c), _mm512_cvtps_pd(kv_load8<T>(k[p], c)), acc);
+        acc = _mm512_fmadd_pd(_mm512_loadu_pd(q + i * d + c), _mm512_cvtps_pd(load8_plain<W>(k[p], c)), acc);
       out[i * ld + p] = static_cast<float>(_mm512_reduce_add_pd(acc)) * scale;
     }
   }
 }
 void scores_zmm(const double* q, int64_t n_rows, KvRows k, int64_t n_pos, int64_t d, float scale, float* out,
                 int64_t ld) {
-  if (k.f16) scores_rows_zmm<uint16_t>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
-  else scores_rows_zmm<float>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
+  if (k.f16) scores_rows_zmm<DType::F16>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
+  else scores_rows_zmm<DType::F32>(q, n_rows, k.rows, n_pos, d, scale, out, ld);
 }
 
-// Sixteen elements of an attention chunk's row (KvRows), f16 widened.
-template <class T>
-inline __m512 kv_load16(const void* row, int64_t c) {
-  if constexpr (std::is_same_v<T, uint16_t>)
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + c)));
-  else return _mm512_loadu_ps(static_cast<const float*>(row) + c);
+// Sixteen elements of an F32 or F16 row (the attention kernels' KvRows), as load8_plain's eight.
+template <DType W>
+inline __m512 load16_plain(const void* p, int64_t i) {
+  static_assert(W == DType::F32 || W == DType::F16);
+  if constexpr (W == DType::F16)
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
+  else return _mm512_loadu_ps(static_cast<const float*>(p) + i);
 }
 
 // R rows at once over d = 16 NV: each position's value row is loaded once for the R rows, and the
 // R NV accumulator chains hide the multiply-add latency that one row's NV chains left exposed
 // (positions in order per element, one FMA each, a zero weight skipped: the same bits).
-template <class T, int NV, int R>
+template <DType W, int NV, int R>
 void weighted_rows_zmm(const float* w, int64_t ld, const void* const* v, int64_t n_pos, float* acc) {
   constexpr int64_t d = 16 * NV;
   __m512 r[R][NV];
@@ -688,7 +688,7 @@ void weighted_rows_zmm(const float* w, int64_t ld, const void* const* v, int64_t
     for (int u = 0; u < NV; ++u) r[i][u] = _mm512_loadu_ps(acc + i * d + 16 * u);
   for (int64_t p = 0; p < n_pos; ++p) {
     __m512 vv[NV];
-    for (int u = 0; u < NV; ++u) vv[u] = kv_load16<T>(v[p], 16 * u);
+    for (int u = 0; u < NV; ++u) vv[u] = load16_plain<W>(v[p], 16 * u);
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const float wi = w[i * ld + p];
@@ -701,25 +701,25 @@ void weighted_rows_zmm(const float* w, int64_t ld, const void* const* v, int64_t
     for (int u = 0; u < NV; ++u) _mm512_storeu_ps(acc + i * d + 16 * u, r[i][u]);
 }
 
-template <class T, int NV, int R>
+template <DType W, int NV, int R>
 void weighted_values_rows(const float* w, int64_t n_rows, int64_t ld, const void* const* v, int64_t n_pos, float* acc) {
   constexpr int64_t d = 16 * NV;
   int64_t i = 0;
-  for (; i + R <= n_rows; i += R) weighted_rows_zmm<T, NV, R>(w + i * ld, ld, v, n_pos, acc + i * d);
-  for (; i < n_rows; ++i) weighted_rows_zmm<T, NV, 1>(w + i * ld, ld, v, n_pos, acc + i * d);
+  for (; i + R <= n_rows; i += R) weighted_rows_zmm<W, NV, R>(w + i * ld, ld, v, n_pos, acc + i * d);
+  for (; i < n_rows; ++i) weighted_rows_zmm<W, NV, 1>(w + i * ld, ld, v, n_pos, acc + i * d);
 }
 
 // Head sizes 64 and 128 as above; others through the 256-bit kernel.
-template <class T>
+template <DType W>
 void weighted_values_any(const float* w, int64_t n_rows, int64_t ld, const void* const* v, int64_t n_pos, int64_t d,
                          float* acc) {
-  if (d == 64) return weighted_values_rows<T, 4, 4>(w, n_rows, ld, v, n_pos, acc);
-  if (d == 128) return weighted_values_rows<T, 8, 2>(w, n_rows, ld, v, n_pos, acc);
-  weighted_rows_x86<T>(w, n_rows, ld, v, n_pos, d, acc);
+  if (d == 64) return weighted_values_rows<W, 4, 4>(w, n_rows, ld, v, n_pos, acc);
+  if (d == 128) return weighted_values_rows<W, 8, 2>(w, n_rows, ld, v, n_pos, acc);
+  weighted_rows_x86<W>(w, n_rows, ld, v, n_pos, d, acc);
 }
 void weighted_values_zmm(const float* w, int64_t n_rows, int64_t ld, KvRows v, int64_t n_pos, int64_t d, float* acc) {
-  if (v.f16) weighted_values_any<uint16_t>(w, n_rows, ld, v.rows, n_pos, d, acc);
-  else weighted_values_any<float>(w, n_rows, ld, v.rows, n_pos, d, acc);
+  if (v.f16) weighted_values_any<DType::F16>(w, n_rows, ld, v.rows, n_pos, d, acc);
+  else weighted_values_any<DType::F32>(w, n_rows, ld, v.rows, n_pos, d, acc);
 }
 
 // The plain matmuls' 512-bit shape (see PlainYmm): rows 2p and 2p + 1 of a tile side by side in
