@@ -23,10 +23,14 @@ static_assert(kSegment % kChunk == 0);
 // Per-thread working set of one work item: its query rows and their softmax state.
 struct Rows {
   std::vector<double> q;
-  std::vector<float> acc, scores, kchunk, vchunk;
+  std::vector<float> acc, scores, kchunk, vchunk;  // kchunk, vchunk: FP8/Q8_0 rows converted
   std::vector<float> m, l;
   std::vector<int32_t> pos;
-  int64_t slots[2][kChunk];  // cache slots of the chunk being computed and of the next one
+  // The cache rows of the chunk being computed and of the next one (FlashAttention::Item::locate).
+  struct Located {
+    const void* k[kChunk];
+    const void* v[kChunk];
+  } chunks[2];
   std::vector<float> seg_partial;  // multi-segment tiles run in one item: per segment and row, m, l, acc[d]
   int64_t n = 0;
 };
@@ -72,23 +76,20 @@ struct FlashAttention::Item {
   int64_t kvh, s0, s1, d, group;
   const KvSeq& seq;
 
-  // A chunk's rows of cache c (K or V) at `slots` for the kernels (KvRows): an F32 or F16 cache's
-  // rows where they lie; FP8 and Q8_0 rows (per-block scales) converted to f32 into buf first.
-  cpu::KvRows chunk_rows(const TensorView& c, const int64_t* slots, int64_t n, float* buf, const void** rows) const {
-    const bool direct = c.dtype == DType::F32 || c.dtype == DType::F16;
+  // A chunk's n rows of cache c (K or V), located where they lie, for the kernels (KvRows): an F32
+  // or F16 cache's as they are; FP8 and Q8_0 rows (per-block scales) converted to f32 into buf,
+  // their addresses into converted.
+  cpu::KvRows chunk_rows(const TensorView& c, const void* const* located, int64_t n, float* buf,
+                         const void** converted) const {
+    if (c.dtype == DType::F32 || c.dtype == DType::F16) return {located, c.dtype == DType::F16};
     for (int64_t j = 0; j < n; ++j) {
-      const void* r = c.row(kvh, slots[j]);
-      if (direct) {
-        rows[j] = r;
-        continue;
-      }
       float* dst = buf + j * d;
       if (c.dtype == DType::F8_E4M3)
-        for (int64_t i = 0; i < d; ++i) dst[i] = fp8_e4m3_to_f32(static_cast<const uint8_t*>(r)[i]);
-      else quant::dequantize_row(c.dtype, r, dst, d);
-      rows[j] = dst;
+        for (int64_t i = 0; i < d; ++i) dst[i] = fp8_e4m3_to_f32(static_cast<const uint8_t*>(located[j])[i]);
+      else quant::dequantize_row(c.dtype, located[j], dst, d);
+      converted[j] = dst;
     }
-    return {rows, c.dtype == DType::F16};
+    return {converted, false};
   }
 
   void load_queries(Rows& r, bool round_q) const {
@@ -109,31 +110,32 @@ struct FlashAttention::Item {
     std::fill(r.l.begin(), r.l.begin() + r.n, 0.0f);
   }
 
-  // scores[row][j] for the n positions of a chunk, in cache slots `slots`.
-  void score(Rows& r, const int64_t* slots, int64_t n) const {
-    const void* rows[kChunk];
-    k.scores(r.q.data(), r.n, chunk_rows(a.k, slots, n, r.kchunk.data(), rows), n, d, a.scale, r.scores.data(), kChunk);
+  // scores[row][j] for the n positions of a located chunk.
+  void score(Rows& r, const Rows::Located& at, int64_t n) const {
+    const void* converted[kChunk];
+    k.scores(r.q.data(), r.n, chunk_rows(a.k, at.k, n, r.kchunk.data(), converted), n, d, a.scale, r.scores.data(),
+             kChunk);
   }
 
   // scores -> weights * V into acc, for the same chunk.
-  void accumulate(Rows& r, const int64_t* slots, int64_t n) const {
-    const void* rows[kChunk];
-    k.weighted_values(r.scores.data(), r.n, kChunk, chunk_rows(a.v, slots, n, r.vchunk.data(), rows), n, d,
+  void accumulate(Rows& r, const Rows::Located& at, int64_t n) const {
+    const void* converted[kChunk];
+    k.weighted_values(r.scores.data(), r.n, kChunk, chunk_rows(a.v, at.v, n, r.vchunk.data(), converted), n, d,
                       r.acc.data());
   }
 
-  // The cache slots of positions [c0, c1) into slots (looked up once per position: the K and V
-  // reads use them), and their K and V rows asked for into L2. A row is one head's slice of a slot
+  // The K and V rows of positions [c0, c1) into `at` (each position's slot looked up once: the
+  // kernels read the rows there), and asked for into L2. A row is one head's slice of a slot
   // (128 bytes at d = 64, f16), a slot's heads lie side by side and the slots of a block follow
   // each other: a stride the hardware prefetchers do not follow from one position to the next, and
   // a decode step at a 1k context spent most of its attention time waiting for these rows (SmolLM2:
   // a quarter of the bytes a token reads).
-  void locate(int64_t c0, int64_t c1, int64_t* slots) const {
+  void locate(int64_t c0, int64_t c1, Rows::Located& at) const {
     const size_t k_bytes = row_bytes(a.k.dtype, d), v_bytes = row_bytes(a.v.dtype, d);
     for (int64_t p = c0; p < c1; ++p) {
-      const int64_t slot = slots[p - c0] = kv_slot(seq, a.block_size, p);
-      const auto* kr = static_cast<const char*>(a.k.row(kvh, slot));
-      const auto* vr = static_cast<const char*>(a.v.row(kvh, slot));
+      const int64_t slot = kv_slot(seq, a.block_size, p);
+      const auto* kr = static_cast<const char*>(at.k[p - c0] = a.k.row(kvh, slot));
+      const auto* vr = static_cast<const char*>(at.v[p - c0] = a.v.row(kvh, slot));
       for (size_t o = 0; o < k_bytes; o += 64) __builtin_prefetch(kr + o, 0, 2);
       for (size_t o = 0; o < v_bytes; o += 64) __builtin_prefetch(vr + o, 0, 2);
     }
@@ -144,12 +146,12 @@ struct FlashAttention::Item {
   // visible (causal) prefix of a chunk only, so its arithmetic is the same whatever the tile's
   // other rows see. The next chunk's rows are asked for while this one is computed.
   void online(Rows& r, int64_t p0, int64_t p1) const {
-    int64_t *slots = r.slots[0], *next = r.slots[1];
-    locate(p0, std::min(p1, p0 + kChunk), slots);
+    Rows::Located *cur = &r.chunks[0], *next = &r.chunks[1];
+    locate(p0, std::min(p1, p0 + kChunk), *cur);
     for (int64_t c0 = p0; c0 < p1; c0 += kChunk) {
       const int64_t c1 = std::min(p1, c0 + kChunk), n = c1 - c0;
-      locate(c1, std::min(p1, c1 + kChunk), next);
-      score(r, slots, n);
+      locate(c1, std::min(p1, c1 + kChunk), *next);
+      score(r, *cur, n);
       for (int64_t i = 0; i < r.n; ++i) {
         float* s = &r.scores[i * kChunk];
         const int64_t n_vis = std::clamp<int64_t>(int64_t{r.pos[i]} + 1 - c0, 0, n);
@@ -164,8 +166,8 @@ struct FlashAttention::Item {
         r.m[i] = mx;
         r.l[i] = l;
       }
-      accumulate(r, slots, n);
-      std::swap(slots, next);
+      accumulate(r, *cur, n);
+      std::swap(cur, next);
     }
   }
 
