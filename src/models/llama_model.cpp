@@ -193,10 +193,9 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     trace(named("attn_norm"), xb);
     backend_.matmul_group(qkv_w, xb, qkv);
     const TensorView q3 = reshape(q, {H, info_.n_head, T}), k3 = reshape(k, {H, info_.n_kv_head, T});
-    backend_.rope_qk(q3, k3, positions, hp_.rope);
+    backend_.rope_qk_store(q3, k3, reshape(v, {H, info_.n_kv_head, T}), positions, hp_.rope, kv.k(l), kv.v(l), slots);
     trace(named("q_rope"), q);
     trace(named("k_rope"), k);
-    backend_.kv_store_kv(k3, reshape(v, {H, info_.n_kv_head, T}), kv.k(l), kv.v(l), slots);
     AttentionArgs a;
     a.q = q3;
     a.k = kv.k(l);
@@ -212,11 +211,10 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     backend_.matmul(L.wo, att, xb);
     trace(named("attn_out"), xb);
     // Feed-forward block: the residual add and its norm as one op.
-    const TensorView ffn_w[] = {L.w_gate, L.w_up}, ffn[] = {gate, up};
+    const TensorView ffn_w[] = {L.w_gate, L.w_up};
     backend_.add_rms_norm_for(x, xb, L.ffn_norm, hp_.eps, xb, ffn_w);
     trace(named("ffn_norm"), xb);
-    backend_.matmul_group(ffn_w, xb, ffn);
-    backend_.swiglu_for(gate, up, gate, std::span(&L.w_down, 1));
+    backend_.matmul_swiglu(L.w_gate, L.w_up, xb, gate, up, std::span(&L.w_down, 1));
     trace(named("ffn_swiglu"), gate);
     backend_.matmul(L.w_down, gate, xb);
     trace(named("ffn_out"), xb);

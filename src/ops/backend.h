@@ -91,6 +91,14 @@ class Backend {
     kv_store(k, k_cache, slots);
     kv_store(v, v_cache, slots);
   }
+  // rope_qk(q, k) and then kv_store_kv(k, v) (k as rotated) as one op: a backend may store each
+  // rotated pair as it computes it and save a dispatch. Same results as the two calls.
+  virtual void rope_qk_store(const TensorView& q, const TensorView& k, const TensorView& v, const int32_t* pos,
+                             const RopeParams& p, const TensorView& k_cache, const TensorView& v_cache,
+                             const int32_t* slots) {
+    rope_qk(q, k, pos, p);
+    kv_store_kv(k, v, k_cache, v_cache, slots);
+  }
   // Causal softmax(q k^T * scale) v over each token's sequence, grouped-query heads.
   virtual void attention(const AttentionArgs& a) = 0;
   // out = silu(gate) * up
@@ -122,6 +130,16 @@ class Backend {
   virtual void swiglu_for(const TensorView& gate, const TensorView& up, const TensorView& out,
                           std::span<const TensorView> next) {
     swiglu(gate, up, out);
+  }
+  // The feed-forward's first half as one op: gate = silu(w_gate x) * (w_up x), up a scratch of the
+  // same shape (its contents afterwards unspecified), `next` as in swiglu_for. A backend may apply
+  // SwiGLU as each pair of rows finishes and never write the two products. Same results in gate as
+  // matmul_group({w_gate, w_up}, x, {gate, up}) then swiglu_for(gate, up, gate, next) (the default).
+  virtual void matmul_swiglu(const TensorView& w_gate, const TensorView& w_up, const TensorView& x,
+                             const TensorView& gate, const TensorView& up, std::span<const TensorView> next) {
+    const TensorView w[] = {w_gate, w_up}, y[] = {gate, up};
+    matmul_group(w, x, y);
+    swiglu_for(gate, up, gate, next);
   }
 };
 

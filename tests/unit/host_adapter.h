@@ -51,6 +51,16 @@ class HostAdapter final : public Backend {
     inner_->matmul_group(dw, dx, dy);
     c.finish();
   }
+  void matmul_swiglu(const TensorView& w_gate, const TensorView& w_up, const TensorView& x, const TensorView& gate,
+                     const TensorView& up, std::span<const TensorView> next) override {
+    Call c(*inner_, 0);
+    const TensorView dg = c.in(w_gate), du = c.in(w_up), dx = c.in(x);
+    std::vector<TensorView> dn;
+    for (const TensorView& t : next) dn.push_back(c.in(t));
+    const TensorView og = c.out(gate), ou = c.out(up);
+    inner_->matmul_swiglu(dg, du, dx, og, ou, dn);
+    c.finish();
+  }
   void rope(const TensorView& x, const int32_t* pos, const RopeParams& p) override {
     Call c(*inner_, x.ne[2] * 4);
     const int32_t* d_pos = c.ints(pos, x.ne[2]);
@@ -73,6 +83,17 @@ class HostAdapter final : public Backend {
     const int32_t* d_slots = c.ints(slots, k.ne[2]);
     const TensorView ok = c.out(k_cache), ov = c.out(v_cache);
     inner_->kv_store_kv(dk, dv, ok, ov, d_slots);
+    c.finish();
+  }
+  void rope_qk_store(const TensorView& q, const TensorView& k, const TensorView& v, const int32_t* pos,
+                     const RopeParams& p, const TensorView& k_cache, const TensorView& v_cache,
+                     const int32_t* slots) override {
+    Call c(*inner_, 2 * q.ne[2] * 4 + 256);
+    const int32_t* d_pos = c.ints(pos, q.ne[2]);
+    const int32_t* d_slots = c.ints(slots, k.ne[2]);
+    const TensorView dq = c.out(q), dk = c.out(k), dv = c.in(v);
+    const TensorView ok = c.out(k_cache), ov = c.out(v_cache);
+    inner_->rope_qk_store(dq, dk, dv, d_pos, p, ok, ov, d_slots);
     c.finish();
   }
   void attention(const AttentionArgs& a) override {

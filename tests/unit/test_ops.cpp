@@ -473,10 +473,83 @@ TEST(Ops, KvStoreOfKAndVEqualsTwoStores) {
   }
 }
 
-// On the GPU, a decode-sized matmul whose input was written by RMSNorm, the residual add + RMSNorm
-// or SwiGLU takes that input rounded by the op itself (from the second pass on, once the backend
-// has seen which type the matmul asks for) instead of rounding it in a launch of its own. The
-// outputs must be the same bits as on the first pass, where the matmul rounded its input itself.
+// matmul_swiglu is matmul_group then swiglu on each backend, bit for bit (every weight type the
+// feed-forward may have, decode-sized and prefill-sized batches, rows not a multiple of anything).
+TEST(Ops, MatmulSwigluEqualsGroupThenSwiglu) {
+  const int64_t n_in = 256, n_ff = 72;
+  for (DType t : {DType::BF16, DType::F16, DType::F32, DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    auto wg = random_weight(t, n_in, n_ff, 91), wu = random_weight(t, n_in, n_ff, 92);
+    const TensorView g_w = TensorView::contiguous(wg.data(), t, {n_in, n_ff});
+    const TensorView u_w = TensorView::contiguous(wu.data(), t, {n_in, n_ff});
+    for (int64_t T : {1, 5, 40}) {
+      auto x = random_floats(static_cast<size_t>(n_in * T), 93);
+      const TensorView xv = TensorView::contiguous(x.data(), DType::F32, {n_in, T});
+      auto backends = backends_under_test();
+      if (cuda_unavailable_reason().empty())  // f32 activations: the GEMV's other instantiation
+        backends.push_back({std::make_unique<tern::testing::HostAdapter>(
+                                make_cuda_backend({.exact_activations = true}), "cuda-exact"),
+                            true, 0, 1e-5, false});
+      for (auto& be : backends) {
+        const TensorView gw = be->prepare_weight(g_w), uw = be->prepare_weight(u_w);
+        std::vector<float> eg(static_cast<size_t>(n_ff * T)), eu(eg.size());
+        const TensorView ws[] = {gw, uw};
+        const TensorView ys[] = {TensorView::contiguous(eg.data(), DType::F32, {n_ff, T}),
+                                 TensorView::contiguous(eu.data(), DType::F32, {n_ff, T})};
+        be->matmul_group(ws, xv, ys);
+        be->swiglu(ys[0], ys[1], ys[0]);
+        Guarded gg(eg.size());
+        std::vector<float> gu(eg.size());
+        be->matmul_swiglu(gw, uw, xv, TensorView::contiguous(gg.data(), DType::F32, {n_ff, T}),
+                          TensorView::contiguous(gu.data(), DType::F32, {n_ff, T}), {});
+        EXPECT_TRUE(gg.guards_intact()) << be->name();
+        EXPECT_EQ(0, std::memcmp(gg.data(), eg.data(), eg.size() * sizeof(float)))
+            << be->name() << " " << dtype_name(t) << " tokens " << T;
+      }
+    }
+  }
+}
+
+// rope_qk_store is rope_qk then kv_store_kv on each backend, bit for bit: q and k rotated, the
+// rotated k and v at their slots (out of order; untouched slots left as they were), both layouts,
+// a rotation narrower than the head (the rest of k stored as it is), F16 and F32 caches.
+TEST(Ops, RopeQkStoreEqualsRopeThenStores) {
+  const int64_t d = 64, q_heads = 6, k_heads = 2, T = 3, n_slots = 8;
+  const int32_t pos[T] = {7, 0, 300}, slots[T] = {5, 0, 6};
+  const auto q0 = random_floats(d * q_heads * T, 81), k0 = random_floats(d * k_heads * T, 82);
+  const auto v0 = random_floats(d * k_heads * T, 83);
+  for (RopeLayout layout : {RopeLayout::Normal, RopeLayout::NeoX}) {
+    for (int n_rot : {64, 32}) {
+      const RopeParams p{.n_rot = n_rot, .theta_base = 10000.0f, .layout = layout};
+      for (DType ct : {DType::F16, DType::F32}) {
+        const size_t bytes = row_bytes(ct, d) * k_heads * n_slots;
+        for (auto& be : backends_under_test()) {
+          auto eq = q0, ek = k0, gq = q0, gk = k0;
+          std::vector<uint8_t> ekc(bytes, 0x5A), evc(bytes, 0x5A), gkc(bytes, 0x5A), gvc(bytes, 0x5A);
+          auto view = [&](std::vector<float>& x, int64_t heads) {
+            return TensorView::contiguous(x.data(), DType::F32, {d, heads, T});
+          };
+          auto cache = [&](std::vector<uint8_t>& b) { return TensorView::contiguous(b.data(), ct, {d, k_heads, n_slots}); };
+          const auto vv = TensorView::contiguous(const_cast<float*>(v0.data()), DType::F32, {d, k_heads, T});
+          be->rope_qk(view(eq, q_heads), view(ek, k_heads), pos, p);
+          be->kv_store_kv(view(ek, k_heads), vv, cache(ekc), cache(evc), slots);
+          be->rope_qk_store(view(gq, q_heads), view(gk, k_heads), vv, pos, p, cache(gkc), cache(gvc), slots);
+          const std::string what = std::string(be->name()) + (layout == RopeLayout::NeoX ? " neox" : " normal") +
+                                   " n_rot " + std::to_string(n_rot) + " " + std::string(dtype_name(ct));
+          EXPECT_EQ(gq, eq) << what << " q";
+          EXPECT_EQ(gk, ek) << what << " k";
+          EXPECT_EQ(gkc, ekc) << what << " k cache";
+          EXPECT_EQ(gvc, evc) << what << " v cache";
+        }
+      }
+    }
+  }
+}
+
+// On the GPU, a decode-sized matmul whose input was written by RMSNorm, the residual add + RMSNorm,
+// SwiGLU or the gate/up GEMV with SwiGLU (matmul_swiglu) takes that input rounded by the op itself
+// (from the second pass on, once the backend has seen which type the matmul asks for) instead of
+// rounding it in a launch of its own. The outputs must be the same bits as on the first pass, where
+// the matmul rounded its input itself.
 TEST(Ops, CudaRoundingInTheProducingOpChangesNoBits) {
   const std::string why = cuda_unavailable_reason();
   if (!why.empty()) GTEST_SKIP() << "CUDA op tests skipped: " << why;
@@ -496,11 +569,22 @@ TEST(Ops, CudaRoundingInTheProducingOpChangesNoBits) {
   for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1}) {
     auto wq = random_weight(t, n, n_out, 41);
     const TensorView w = be->prepare_weight(TensorView::contiguous(wq.data(), t, {n, n_out}));
+    // Gate and up weights for matmul_swiglu (n -> n_ff), and a down projection reading its output:
+    // n_ff rows are more GEMV blocks than the GPU runs at once, so blocks that start late read the
+    // input after others have written their outputs (which must not land on it).
+    const int64_t n_ff = 8192;
+    auto wq1 = random_weight(t, n, n_ff, 46), wq2 = random_weight(t, n, n_ff, 47);
+    auto wq3 = random_weight(t, n_ff, n_out, 48);
+    const TensorView wf = be->prepare_weight(TensorView::contiguous(wq1.data(), t, {n, n_ff}));
+    const TensorView wf2 = be->prepare_weight(TensorView::contiguous(wq2.data(), t, {n, n_ff}));
+    const TensorView wd = be->prepare_weight(TensorView::contiguous(wq3.data(), t, {n_ff, n_out}));
     for (int64_t T : {1, 3}) {
       const auto x0 = random_floats(n * T, 42), d0 = random_floats(n * T, 43), g0 = random_floats(n * T, 44);
       const TensorView norm_w = device(random_floats(n, 45), {n});
       const TensorView x = device(x0, {n, T}), d = device(d0, {n, T}), g = device(g0, {n, T});
       const TensorView h = device(g0, {n, T}), h2 = device(g0, {n, T});  // one output per op: each learns once
+      const TensorView h3 = device(std::vector<float>(n_ff * T), {n_ff, T});
+      const TensorView u3 = device(std::vector<float>(n_ff * T), {n_ff, T});
       const TensorView y = device(std::vector<float>(n_out * T), {n_out, T});
       std::vector<std::vector<float>> first;
       for (int pass = 0; pass < 3; ++pass) {
@@ -521,10 +605,85 @@ TEST(Ops, CudaRoundingInTheProducingOpChangesNoBits) {
         be->matmul(w, h2, y);
         got.push_back(read(y));
         got.push_back(read(h2));
+        // The gate and up GEMVs with SwiGLU in their epilogue (16-bit weights), then the down
+        // projection reading its output.
+        be->begin_pass(1 << 12);
+        be->matmul_swiglu(wf, wf2, x, h3, u3, std::span(&wd, 1));
+        be->matmul(wd, h3, y);
+        got.push_back(read(y));
+        got.push_back(read(h3));
         if (pass == 0) first = got;
         for (size_t i = 0; i < got.size(); ++i)
           EXPECT_EQ(0, std::memcmp(got[i].data(), first[i].data(), got[i].size() * sizeof(float)))
               << dtype_name(t) << " tokens " << T << " pass " << pass << " output " << i;
+      }
+    }
+  }
+}
+
+// The same for decode attention, whose merge kernel (or, when no context of the pass has more than
+// one segment, the attention kernel itself) writes the output and rounds it for the output
+// projection: a pass with contexts of one and three segments and a pass of one-segment contexts,
+// GQA, the projection's weights of each rounding type.
+TEST(Ops, CudaDecodeAttentionRoundsForTheProjectionWithoutChangingBits) {
+  const std::string why = cuda_unavailable_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA op tests skipped: " << why;
+  auto be = make_cuda_backend({});
+  const int64_t d = 64, n_head = 8, n_kv = 2, block = 16, n_blocks = 48, n_out = 40, T = 3;
+  std::vector<std::unique_ptr<Buffer>> keep;
+  auto device = [&](const void* host, size_t bytes) {
+    keep.push_back(be->alloc(bytes));
+    be->to_backend(keep.back()->data(), host, bytes);
+    return keep.back()->data();
+  };
+  std::mt19937 rng(71);
+  std::vector<uint16_t> kh(static_cast<size_t>(d * n_kv * block * n_blocks)), vh(kh.size());
+  for (auto* c : {&kh, &vh})
+    for (auto& x : *c) x = f32_to_fp16(std::normal_distribution<float>(0.0f, 1.0f)(rng));
+  const TensorView kc = TensorView::contiguous(device(kh.data(), kh.size() * 2), DType::F16, {d, n_kv, block * n_blocks},
+                                               Device::CUDA);
+  const TensorView vc = TensorView::contiguous(device(vh.data(), vh.size() * 2), DType::F16, {d, n_kv, block * n_blocks},
+                                               Device::CUDA);
+  // Sequence 0 holds blocks 47, 46, ... (positions up to 719: three segments), sequence 1 blocks 0..2.
+  std::vector<int32_t> table0, table1;
+  for (int32_t b = 0; b < 45; ++b) table0.push_back(n_blocks - 1 - b);
+  for (int32_t b = 0; b < 3; ++b) table1.push_back(b);
+  const int32_t tok_seq[T] = {0, 1, 0};
+  const int32_t positions[2][T] = {{700, 40, 255}, {100, 40, 255}};
+  const auto q0 = random_floats(static_cast<size_t>(d * n_head * T), 72, 2.0f);
+  const TensorView q = TensorView::contiguous(device(q0.data(), q0.size() * 4), DType::F32, {d, n_head, T}, Device::CUDA);
+  std::vector<float> zeros(static_cast<size_t>(d * n_head * T));
+  const TensorView att = TensorView::contiguous(device(zeros.data(), zeros.size() * 4), DType::F32, {d, n_head, T},
+                                                Device::CUDA);
+  const TensorView y = TensorView::contiguous(device(zeros.data(), n_out * T * 4), DType::F32, {n_out, T}, Device::CUDA);
+  auto read = [&](const TensorView& t) {
+    std::vector<float> h(static_cast<size_t>(t.nelements()));
+    be->to_host(h.data(), t.data, h.size() * sizeof(float));
+    return h;
+  };
+  for (const auto& tok_pos : positions) {
+    for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_1}) {
+      auto wq = random_weight(t, d * n_head, n_out, 73);
+      const TensorView w = be->prepare_weight(TensorView::contiguous(wq.data(), t, {d * n_head, n_out}));
+      std::vector<std::vector<float>> first;
+      for (int pass = 0; pass < 3; ++pass) {
+        be->begin_pass(1 << 14);
+        const int32_t* s0 = be->stage(std::span<const int32_t>(table0));
+        const int32_t* s1 = be->stage(std::span<const int32_t>(table1));
+        const KvSeq seqs_host[2] = {{s0, static_cast<int32_t>(table0.size())}, {s1, static_cast<int32_t>(table1.size())}};
+        const AttentionArgs a{.q = q, .k = kc, .v = vc, .out = att,
+                        .seqs = be->stage(std::span<const KvSeq>(seqs_host, 2)),
+                        .token_seq = be->stage(std::span<const int32_t>(tok_seq, T)),
+                        .token_pos = be->stage(std::span<const int32_t>(tok_pos, T)),
+                        .block_size = block, .scale = 0.125f};
+        be->attention(a);
+        be->matmul(w, TensorView::contiguous(att.data, DType::F32, {d * n_head, T}, Device::CUDA), y);
+        const std::vector<std::vector<float>> got = {read(y), read(att)};
+        if (pass == 0) first = got;
+        for (size_t i = 0; i < got.size(); ++i)
+          EXPECT_EQ(0, std::memcmp(got[i].data(), first[i].data(), got[i].size() * sizeof(float)))
+              << dtype_name(t) << " first position " << tok_pos[0] << " pass " << pass
+              << (i ? " attention" : " projection");
       }
     }
   }

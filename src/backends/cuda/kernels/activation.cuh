@@ -121,6 +121,10 @@ __device__ __forceinline__ void round_into(const Activation& a, int64_t t, int64
   }
 }
 
+// SwiGLU of one element, silu(g) * u, with the reference's operations (elementwise.cu's swiglu and
+// the GEMV that applies it to its gate and up rows: the same bits).
+__device__ __forceinline__ float swiglu_value(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 // Unit u of token t of an 8-bit activation (Q8_0, Q8_1: a scale per unit; Q8_K: per 256).
 template <int kGroup>
 __device__ __forceinline__ void load_act(const Activation& a, int64_t t, int64_t u, ByteAct& x) {

@@ -9,7 +9,11 @@
 //   segments of kSplitPositions; one block per (token, KV head, segment) computes that segment's
 //   softmax numerator and its max and sum for all the query heads sharing the KV head, and a
 //   second kernel merges the segments exactly. The segments are fixed, so a token's result does
-//   not depend on how many blocks the batch launched.
+//   not depend on how many blocks the batch launched. When no token of the launch has more than one
+//   segment (contexts up to kSplitPositions), the first kernel writes the outputs itself, the same
+//   bits the merge would give, and the merge is not launched. (Merging in the split kernel's last
+//   block for every context, by an atomic count, measured slower at long contexts on an H200: one
+//   block per token and KV head merged what the merge kernel spreads over every head.)
 #include <cuda_fp16.h>
 
 #include <cfloat>
@@ -54,7 +58,7 @@ template <int D, class CT>
 __global__ void __launch_bounds__(kDecodeThreads)
     decode_split_kernel(const float* __restrict__ q, const CT* __restrict__ k, const CT* __restrict__ v,
                         const KvSeq* __restrict__ seqs, const DecodeItem* __restrict__ items, AttnDims dims,
-                        int max_splits, float* __restrict__ partial) {
+                        int max_splits, float* __restrict__ partial, float* __restrict__ out, Activation rounded) {
   release_dependents();
   wait_for_inputs();
   const DecodeItem item = items[blockIdx.x];
@@ -158,10 +162,17 @@ __global__ void __launch_bounds__(kDecodeThreads)
 #pragma unroll
       for (int j = 0; j < 8; ++j) red[warp][col + j] = acc[h][j];
     __syncthreads();
+    // Whole warps take part (D is a multiple of 32), as round_into needs.
     for (int c = threadIdx.x; c < D; c += kDecodeThreads) {
       float o = 0.0f;
 #pragma unroll
       for (int w = 0; w < kDecodeThreads / 32; ++w) o += red[w][c];
+      if (max_splits == 1) {  // the merge of one segment, bit for bit: its weight e^(m - m) is 1
+        const float r = o / sum[h];
+        out[(static_cast<int64_t>(item.token) * dims.n_head + h0 + h) * D + c] = r;
+        round_into(rounded, item.token, static_cast<int64_t>(h0 + h) * D + c, r);
+        continue;
+      }
       float* dst = partial + ((static_cast<int64_t>(blockIdx.x) * dims.n_head + h0 + h) * max_splits + split) *
                                  partial_stride<D>();
       dst[c] = o;
@@ -429,7 +440,9 @@ void launch_decode(const float* q, const void* k, const void* v, float* out, con
   const dim3 grid(static_cast<unsigned>(n_items), static_cast<unsigned>(dims.n_kv_head * chunks),
                   static_cast<unsigned>(max_splits));
   launch_dependent("decode attention", decode_split_kernel<D, CT>, grid, kDecodeThreads, 0, s, q,
-                   static_cast<const CT*>(k), static_cast<const CT*>(v), seqs, items, dims, max_splits, partial);
+                   static_cast<const CT*>(k), static_cast<const CT*>(v), seqs, items, dims, max_splits, partial, out,
+                   rounded);
+  if (max_splits == 1) return;  // written by the kernel above
   launch_dependent("decode attention merge", decode_merge_kernel<D>,
                    dim3(static_cast<unsigned>(n_items), static_cast<unsigned>(dims.n_head)), D < 128 ? D : 128, 0, s,
                    items, partial, dims.n_head, max_splits, out, rounded);

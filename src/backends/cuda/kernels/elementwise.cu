@@ -2,6 +2,7 @@
 // launch), SwiGLU, residual add, KV stores (k and v in one launch), conversions. The norms and
 // SwiGLU may also write their output rounded for the matmul after them (activation.cuh, round_into):
 // a decode step then launches no rounding kernels of its own.
+// RoPE and the KV stores after it are also one launch (rope_store).
 // Each follows the scalar reference's arithmetic (src/ops/ref) step for step where that is cheap
 // (RoPE's angle recurrence and fma pattern), so the GPU's q and k match the CPU's closely. Every
 // kernel is launched to overlap the one before it (dependent_launch.cuh) and begins by releasing its
@@ -60,9 +61,15 @@ __global__ void rms_norm_kernel(float* x, const float* d, const float* w, float*
   }
 }
 
+// Elements i0 and i1 of a row and their values.
+struct Pair {
+  int i0, i1;
+  float a, b;
+};
+
 // Rotates pair i of (head, token) ht of x, rows of d floats: theta_i = pos * scale^i, stepped by
-// float multiplication as the reference (and ggml) does.
-__device__ __forceinline__ void rope_pair(float* x, int64_t ht, int i, int64_t d, int half, float pos,
+// float multiplication as the reference (and ggml) does. Returns the rotated pair.
+__device__ __forceinline__ Pair rope_pair(float* x, int64_t ht, int i, int64_t d, int half, float pos,
                                           float theta_scale, bool neox) {
   float theta = pos;
   for (int k = 0; k < i; ++k) theta *= theta_scale;
@@ -71,8 +78,10 @@ __device__ __forceinline__ void rope_pair(float* x, int64_t ht, int i, int64_t d
   float* v = x + ht * d;
   const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
   const float a = v[i0], b = v[i1];
-  v[i0] = fmaf(a, c, -(b * s));
-  v[i1] = fmaf(a, s, b * c);
+  const Pair r{i0, i1, fmaf(a, c, -(b * s)), fmaf(a, s, b * c)};
+  v[i0] = r.a;
+  v[i1] = r.b;
+  return r;
 }
 
 // One thread per rotated pair (i, head, token) of q [d, q_heads, T], then of k [d, k_heads, T]
@@ -99,7 +108,7 @@ __global__ void swiglu_kernel(const float* g, const float* u, float* out, int64_
   wait_for_inputs();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  const float v = g[i] / (1.0f + expf(-g[i])) * u[i];
+  const float v = swiglu_value(g[i], u[i]);
   out[i] = v;
   if (rounded.type != DType::F32) round_into(rounded, i / rounded.n_in, i % rounded.n_in, v);
 }
@@ -135,6 +144,43 @@ __global__ void kv_store_kernel(const float* src, T* cache, const float* src2, T
   }
   const int64_t t = idx / (d * heads), rest = idx % (d * heads);
   cache[static_cast<int64_t>(slots[t]) * d * heads + rest] = convert<T>(src[idx]);
+}
+
+// RoPE on q and k, and k and v stored into their caches, in one launch: one thread per rotated
+// pair of q (half per head and token), then per pair of elements of k and of v (d / 2 per head and
+// token; k's first half rotated first, its elements past n_rot stored as they are). The rotation is
+// rope_kernel's and the conversion kv_store_kernel's, so the bits are those of the two launches.
+template <class T>
+__global__ void rope_store_kernel(float* q, float* k, const float* v, const int32_t* pos, T* k_cache, T* v_cache,
+                                  const int32_t* slots, int64_t d, int64_t q_heads, int64_t k_heads, int64_t T_,
+                                  int half, float theta_scale, bool neox) {
+  release_dependents();
+  wait_for_inputs();
+  int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t n_q = half * q_heads * T_, pairs = d / 2, n_kv = pairs * k_heads * T_;
+  if (idx < n_q) {
+    const int64_t ht = idx / half;
+    rope_pair(q, ht, static_cast<int>(idx % half), d, half, static_cast<float>(pos[ht / q_heads]), theta_scale, neox);
+    return;
+  }
+  idx -= n_q;
+  const bool is_v = idx >= n_kv;
+  if (is_v) idx -= n_kv;
+  if (idx >= n_kv) return;
+  const int64_t ht = idx / pairs, t = ht / k_heads;  // ht: head + k_heads * token
+  const int j = static_cast<int>(idx % pairs);
+  Pair p;
+  if (is_v) {
+    p = {2 * j, 2 * j + 1, v[ht * d + 2 * j], v[ht * d + 2 * j + 1]};
+  } else if (j < half) {
+    p = rope_pair(k, ht, j, d, half, static_cast<float>(pos[t]), theta_scale, neox);
+  } else {
+    const int e = 2 * half + 2 * (j - half);  // past the rotated elements
+    p = {e, e + 1, k[ht * d + e], k[ht * d + e + 1]};
+  }
+  T* row = (is_v ? v_cache : k_cache) + static_cast<int64_t>(slots[t]) * d * k_heads + (ht % k_heads) * d;
+  row[p.i0] = convert<T>(p.a);
+  row[p.i1] = convert<T>(p.b);
 }
 
 template <class T>
@@ -196,6 +242,22 @@ void kv_store(const float* src, void* cache, const float* src2, void* cache2, DT
   else
     launch_dependent("kv_store", kv_store_kernel<float>, blocks_for(n), kThreads, 0, s, src, static_cast<float*>(cache),
                      src2, static_cast<float*>(cache2), slots, d, heads, T);
+}
+
+void rope_store(float* q, float* k, const float* v, const int32_t* pos, void* k_cache, void* v_cache, DType cache_type,
+                const int32_t* slots, int64_t d, int64_t q_heads, int64_t k_heads, int64_t T, int n_rot,
+                float theta_scale, bool neox, cudaStream_t s) {
+  const int half = n_rot / 2;
+  const int64_t n = half * q_heads * T + d * k_heads * T;
+  if (n == 0) return;
+  if (cache_type == DType::F16)
+    launch_dependent("rope_store", rope_store_kernel<__half>, blocks_for(n), kThreads, 0, s, q, k, v, pos,
+                     static_cast<__half*>(k_cache), static_cast<__half*>(v_cache), slots, d, q_heads, k_heads, T, half,
+                     theta_scale, neox);
+  else
+    launch_dependent("rope_store", rope_store_kernel<float>, blocks_for(n), kThreads, 0, s, q, k, v, pos,
+                     static_cast<float*>(k_cache), static_cast<float*>(v_cache), slots, d, q_heads, k_heads, T, half,
+                     theta_scale, neox);
 }
 
 void f32_to_f16(const float* x, void* out, int64_t n, cudaStream_t s) {

@@ -41,6 +41,11 @@ void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
 // of src2 into cache2 in the same launch (a layer's V after its K) unless src2 is null.
 void kv_store(const float* src, void* cache, const float* src2, void* cache2, DType cache_type, const int32_t* slots,
               int64_t d, int64_t heads, int64_t T, cudaStream_t s);
+// rope(q, k) as above, then k and v stored at their slots as kv_store(k, k_cache, v, v_cache) does:
+// one launch, the same bits. k and v [d, k_heads, T].
+void rope_store(float* q, float* k, const float* v, const int32_t* pos, void* k_cache, void* v_cache, DType cache_type,
+                const int32_t* slots, int64_t d, int64_t q_heads, int64_t k_heads, int64_t T, int n_rot,
+                float theta_scale, bool neox, cudaStream_t s);
 void f32_to_f16(const float* x, void* out, int64_t n, cudaStream_t s);
 void f32_to_bf16(const float* x, void* out, int64_t n, cudaStream_t s);
 
@@ -86,6 +91,12 @@ void quantize_activation(const Activation& a, const float* x, int64_t n_tok, cud
 // order, so a token's result never depends on the other tokens.
 inline constexpr int kMaxGemvWeights = 3;
 void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, int64_t n_tok, cudaStream_t s);
+// out[j, t] = silu(gate[j] x[:, t]) * (up[j] x[:, t]): the feed-forward's gate and up GEMVs with
+// SwiGLU applied as they finish (each warp takes row j of both), the same bits as gemv of the two
+// then swiglu. F32, F16 and BF16 weights (whose down projection takes a 16-bit or f32 input).
+// `rounded` (F32: none; F16 or BF16) also receives out rounded for the down projection.
+void gemv_swiglu(const Weight& gate, const Weight& up, float* out, const Activation& x, int64_t n_tok,
+                 const Activation& rounded, cudaStream_t s);
 // The weight as f16 rows [n_out][n_in] (for cuBLAS).
 void dequant_f16(const Weight& w, void* out, cudaStream_t s);
 
@@ -115,9 +126,9 @@ bool decode_supports(int d);
 
 void flash_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                      const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s);
-// partial: scratch of decode_partial_floats(n_items, max_splits, dims) floats. `rounded` (type F32:
-// none) also receives out rounded for the output projection, rows of n_head * d (every token of out
-// must be an item).
+// partial: scratch of decode_partial_floats(n_items, max_splits, dims) floats (unused when
+// max_splits is 1). `rounded` (type F32: none) also receives out rounded for the output projection,
+// rows of n_head * d (every token of out must be an item).
 size_t decode_partial_floats(int n_items, int max_splits, const AttnDims& dims);
 void decode_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                       const DecodeItem* items, int n_items, int max_splits, float* partial, const AttnDims& dims,

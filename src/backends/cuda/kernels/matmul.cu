@@ -98,6 +98,11 @@ struct GemvArgs {
   int n = 0;
   int64_t total_rows = 0, n_units = 0;
   bool preload = true;  // weights loaded before the wait for the input (gemv_kernel)
+  // SwiGLU (two weights, gate and up, of n_out[0] rows each; f32/f16/bf16): a warp takes row j of
+  // both, and writes silu(gate) * up to y[0] (and glu_rounded, unless F32) instead of the two
+  // products.
+  bool glu = false;
+  Activation glu_rounded;
 };
 
 struct RowOf {
@@ -137,7 +142,11 @@ __device__ __forceinline__ void prefetch_row(const RowRef& w, int64_t row, int i
 // on the 1.1B shape that is every unit it has, and the whole weight stream of the launch overlaps
 // the kernels before it. The units are summed in the same order either way (args.preload only moves
 // the loads), so the bits do not depend on it.
-template <DType T, bool kSplit, int NT, DType A>
+//
+// kGlu (16-bit and f32 weights only): the two weights are gate and up, and each warp's pair of rows
+// is row r0 / 2 of both (GemvArgs::glu). A template parameter, so that the other GEMVs carry none
+// of it.
+template <DType T, bool kSplit, int NT, DType A, bool kGlu>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kernel(GemvArgs args, Activation act, int n_tok, int wr) {
   constexpr bool kBytes = A == DType::Q8_0 || A == DType::Q8_1 || A == DType::Q8_K;
@@ -166,7 +175,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     live[r] = r0 + r < args.total_rows;
-    rows[r] = locate(args, live[r] ? r0 + r : 0);
+    // SwiGLU: this warp's rows are row r0 / 2 of the gate and of the up weight.
+    const int64_t row = kGlu ? (r == 0 ? r0 / 2 : args.row0[1] + r0 / 2) : r0 + r;
+    rows[r] = locate(args, live[r] ? row : 0);
     if (prefetch && live[r]) prefetch_row(rows[r].w, rows[r].row, first, stride);
   }
   Pre pre[kPre > 0 ? kPre : 1][kRowsPerWarp];
@@ -266,6 +277,41 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
   // Each warp's sums, then (wr > 1) the group's warps' sums in warp order.
   __shared__ float partial[kWarpsPerBlock][kRowsPerWarp][NT];
+  if constexpr (kGlu) {
+    // The same sums in the same order as below (after the butterfly every lane holds the warp's sum,
+    // bit for bit), kept for both rows; then SwiGLU by lane 0 of the group's first warp.
+    float res[kRowsPerWarp][NT];
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        float v = acc[r][t];
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        res[r][t] = v;
+        if (wr > 1 && lane == 0) partial[warp][r][t] = v;
+      }
+    if (wr > 1) {
+      __syncthreads();
+      if (part != 0) return;
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+          float v = 0.0f;
+          for (int p = 0; p < wr; ++p) v += partial[group * wr + p][r][t];
+          res[r][t] = v;
+        }
+    }
+    if (lane != 0 || !live[0]) return;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t >= nt) break;
+      const float o = swiglu_value(res[0][t], res[1][t]);
+      rows[0].y[(t0 + t) * rows[0].n_out + rows[0].row] = o;
+      if (args.glu_rounded.type != DType::F32) round_into(args.glu_rounded, t0 + t, rows[0].row, o);
+    }
+    return;
+  }
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
 #pragma unroll
@@ -382,6 +428,67 @@ __global__ void dequant_f16_elements_kernel(const uint8_t* w, int64_t row_bytes,
 
 unsigned blocks(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
+// gemv_kernel for the weights' type and layout (those of w), the activation's form and the token
+// count.
+void launch_gemv(const GemvArgs& args, const Weight& w0, const Activation& x, int64_t n_tok, cudaStream_t s) {
+  const dim3 threads(kWarpsPerBlock * 32);
+  const bool split = w0.layout == kSplitLayout;
+  const bool exact = x.type == DType::F32;
+  const auto launch = [&](auto type, auto is_split, auto is_exact) {
+    constexpr DType T = decltype(type)::value;
+    constexpr DType A = decltype(is_exact)::value ? DType::F32 : act_type(T);
+    const auto go = [&](auto nt) {
+      constexpr int NT = decltype(nt)::value;
+      const int wr = group_warps(args.n_units);
+      const dim3 grid(blocks(args.total_rows, kWarpsPerBlock / wr * kRowsPerWarp),
+                      static_cast<unsigned>((n_tok + NT - 1) / NT));
+      constexpr bool kSplit = decltype(is_split)::value;
+      if constexpr (T == DType::F32 || T == DType::F16 || T == DType::BF16) {
+        if (args.glu) {
+          launch_dependent("gemv (swiglu)", gemv_kernel<T, kSplit, NT, A, true>, grid, threads, 0, s, args, x,
+                           static_cast<int>(n_tok), wr);
+          return;
+        }
+      }
+      launch_dependent("gemv", gemv_kernel<T, kSplit, NT, A, false>, grid, threads, 0, s, args, x,
+                       static_cast<int>(n_tok), wr);
+    };
+    if (n_tok == 1) go(std::integral_constant<int, 1>{});
+    else if (n_tok == 2) go(std::integral_constant<int, 2>{});
+    else if (n_tok <= 4) go(std::integral_constant<int, 4>{});
+    else go(std::integral_constant<int, 8>{});
+  };
+  using std::integral_constant;
+  const auto with_exact = [&](auto type, auto is_split) {
+    if (exact) launch(type, is_split, integral_constant<bool, true>{});
+    else launch(type, is_split, integral_constant<bool, false>{});
+  };
+  using No = integral_constant<bool, false>;
+  using Yes = integral_constant<bool, true>;
+  switch (w0.type) {
+    case DType::F32: with_exact(integral_constant<DType, DType::F32>{}, No{}); break;
+    case DType::F16: with_exact(integral_constant<DType, DType::F16>{}, No{}); break;
+    case DType::BF16: with_exact(integral_constant<DType, DType::BF16>{}, No{}); break;
+    case DType::Q4_0:
+      split ? with_exact(integral_constant<DType, DType::Q4_0>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q4_0>{}, No{});
+      break;
+    case DType::Q4_1:
+      split ? with_exact(integral_constant<DType, DType::Q4_1>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q4_1>{}, No{});
+      break;
+    case DType::Q5_0: with_exact(integral_constant<DType, DType::Q5_0>{}, No{}); break;
+    case DType::Q5_1: with_exact(integral_constant<DType, DType::Q5_1>{}, No{}); break;
+    case DType::Q8_0:
+      split ? with_exact(integral_constant<DType, DType::Q8_0>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q8_0>{}, No{});
+      break;
+    case DType::Q2_K: with_exact(integral_constant<DType, DType::Q2_K>{}, No{}); break;
+    case DType::Q3_K: with_exact(integral_constant<DType, DType::Q3_K>{}, No{}); break;
+    case DType::Q4_K: with_exact(integral_constant<DType, DType::Q4_K>{}, No{}); break;
+    case DType::Q5_K: with_exact(integral_constant<DType, DType::Q5_K>{}, No{}); break;
+    case DType::Q6_K: with_exact(integral_constant<DType, DType::Q6_K>{}, No{}); break;
+    default: check(cudaErrorInvalidValue, "gemv: not a weight type");
+  }
+}
+
 }  // namespace
 
 bool has_split_layout(DType t) { return split_sizes(t).quant_bytes > 0; }
@@ -423,53 +530,29 @@ void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, 
     args.n_out[i] = w[i].n_out;
     args.total_rows += w[i].n_out;
   }
-  const bool split = w[0].layout == kSplitLayout;
-  const bool exact = x.type == DType::F32;
-  const auto launch = [&](auto type, auto is_split, auto is_exact) {
-    constexpr DType T = decltype(type)::value;
-    constexpr DType A = decltype(is_exact)::value ? DType::F32 : act_type(T);
-    const auto go = [&](auto nt) {
-      constexpr int NT = decltype(nt)::value;
-      const int wr = group_warps(args.n_units);
-      const dim3 grid(blocks(args.total_rows, kWarpsPerBlock / wr * kRowsPerWarp),
-                      static_cast<unsigned>((n_tok + NT - 1) / NT));
-      launch_dependent("gemv", gemv_kernel<T, decltype(is_split)::value, NT, A>, grid, threads, 0, s, args, x,
-                       static_cast<int>(n_tok), wr);
-    };
-    if (n_tok == 1) go(std::integral_constant<int, 1>{});
-    else if (n_tok == 2) go(std::integral_constant<int, 2>{});
-    else if (n_tok <= 4) go(std::integral_constant<int, 4>{});
-    else go(std::integral_constant<int, 8>{});
-  };
-  using std::integral_constant;
-  const auto with_exact = [&](auto type, auto is_split) {
-    if (exact) launch(type, is_split, integral_constant<bool, true>{});
-    else launch(type, is_split, integral_constant<bool, false>{});
-  };
-  using No = integral_constant<bool, false>;
-  using Yes = integral_constant<bool, true>;
-  switch (w[0].type) {
-    case DType::F32: with_exact(integral_constant<DType, DType::F32>{}, No{}); break;
-    case DType::F16: with_exact(integral_constant<DType, DType::F16>{}, No{}); break;
-    case DType::BF16: with_exact(integral_constant<DType, DType::BF16>{}, No{}); break;
-    case DType::Q4_0:
-      split ? with_exact(integral_constant<DType, DType::Q4_0>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q4_0>{}, No{});
-      break;
-    case DType::Q4_1:
-      split ? with_exact(integral_constant<DType, DType::Q4_1>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q4_1>{}, No{});
-      break;
-    case DType::Q5_0: with_exact(integral_constant<DType, DType::Q5_0>{}, No{}); break;
-    case DType::Q5_1: with_exact(integral_constant<DType, DType::Q5_1>{}, No{}); break;
-    case DType::Q8_0:
-      split ? with_exact(integral_constant<DType, DType::Q8_0>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q8_0>{}, No{});
-      break;
-    case DType::Q2_K: with_exact(integral_constant<DType, DType::Q2_K>{}, No{}); break;
-    case DType::Q3_K: with_exact(integral_constant<DType, DType::Q3_K>{}, No{}); break;
-    case DType::Q4_K: with_exact(integral_constant<DType, DType::Q4_K>{}, No{}); break;
-    case DType::Q5_K: with_exact(integral_constant<DType, DType::Q5_K>{}, No{}); break;
-    case DType::Q6_K: with_exact(integral_constant<DType, DType::Q6_K>{}, No{}); break;
-    default: check(cudaErrorInvalidValue, "gemv: not a weight type");
-  }
+  launch_gemv(args, w[0], x, n_tok, s);
+}
+
+void gemv_swiglu(const Weight& gate, const Weight& up, float* out, const Activation& x, int64_t n_tok,
+                 const Activation& rounded, cudaStream_t s) {
+  if (n_tok == 0) return;
+  const auto plain = [](DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; };
+  if (gate.n_in % 32 != 0 || up.n_in != gate.n_in || up.n_out != gate.n_out || up.type != gate.type ||
+      up.layout != gate.layout || !plain(gate.type) || !plain(rounded.type))
+    check(cudaErrorInvalidValue,
+          "gemv_swiglu: gate and up must match, f32/f16/bf16 in 32-element units; rounding f16/bf16/f32");
+  GemvArgs args;
+  args.preload = early_loads();
+  args.n = 2;
+  args.n_units = gate.n_in / 32;
+  args.w[0] = row_ref(gate), args.w[1] = row_ref(up);
+  args.y[0] = out, args.y[1] = nullptr;
+  args.row0[0] = 0, args.row0[1] = gate.n_out;
+  args.n_out[0] = args.n_out[1] = gate.n_out;
+  args.total_rows = 2 * gate.n_out;
+  args.glu = true;
+  args.glu_rounded = rounded;
+  launch_gemv(args, gate, x, n_tok, s);
 }
 
 void get_rows(const Weight& table, const int32_t* ids, int64_t n, float* out, cudaStream_t s) {
