@@ -8,6 +8,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cuda/cuda_backend.h"
+#include "core/argmax.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "engine/engine_impl.h"
@@ -315,7 +316,7 @@ Engine::PassTiming Engine::time_passes(std::span<const int32_t> prompt, int n_ge
   t0 = clock::now();
   for (int32_t pos = depth; pos < depth + n_gen; ++pos) {
     m.run_private(s, std::span<const int32_t>(&tok, 1), pos, 0, m.logits.data());
-    tok = static_cast<int32_t>(std::max_element(m.logits.begin(), m.logits.end()) - m.logits.begin());
+    tok = static_cast<int32_t>(argmax(m.logits));
   }
   t.gen_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   m.kv->free(s);

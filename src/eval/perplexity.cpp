@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/argmax.h"
 #include "core/error.h"
 
 namespace tern::eval {
@@ -32,7 +33,7 @@ struct LogSoftmax {
 
 LogSoftmax log_softmax(std::span<const float> x) {
   LogSoftmax r;
-  r.argmax = std::max_element(x.begin(), x.end()) - x.begin();
+  r.argmax = tern::argmax(x);
   r.max = x[r.argmax];
   double sum = 0;
   for (float v : x) sum += std::exp(static_cast<double>(v) - r.max);

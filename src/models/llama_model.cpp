@@ -182,7 +182,8 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
   char name[64];
   for (int l = 0; l < n_layers; ++l) {
     const Layer& L = layers_[l];
-    auto named = [&](const char* what) {
+    auto named = [&](const char* what) {  // formatted only when traced: 200 snprintf cost 7 us a step
+      if (!debug_) return std::string_view();
       std::snprintf(name, sizeof name, "blk.%d.%s", l, what);
       return std::string_view(name);
     };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/argmax.h"
 #include "core/error.h"
 
 namespace tern {
@@ -76,7 +77,7 @@ std::span<const TokenProb> Sampler::distribution(std::span<float> logits, std::s
   apply_penalties(logits, history);
   const auto& p = params_;
   if (p.temperature <= 0) {  // greedy: the first maximum, so ties resolve the same way everywhere
-    dist_.assign(1, {static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()), 1.0});
+    dist_.assign(1, {static_cast<int32_t>(argmax(logits)), 1.0});
     return dist_;
   }
   cand_.resize(logits.size());
