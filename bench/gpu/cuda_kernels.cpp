@@ -249,8 +249,11 @@ nlohmann::json flash_bench(cudaStream_t s, int S, int D) {
   return {{"S", S}, {"D", D}, {"heads", H}, {"ms", ms}, {"tflops", tflops}};
 }
 
-nlohmann::json decode_bench(cudaStream_t s, double copy) {
-  const int B = 16, ctx = 8192, H = 32, KV = 8, D = 128, bs = 16;
+// Split-KV decode attention: B sequences of ctx positions (blocks of 16 in order), `copies` launches
+// back to back over the same cache (1 for the bandwidth case; 22, a decode step's layers, for the
+// latency of a short context, whose cache then sits in L2).
+nlohmann::json decode_bench(cudaStream_t s, double copy, int B, int ctx, int H, int KV, int D, int copies = 1) {
+  const int bs = 16;
   const cuda::AttnDims dims{.d = D, .n_head = H, .n_kv_head = KV, .block_size = bs,
                             .scale = 1.0f / std::sqrt(float(D)), .cache_type = DType::F16};
   const size_t slots = static_cast<size_t>(B) * ctx;
@@ -272,20 +275,67 @@ nlohmann::json decode_bench(cudaStream_t s, double copy) {
   ok(cudaMemcpy(dseqs, seqs.data(), seqs.size() * sizeof(KvSeq), cudaMemcpyHostToDevice), "upload");
   auto* ditems = static_cast<cuda::DecodeItem*>(dev_alloc(items.size() * sizeof(cuda::DecodeItem)));
   ok(cudaMemcpy(ditems, items.data(), items.size() * sizeof(cuda::DecodeItem), cudaMemcpyHostToDevice), "upload");
-  const int splits = ctx / cuda::kSplitPositions;
+  const int splits = (ctx + cuda::kSplitPositions - 1) / cuda::kSplitPositions;
   auto* partial = static_cast<float*>(dev_alloc(cuda::decode_partial_floats(B, splits, dims) * 4));
   const double ms = time_graph(s, [&] {
-    cuda::decode_attention(q, k, v, out, dseqs, ditems, B, splits, partial, dims, cuda::Activation{}, s);
-  });
+    for (int c = 0; c < copies; ++c)
+      cuda::decode_attention(q, k, v, out, dseqs, ditems, B, splits, partial, dims, cuda::Activation{}, s);
+  }) / copies;
   const double bytes = 2.0 * slots * KV * D * 2;
   const double gbs = bytes / (ms * 1e-3) / 1e9;
-  std::printf("decode   %d seqs x %d positions, %d/%d heads, D %d  %7.3f ms  %7.1f GB/s  %5.1f%% of copy\n", B, ctx, H,
-              KV, D, ms, gbs, 100 * gbs / copy);
+  if (copies == 1)
+    std::printf("decode   %d seqs x %d positions, %d/%d heads, D %d  %7.3f ms  %7.1f GB/s  %5.1f%% of copy\n", B,
+                ctx, H, KV, D, ms, gbs, 100 * gbs / copy);
+  else
+    std::printf("decode   %d seq%s x %d positions, %d/%d heads, D %d  %7.2f us each (%d back to back)\n", B,
+                B > 1 ? "s" : " ", ctx, H, KV, D, 1000 * ms, copies);
   for (void* p : {k, v, static_cast<void*>(q), static_cast<void*>(out), static_cast<void*>(dtable),
                   static_cast<void*>(dseqs), static_cast<void*>(ditems), static_cast<void*>(partial)})
     cudaFree(p);
   return {{"seqs", B}, {"ctx", ctx}, {"heads", H}, {"kv_heads", KV}, {"D", D}, {"ms", ms}, {"gbs", gbs},
-          {"percent_of_copy", 100 * gbs / copy}};
+          {"percent_of_copy", 100 * gbs / copy}, {"copies", copies}};
+}
+
+// The other kernels of a 1.1B decode step at batch 1, each launched `copies` times back to back
+// (as often as a step launches it): microseconds per launch, the latency that the GEMVs' streaming
+// does not hide.
+nlohmann::json step_kernels(cudaStream_t s) {
+  const int64_t n = 2048, d = 64, q_heads = 32, kv_heads = 4, slots = 256;
+  auto* x = static_cast<float*>(dev_random_floats(n, 11));
+  auto* dx = static_cast<float*>(dev_random_floats(n, 12));
+  auto* w = static_cast<float*>(dev_random_floats(n, 13));
+  auto* out = static_cast<float*>(dev_alloc(n * 4));
+  void* rounded_buf = dev_alloc(cuda::activation_bytes(DType::BF16, n, 1) + 256);
+  const cuda::Activation rounded = cuda::activation_view(DType::BF16, out, n, 1, rounded_buf);
+  auto* q = static_cast<float*>(dev_random_floats(d * q_heads, 14));
+  auto* k = static_cast<float*>(dev_random_floats(d * kv_heads, 15));
+  auto* v = static_cast<float*>(dev_random_floats(d * kv_heads, 16));
+  void* kc = dev_alloc(slots * kv_heads * d * 2);
+  void* vc = dev_alloc(slots * kv_heads * d * 2);
+  const int32_t pos = 100, slot = 100;
+  auto* dpos = static_cast<int32_t*>(dev_alloc(4));
+  auto* dslot = static_cast<int32_t*>(dev_alloc(4));
+  ok(cudaMemcpy(dpos, &pos, 4, cudaMemcpyHostToDevice), "upload");
+  ok(cudaMemcpy(dslot, &slot, 4, cudaMemcpyHostToDevice), "upload");
+  nlohmann::json j;
+  const auto run = [&](const char* name, int copies, const std::function<void()>& one) {
+    const double us = 1000 * time_graph(s, [&] {
+      for (int c = 0; c < copies; ++c) one();
+    }) / copies;
+    std::printf("step     %-40s %7.2f us each (%d back to back)\n", name, us, copies);
+    j.push_back({{"kernel", name}, {"us", us}, {"copies", copies}});
+  };
+  run("add + rms_norm 2048, rounded to bf16", 44,
+      [&] { cuda::add_rms_norm(x, dx, w, out, n, 1, 1e-5f, rounded, s); });
+  run("rope q 32 + k 4 heads, k/v stores (d 64)", 22, [&] {
+    cuda::rope_store(q, k, v, dpos, kc, vc, DType::F16, dslot, d, q_heads, kv_heads, 1, static_cast<int>(d),
+                     std::pow(10000.0f, -2.0f / static_cast<float>(d)), false, s);
+  });
+  for (void* p : {static_cast<void*>(x), static_cast<void*>(dx), static_cast<void*>(w), static_cast<void*>(out),
+                  rounded_buf, static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), kc, vc,
+                  static_cast<void*>(dpos), static_cast<void*>(dslot)})
+    cudaFree(p);
+  return j;
 }
 
 }  // namespace
@@ -318,7 +368,10 @@ int main(int argc, char** argv) {
     if (!gemv_only) {
       for (int D : {64, 128})
         for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
-      j["decode_attention"] = decode_bench(s, copy);
+      j["decode_attention"] = decode_bench(s, copy, 16, 8192, 32, 8, 128);
+      // TinyLlama's attention at batch 1 and short contexts, as a decode step launches it.
+      for (int ctx : {128, 1024}) j["decode_attention_short"].push_back(decode_bench(s, copy, 1, ctx, 32, 4, 64, 22));
+      j["step_kernels"] = step_kernels(s);
     }
     if (!json_path.empty()) {
       std::FILE* f = std::fopen(json_path.c_str(), "w");
