@@ -274,10 +274,9 @@ class CudaBackend final : public Backend {
   // -> 965.)
   void matmul_swiglu(const TensorView& w_gate, const TensorView& w_up, const TensorView& x, const TensorView& gate,
                      const TensorView& up, std::span<const TensorView> next) override {
-    const auto plain = [](DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; };
     const DType down = exact_ ? DType::F32 : learned_type(gate.data);
-    if (!fuse_ || x.ne[1] >= gemm_min_ || w_gate.dtype != w_up.dtype || !plain(w_gate.dtype) ||
-        !same_shape(w_gate, w_up) || x.ne[0] % 32 != 0 || !plain(down))
+    if (!fuse_ || x.ne[1] >= gemm_min_ || w_gate.dtype != w_up.dtype || !cuda::glu_supports(w_gate.dtype) ||
+        !same_shape(w_gate, w_up) || x.ne[0] % 32 != 0 || !cuda::glu_supports(down))
       return Backend::matmul_swiglu(w_gate, w_up, x, gate, up, next);
     check_matmul(w_gate, x, gate);
     check_matmul(w_up, x, up);

@@ -97,6 +97,8 @@ void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, 
 // `rounded` (F32: none; F16 or BF16) also receives out rounded for the down projection.
 void gemv_swiglu(const Weight& gate, const Weight& up, float* out, const Activation& x, int64_t n_tok,
                  const Activation& rounded, cudaStream_t s);
+// The weight types gemv_swiglu takes, and the types it may round its output to.
+constexpr bool glu_supports(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 // The weight as f16 rows [n_out][n_in] (for cuBLAS).
 void dequant_f16(const Weight& w, void* out, cudaStream_t s);
 

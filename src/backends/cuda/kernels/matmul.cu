@@ -98,10 +98,7 @@ struct GemvArgs {
   int n = 0;
   int64_t total_rows = 0, n_units = 0;
   bool preload = true;  // weights loaded before the wait for the input (gemv_kernel)
-  // SwiGLU (two weights, gate and up, of n_out[0] rows each; f32/f16/bf16): a warp takes row j of
-  // both, and writes silu(gate) * up to y[0] (and glu_rounded, unless F32) instead of the two
-  // products.
-  bool glu = false;
+  // The SwiGLU kernel's (kGlu) rounding of its output (type F32: none).
   Activation glu_rounded;
 };
 
@@ -144,8 +141,8 @@ __device__ __forceinline__ void prefetch_row(const RowRef& w, int64_t row, int i
 // the loads), so the bits do not depend on it.
 //
 // kGlu (16-bit and f32 weights only): the two weights are gate and up, and each warp's pair of rows
-// is row r0 / 2 of both (GemvArgs::glu). A template parameter, so that the other GEMVs carry none
-// of it.
+// is row r0 / 2 of both; it writes silu(gate) * up to y[0] (and args.glu_rounded) instead of the
+// two products. A template parameter, so that the other GEMVs carry none of it.
 template <DType T, bool kSplit, int NT, DType A, bool kGlu>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kernel(GemvArgs args, Activation act, int n_tok, int wr) {
@@ -429,8 +426,9 @@ __global__ void dequant_f16_elements_kernel(const uint8_t* w, int64_t row_bytes,
 unsigned blocks(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
 // gemv_kernel for the weights' type and layout (those of w), the activation's form and the token
-// count.
-void launch_gemv(const GemvArgs& args, const Weight& w0, const Activation& x, int64_t n_tok, cudaStream_t s) {
+// count; glu: the SwiGLU kernel (gemv_swiglu).
+void launch_gemv(const GemvArgs& args, const Weight& w0, const Activation& x, int64_t n_tok, cudaStream_t s,
+                 bool glu = false) {
   const dim3 threads(kWarpsPerBlock * 32);
   const bool split = w0.layout == kSplitLayout;
   const bool exact = x.type == DType::F32;
@@ -443,8 +441,8 @@ void launch_gemv(const GemvArgs& args, const Weight& w0, const Activation& x, in
       const dim3 grid(blocks(args.total_rows, kWarpsPerBlock / wr * kRowsPerWarp),
                       static_cast<unsigned>((n_tok + NT - 1) / NT));
       constexpr bool kSplit = decltype(is_split)::value;
-      if constexpr (T == DType::F32 || T == DType::F16 || T == DType::BF16) {
-        if (args.glu) {
+      if constexpr (glu_supports(T)) {
+        if (glu) {
           launch_dependent("gemv (swiglu)", gemv_kernel<T, kSplit, NT, A, true>, grid, threads, 0, s, args, x,
                            static_cast<int>(n_tok), wr);
           return;
@@ -536,9 +534,8 @@ void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, 
 void gemv_swiglu(const Weight& gate, const Weight& up, float* out, const Activation& x, int64_t n_tok,
                  const Activation& rounded, cudaStream_t s) {
   if (n_tok == 0) return;
-  const auto plain = [](DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; };
   if (gate.n_in % 32 != 0 || up.n_in != gate.n_in || up.n_out != gate.n_out || up.type != gate.type ||
-      up.layout != gate.layout || !plain(gate.type) || !plain(rounded.type))
+      up.layout != gate.layout || !glu_supports(gate.type) || !glu_supports(rounded.type))
     check(cudaErrorInvalidValue,
           "gemv_swiglu: gate and up must match, f32/f16/bf16 in 32-element units; rounding f16/bf16/f32");
   GemvArgs args;
@@ -550,9 +547,8 @@ void gemv_swiglu(const Weight& gate, const Weight& up, float* out, const Activat
   args.row0[0] = 0, args.row0[1] = gate.n_out;
   args.n_out[0] = args.n_out[1] = gate.n_out;
   args.total_rows = 2 * gate.n_out;
-  args.glu = true;
   args.glu_rounded = rounded;
-  launch_gemv(args, gate, x, n_tok, s);
+  launch_gemv(args, gate, x, n_tok, s, true);
 }
 
 void get_rows(const Weight& table, const int32_t* ids, int64_t n, float* out, cudaStream_t s) {
