@@ -7,8 +7,8 @@
 //   flash     causal prefill attention, one sequence, 16 heads, S keys: 4 * S^2/2 * D * heads flops
 //   decode    split-KV decode attention, 16 sequences at 8192 positions, 32 heads / 8 KV heads,
 //             head size 128: K and V bytes read / time
-// Prints a table and writes one JSON object to --json FILE (--gemv-only: the GEMVs alone). A
-// benchmark, not a test.
+// Prints a table and writes one JSON object to --json FILE (--gemv-only: the GEMVs alone;
+// --attention-only: the other kernels alone). A benchmark, not a test.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -284,8 +284,8 @@ nlohmann::json decode_bench(cudaStream_t s, double copy, int B, int ctx, int H, 
   const double bytes = 2.0 * slots * KV * D * 2;
   const double gbs = bytes / (ms * 1e-3) / 1e9;
   if (copies == 1)
-    std::printf("decode   %d seqs x %d positions, %d/%d heads, D %d  %7.3f ms  %7.1f GB/s  %5.1f%% of copy\n", B,
-                ctx, H, KV, D, ms, gbs, 100 * gbs / copy);
+    std::printf("decode   %d seq%s x %d positions, %d/%d heads, D %d  %7.3f ms  %7.1f GB/s  %5.1f%% of copy\n", B,
+                B > 1 ? "s" : " ", ctx, H, KV, D, ms, gbs, 100 * gbs / copy);
   else
     std::printf("decode   %d seq%s x %d positions, %d/%d heads, D %d  %7.2f us each (%d back to back)\n", B,
                 B > 1 ? "s" : " ", ctx, H, KV, D, 1000 * ms, copies);
@@ -342,10 +342,12 @@ nlohmann::json step_kernels(cudaStream_t s) {
 
 int main(int argc, char** argv) {
   std::string json_path;
-  bool gemv_only = false;  // --gemv-only: skip the attention kernels
+  bool gemv_only = false;       // --gemv-only: skip the attention kernels
+  bool attention_only = false;  // --attention-only: skip the GEMVs
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--gemv-only")) gemv_only = true;
+    if (!std::strcmp(argv[i], "--attention-only")) attention_only = true;
   }
   try {
     cudaDeviceProp prop{};
@@ -357,9 +359,12 @@ int main(int argc, char** argv) {
     const double copy = copy_gbs(s);
     std::printf("copy     device-to-device %.1f GB/s (read + written)\n", copy);
     nlohmann::json j = {{"device", prop.name}, {"copy_gbs", copy}};
-    for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K})
+    for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K}) {
+      if (attention_only) break;
       j["gemv"].push_back(gemv_sweep(s, t, copy));
+    }
     for (DType t : {DType::BF16, DType::Q8_0, DType::Q4_0}) {
+      if (attention_only) break;
       j["gemv_shapes"].push_back(gemv_shape(s, t, "qkv 2048 -> 2560", {{2048, 2048}, {2048, 256}, {2048, 256}}, copy));
       j["gemv_shapes"].push_back(gemv_shape(s, t, "gate+up 2048 -> 11264", {{2048, 5632}, {2048, 5632}}, copy));
       j["gemv_shapes"].push_back(gemv_shape(s, t, "down 5632 -> 2048", {{5632, 2048}}, copy));
@@ -369,6 +374,8 @@ int main(int argc, char** argv) {
       for (int D : {64, 128})
         for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
       j["decode_attention"] = decode_bench(s, copy, 16, 8192, 32, 8, 128);
+      // Batch 1 at a context whose cache (134 MB) does not fit in L2 between replays.
+      j["decode_attention_one"] = decode_bench(s, copy, 1, 32768, 32, 8, 128);
       // TinyLlama's attention at batch 1 and short contexts, as a decode step launches it.
       for (int ctx : {128, 1024}) j["decode_attention_short"].push_back(decode_bench(s, copy, 1, ctx, 32, 4, 64, 22));
       j["step_kernels"] = step_kernels(s);

@@ -748,10 +748,11 @@ struct TwoSequenceTables {
   TwoSequenceTables(const TwoSequenceTables&) = delete;  // seqs point into the tables
 };
 
-// Attention through block tables (blocks deliberately out of order), GQA, several sequences.
+// Attention through block tables (blocks deliberately out of order), GQA, several sequences; a
+// group of 20 heads takes more than one block of the CUDA decode kernels (16 or 8 heads each).
 TEST(Ops, PagedAttentionMatchesReference) {
   for (DType kv_type : {DType::F32, DType::F16}) {
-    for (auto [n_head, n_kv] : {std::pair{4, 4}, {6, 2}, {4, 1}}) {
+    for (auto [n_head, n_kv] : {std::pair{4, 4}, {6, 2}, {4, 1}, {20, 1}}) {
       const int64_t d = 64, block = 4, n_blocks = 12;
       const RandomCache cache(kv_type, d, n_kv, block * n_blocks, 21);
       const int32_t table0[] = {7, 2, 9}, table1[] = {0, 11, 5, 3};

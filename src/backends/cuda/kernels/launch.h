@@ -102,7 +102,7 @@ constexpr bool glu_supports(DType t) { return t == DType::F32 || t == DType::F16
 // The weight as f16 rows [n_out][n_in] (for cuBLAS).
 void dequant_f16(const Weight& w, void* out, cudaStream_t s);
 
-// --- attention (attention.cu) ------------------------------------------------------------------
+// --- attention (flash_attention.cu, decode_attention.cu) -------------------------------------
 struct AttnDims {
   int d = 0, n_head = 0, n_kv_head = 0, block_size = 0;
   float scale = 1.0f;
@@ -120,8 +120,14 @@ struct DecodeItem {
   int32_t token, seq, n_kv, pad;
 };
 
-// Once per process before any launch (and outside graph capture): kernel attributes.
-void prepare_kernels();
+// Once per process before any launch (and outside graph capture): kernel attributes (the shared
+// memory opt-ins of the attention kernels).
+void prepare_flash_attention();
+void prepare_decode_attention();
+inline void prepare_kernels() {
+  prepare_flash_attention();
+  prepare_decode_attention();
+}
 // Head sizes the kernels are instantiated for.
 bool flash_supports(int d);
 bool decode_supports(int d);

@@ -1,0 +1,190 @@
+// Prefill attention over the paged KV cache (ops.h: K/V [head_dim, n_kv_head, slots], blocks named
+// by each sequence's block table): FlashAttention-2 (Dao, 2023). A block of 4 warps takes 64
+// consecutive query tokens of one sequence and one head, walks the keys in tiles of 64 with an
+// online softmax, and never writes the score matrix: S = QK^T and O += PV run on the tensor cores
+// (mma.sync m16n8k16, f16 operands, f32 accumulators), P stays in registers between the two
+// products.
+#include <cuda_fp16.h>
+
+#include <cfloat>
+
+#include "backends/cuda/kernels/dependent_launch.cuh"
+#include "backends/cuda/kernels/launch.h"
+#include "backends/cuda/kernels/paged_kv.cuh"
+#include "backends/cuda/kernels/tensor_core.cuh"
+
+namespace tern::cuda {
+namespace {
+
+constexpr int kFlashWarps = 4;
+constexpr int kFlashThreads = kFlashWarps * 32;
+constexpr int kTileKeys = 64;
+
+template <int D>
+constexpr size_t flash_smem_bytes() {  // Q, and K and V twice (double-buffered)
+  return 5 * static_cast<size_t>(kFlashTileTokens) * smem_row<D>() * sizeof(__half);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kFlashThreads)
+    flash_prefill_kernel(const float* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
+                         float* __restrict__ out, const KvSeq* __restrict__ seqs, const FlashTile* __restrict__ tiles,
+                         AttnDims dims) {
+  release_dependents();
+  wait_for_inputs();
+  extern __shared__ __align__(16) unsigned char flash_smem[];
+  constexpr int SR = smem_row<D>();
+  constexpr float kLog2e = 1.4426950408889634f;
+  __half* qs = reinterpret_cast<__half*>(flash_smem);
+  __half* kbuf = qs + kFlashTileTokens * SR;                   // two K tiles, then two V tiles
+  __half* vbuf = qs + (kFlashTileTokens + 2 * kTileKeys) * SR;
+
+  const FlashTile tile = tiles[blockIdx.x];
+  const int h = blockIdx.y, kvh = h / (dims.n_head / dims.n_kv_head);
+  const KvSeq seq = seqs[tile.seq];
+  const int64_t kv_row = static_cast<int64_t>(dims.n_kv_head) * D;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int last_pos = tile.pos0 + tile.n - 1;
+  const int n_key_tiles = last_pos / kTileKeys + 1;
+
+  // K and V tile j into buffer b through the block table, asynchronously; keys past the tile's last
+  // position are zero.
+  const auto load_kv = [&](int j, int b) {
+    for (int i = threadIdx.x; i < kTileKeys * D / 8; i += kFlashThreads) {
+      const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+      const int p = j * kTileKeys + r;
+      const bool valid = p <= last_pos;
+      const int64_t off = valid ? slot_of(seq, dims.block_size, p) * kv_row + static_cast<int64_t>(kvh) * D + c : 0;
+      cp_async16(kbuf + (b * kTileKeys + r) * SR + c, k + off, valid);
+      cp_async16(vbuf + (b * kTileKeys + r) * SR + c, v + off, valid);
+    }
+    cp_async_commit();
+  };
+  load_kv(0, 0);
+
+  // Q tile, rounded to f16 (rows past the tile's tokens are zero and never written back).
+  for (int i = threadIdx.x; i < kFlashTileTokens * D / 4; i += kFlashThreads) {
+    const int r = i / (D / 4), c = (i % (D / 4)) * 4;
+    float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < tile.n) x = *reinterpret_cast<const float4*>(q + (static_cast<int64_t>(tile.t0 + r) * dims.n_head + h) * D + c);
+    *reinterpret_cast<__half2*>(qs + r * SR + c) = __floats2half2_rn(x.x, x.y);
+    *reinterpret_cast<__half2*>(qs + r * SR + c + 2) = __floats2half2_rn(x.z, x.w);
+  }
+  __syncthreads();
+
+  // This warp's 16 query rows as A fragments, one per 16 dims.
+  uint32_t qa[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) load_a<SR>(qa[kk], qs + warp * 16 * SR, kk * 16, lane);
+
+  // Rows g and g + 8 of the warp: their positions, running max (log2 units), partial sums, outputs.
+  const int row0 = warp * 16 + g;
+  const int qpos[2] = {tile.pos0 + row0, tile.pos0 + row0 + 8};
+  const float scale = dims.scale * kLog2e;  // softmax in base 2: exp(x) = exp2(x log2 e)
+  float m[2] = {-FLT_MAX, -FLT_MAX}, l[2] = {0.0f, 0.0f};
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+
+  for (int j = 0; j < n_key_tiles; ++j) {
+    // The next tile's loads overlap this tile's arithmetic.
+    if (j + 1 < n_key_tiles) {
+      load_kv(j + 1, (j + 1) & 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const __half* ks = kbuf + (j & 1) * kTileKeys * SR;
+    const __half* vs = vbuf + (j & 1) * kTileKeys * SR;
+    const int key0 = j * kTileKeys;
+
+    // S = Q K^T: 16 rows x 64 keys per warp, eight n-tiles of 8 keys.
+    float s[kTileKeys / 8][4];
+#pragma unroll
+    for (int t = 0; t < kTileKeys / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int np = 0; np < kTileKeys / 16; ++np) {
+        uint32_t b[4];
+        load_bt<SR>(b, ks + np * 16 * SR, kk * 16, lane);
+        mma_16816(s[2 * np], qa[kk], b[0], b[1]);
+        mma_16816(s[2 * np + 1], qa[kk], b[2], b[3]);
+      }
+    }
+
+    // Causal mask, scale, online softmax.
+#pragma unroll
+    for (int t = 0; t < kTileKeys / 8; ++t) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = key0 + t * 8 + tig * 2 + (e & 1);
+        s[t][e] = key <= qpos[e >> 1] ? s[t][e] * scale : -INFINITY;
+      }
+    }
+    float alpha[2];
+    online_softmax(s, m, l, alpha);
+    scale_rows(o, alpha);
+
+    // O += P V: P from the score registers as A fragments, V through transposing loads.
+#pragma unroll
+    for (int kk = 0; kk < kTileKeys / 16; ++kk) {
+      uint32_t pa[4];
+      p_fragment(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t b[4];
+        load_b<SR>(b, vs + kk * 16 * SR, dp * 16, lane);
+        mma_16816(o[2 * dp], pa, b[0], b[1]);
+        mma_16816(o[2 * dp + 1], pa, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // before the next iteration's prefetch overwrites this buffer
+  }
+
+  sum_row_quads(l);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + 8 * r;
+    if (row >= tile.n) continue;
+    float* dst = out + (static_cast<int64_t>(tile.t0 + row) * dims.n_head + h) * D;
+    const float inv = 1.0f / l[r];
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+      *reinterpret_cast<float2*>(dst + j * 8 + tig * 2) = make_float2(o[j][2 * r] * inv, o[j][2 * r + 1] * inv);
+  }
+}
+
+template <int D>
+void allow_flash_smem() {  // the >48 KB shared memory opt-in
+  check(cudaFuncSetAttribute(flash_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(flash_smem_bytes<D>())),
+        "flash attention: shared memory opt-in");
+}
+
+template <int D>
+void launch_flash(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs, const FlashTile* tiles,
+                  int n_tiles, const AttnDims& dims, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(dims.n_head));
+  launch_dependent("flash attention", flash_prefill_kernel<D>, grid, kFlashThreads, flash_smem_bytes<D>(), s, q,
+                   static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims);
+}
+
+}  // namespace
+
+void prepare_flash_attention() {
+  allow_flash_smem<64>();
+  allow_flash_smem<128>();
+}
+
+bool flash_supports(int d) { return d == 64 || d == 128; }
+
+void flash_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
+                     const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s) {
+  if (n_tiles == 0) return;
+  if (dims.d == 64) launch_flash<64>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  else launch_flash<128>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+}
+
+}  // namespace tern::cuda
