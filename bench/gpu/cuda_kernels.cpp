@@ -371,6 +371,8 @@ int main(int argc, char** argv) {
       j["gemv_shapes"].push_back(gemv_shape(s, t, "output 2048 -> 32000", {{2048, 32000}}, copy));
     }
     if (!gemv_only) {
+      std::printf("flash    kernels: %s\n", cuda::flash_wgmma() ? "wgmma (sm_90a)" : "mma.sync");
+      j["flash_kernels"] = cuda::flash_wgmma() ? "wgmma" : "mma.sync";
       for (int D : {64, 128})
         for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
       j["decode_attention"] = decode_bench(s, copy, 16, 8192, 32, 8, 128);

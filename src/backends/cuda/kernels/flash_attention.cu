@@ -2,8 +2,17 @@
 // by each sequence's block table): FlashAttention-2 (Dao, 2023). A block of 4 warps takes 64
 // consecutive query tokens of one sequence and one head, walks the keys in tiles of 64 with an
 // online softmax, and never writes the score matrix: S = QK^T and O += PV run on the tensor cores
-// (mma.sync m16n8k16, f16 operands, f32 accumulators), P stays in registers between the two
-// products.
+// (f16 operands, f32 accumulators), P stays in registers between the two products. The blocks of
+// the longest contexts (the last tiles of a sequence) are started first, so that the short ones
+// fill the end of the grid.
+//
+// Two instantiations of one kernel differ in the products only:
+// - mma.sync m16n8k16 per warp (any GPU from Ampere on): each warp loads its B fragments from
+//   shared memory with ldmatrix, twice the bytes per product of a 32-row tile, so that shared
+//   memory bandwidth rather than the tensor cores bounds it (H200: 27-43% of PyTorch's SDPA at 2k-8k);
+// - wgmma (Hopper, sm_90a): the 4 warps are one warpgroup computing the 64-row tile together, K
+//   and V read by the tensor cores from shared memory, Q and P from registers (the accumulators of
+//   S are P's A fragments, as with mma.sync). K and V tiles lie in 8 x 8 core matrices (wgmma.cuh).
 #include <cuda_fp16.h>
 
 #include <cfloat>
@@ -12,6 +21,7 @@
 #include "backends/cuda/kernels/launch.h"
 #include "backends/cuda/kernels/paged_kv.cuh"
 #include "backends/cuda/kernels/tensor_core.cuh"
+#include "backends/cuda/kernels/wgmma.cuh"
 
 namespace tern::cuda {
 namespace {
@@ -19,13 +29,36 @@ namespace {
 constexpr int kFlashWarps = 4;
 constexpr int kFlashThreads = kFlashWarps * 32;
 constexpr int kTileKeys = 64;
+static_assert(kFlashTileTokens == 16 * kFlashWarps, "a warp's 16 query rows");
 
-template <int D>
-constexpr size_t flash_smem_bytes() {  // Q, and K and V twice (double-buffered)
-  return 5 * static_cast<size_t>(kFlashTileTokens) * smem_row<D>() * sizeof(__half);
+// Halves of one K or V tile in shared memory: padded rows for ldmatrix, or core matrices.
+template <int D, bool kWgmma>
+constexpr int kv_tile_halves() {
+  return kTileKeys * (kWgmma ? D : smem_row<D>());
+}
+template <int D, bool kWgmma>
+constexpr size_t flash_smem_bytes() {  // Q (padded rows), and K and V twice (double-buffered)
+  return (static_cast<size_t>(kFlashTileTokens) * smem_row<D>() + 4 * kv_tile_halves<D, kWgmma>()) * sizeof(__half);
 }
 
-template <int D>
+// Where 16-byte piece c (elements 8c .. 8c + 7) of key r of a K or V tile lies in shared memory
+// (halves). wgmma: key group r / 8 holds D / 8 core matrices of 8 keys x 8 elements (128 bytes)
+// side by side, so B = K (K-major, dims along k) has LBO 128 bytes and SBO 16 D bytes, and B = V
+// (MN-major, keys along k) LBO 16 D bytes and SBO 128 bytes.
+template <int D, bool kWgmma>
+__device__ __forceinline__ int kv_smem_offset(int r, int c) {
+  if constexpr (kWgmma) return (r / 8) * 8 * D + c * 64 + (r % 8) * 8;
+  else return r * smem_row<D>() + c * 8;
+}
+// Which (key, piece) the i-th 16-byte load of a tile fetches: for core matrices, eight threads in a
+// row fill one core matrix (128 contiguous bytes: no bank conflicts) with piece c of eight keys.
+template <int D, bool kWgmma>
+__device__ __forceinline__ void kv_piece(int i, int& r, int& c) {
+  if constexpr (kWgmma) r = (i / D) * 8 + i % 8, c = (i / 8) % (D / 8);
+  else r = i / (D / 8), c = i % (D / 8);
+}
+
+template <int D, bool kWgmma>
 __global__ void __launch_bounds__(kFlashThreads)
     flash_prefill_kernel(const float* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
                          float* __restrict__ out, const KvSeq* __restrict__ seqs, const FlashTile* __restrict__ tiles,
@@ -35,11 +68,12 @@ __global__ void __launch_bounds__(kFlashThreads)
   extern __shared__ __align__(16) unsigned char flash_smem[];
   constexpr int SR = smem_row<D>();
   constexpr float kLog2e = 1.4426950408889634f;
+  constexpr int kTile = kv_tile_halves<D, kWgmma>();
   __half* qs = reinterpret_cast<__half*>(flash_smem);
-  __half* kbuf = qs + kFlashTileTokens * SR;                   // two K tiles, then two V tiles
-  __half* vbuf = qs + (kFlashTileTokens + 2 * kTileKeys) * SR;
+  __half* kbuf = qs + kFlashTileTokens * SR;  // two K tiles, then two V tiles
+  __half* vbuf = kbuf + 2 * kTile;
 
-  const FlashTile tile = tiles[blockIdx.x];
+  const FlashTile tile = tiles[gridDim.x - 1 - blockIdx.x];  // the longest contexts first
   const int h = blockIdx.y, kvh = h / (dims.n_head / dims.n_kv_head);
   const KvSeq seq = seqs[tile.seq];
   const int64_t kv_row = static_cast<int64_t>(dims.n_kv_head) * D;
@@ -51,12 +85,14 @@ __global__ void __launch_bounds__(kFlashThreads)
   // position are zero.
   const auto load_kv = [&](int j, int b) {
     for (int i = threadIdx.x; i < kTileKeys * D / 8; i += kFlashThreads) {
-      const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+      int r, c;
+      kv_piece<D, kWgmma>(i, r, c);
       const int p = j * kTileKeys + r;
       const bool valid = p <= last_pos;
-      const int64_t off = valid ? slot_of(seq, dims.block_size, p) * kv_row + static_cast<int64_t>(kvh) * D + c : 0;
-      cp_async16(kbuf + (b * kTileKeys + r) * SR + c, k + off, valid);
-      cp_async16(vbuf + (b * kTileKeys + r) * SR + c, v + off, valid);
+      const int64_t off = valid ? slot_of(seq, dims.block_size, p) * kv_row + static_cast<int64_t>(kvh) * D + c * 8 : 0;
+      const int at = b * kTile + kv_smem_offset<D, kWgmma>(r, c);
+      cp_async16(kbuf + at, k + off, valid);
+      cp_async16(vbuf + at, v + off, valid);
     }
     cp_async_commit();
   };
@@ -94,50 +130,74 @@ __global__ void __launch_bounds__(kFlashThreads)
     } else {
       cp_async_wait<0>();
     }
+    if constexpr (kWgmma) fence_proxy_async();  // the copies, visible to the tensor cores' reads
     __syncthreads();
-    const __half* ks = kbuf + (j & 1) * kTileKeys * SR;
-    const __half* vs = vbuf + (j & 1) * kTileKeys * SR;
+    const __half* ks = kbuf + (j & 1) * kTile;
+    const __half* vs = vbuf + (j & 1) * kTile;
     const int key0 = j * kTileKeys;
 
     // S = Q K^T: 16 rows x 64 keys per warp, eight n-tiles of 8 keys.
     float s[kTileKeys / 8][4];
 #pragma unroll
     for (int t = 0; t < kTileKeys / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+    if constexpr (kWgmma) {
+      wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
+      for (int kk = 0; kk < D / 16; ++kk)  // dims 16 kk ..: core matrices 2 kk and 2 kk + 1 of each key group
+        wgmma_m64k16<0>(s, qa[kk], wgmma_desc(ks + kk * 128, 128, 16 * D), true);
+      wgmma_commit();
+      wgmma_wait<0>();
+    } else {
 #pragma unroll
-      for (int np = 0; np < kTileKeys / 16; ++np) {
-        uint32_t b[4];
-        load_bt<SR>(b, ks + np * 16 * SR, kk * 16, lane);
-        mma_16816(s[2 * np], qa[kk], b[0], b[1]);
-        mma_16816(s[2 * np + 1], qa[kk], b[2], b[3]);
+      for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+        for (int np = 0; np < kTileKeys / 16; ++np) {
+          uint32_t b[4];
+          load_bt<SR>(b, ks + np * 16 * SR, kk * 16, lane);
+          mma_16816(s[2 * np], qa[kk], b[0], b[1]);
+          mma_16816(s[2 * np + 1], qa[kk], b[2], b[3]);
+        }
       }
     }
 
-    // Causal mask, scale, online softmax.
+    // Causal mask (not needed while every key precedes the tile's first query), scale, online
+    // softmax.
+    const bool below_diagonal = key0 + kTileKeys - 1 <= tile.pos0;
 #pragma unroll
     for (int t = 0; t < kTileKeys / 8; ++t) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = key0 + t * 8 + tig * 2 + (e & 1);
-        s[t][e] = key <= qpos[e >> 1] ? s[t][e] * scale : -INFINITY;
+        s[t][e] = below_diagonal || key <= qpos[e >> 1] ? s[t][e] * scale : -INFINITY;
       }
     }
     float alpha[2];
     online_softmax(s, m, l, alpha);
     scale_rows(o, alpha);
 
-    // O += P V: P from the score registers as A fragments, V through transposing loads.
+    // O += P V: P from the score registers as A fragments.
+    if constexpr (kWgmma) {
+      uint32_t pa[kTileKeys / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < kTileKeys / 16; ++kk) {
-      uint32_t pa[4];
-      p_fragment(pa, s[2 * kk], s[2 * kk + 1]);
+      for (int kk = 0; kk < kTileKeys / 16; ++kk) p_fragment(pa[kk], s[2 * kk], s[2 * kk + 1]);
+      wgmma_fence();
 #pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t b[4];
-        load_b<SR>(b, vs + kk * 16 * SR, dp * 16, lane);
-        mma_16816(o[2 * dp], pa, b[0], b[1]);
-        mma_16816(o[2 * dp + 1], pa, b[2], b[3]);
+      for (int kk = 0; kk < kTileKeys / 16; ++kk)  // keys 16 kk ..: key groups 2 kk and 2 kk + 1
+        wgmma_m64k16<1>(o, pa[kk], wgmma_desc(vs + kk * 16 * D, 16 * D, 128), true);
+      wgmma_commit();
+      wgmma_wait<0>();
+    } else {  // V through transposing loads
+#pragma unroll
+      for (int kk = 0; kk < kTileKeys / 16; ++kk) {
+        uint32_t pa[4];
+        p_fragment(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t b[4];
+          load_b<SR>(b, vs + kk * 16 * SR, dp * 16, lane);
+          mma_16816(o[2 * dp], pa, b[0], b[1]);
+          mma_16816(o[2 * dp + 1], pa, b[2], b[3]);
+        }
       }
     }
     __syncthreads();  // before the next iteration's prefetch overwrites this buffer
@@ -156,26 +216,42 @@ __global__ void __launch_bounds__(kFlashThreads)
   }
 }
 
-template <int D>
+template <int D, bool kWgmma>
 void allow_flash_smem() {  // the >48 KB shared memory opt-in
-  check(cudaFuncSetAttribute(flash_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(flash_smem_bytes<D>())),
+  check(cudaFuncSetAttribute(flash_prefill_kernel<D, kWgmma>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(flash_smem_bytes<D, kWgmma>())),
         "flash attention: shared memory opt-in");
 }
 
-template <int D>
+template <int D, bool kWgmma>
 void launch_flash(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs, const FlashTile* tiles,
                   int n_tiles, const AttnDims& dims, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(dims.n_head));
-  launch_dependent("flash attention", flash_prefill_kernel<D>, grid, kFlashThreads, flash_smem_bytes<D>(), s, q,
-                   static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims);
+  launch_dependent(kWgmma ? "flash attention (wgmma)" : "flash attention", flash_prefill_kernel<D, kWgmma>, grid,
+                   kFlashThreads, flash_smem_bytes<D, kWgmma>(), s, q, static_cast<const __half*>(k),
+                   static_cast<const __half*>(v), out, seqs, tiles, dims);
 }
 
 }  // namespace
 
+// The module carries sm_90a code for compute capability 9.0 only.
+bool flash_wgmma() {
+  static const bool on = [] {
+    int dev = 0, major = 0, minor = 0;
+    check(cudaGetDevice(&dev), "flash attention: device");
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "flash attention: device");
+    check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "flash attention: device");
+    return major == 9 && minor == 0 && env_switch("TERN_CUDA_WGMMA", true);
+  }();
+  return on;
+}
+
 void prepare_flash_attention() {
-  allow_flash_smem<64>();
-  allow_flash_smem<128>();
+  flash_wgmma();  // the device query, here rather than during a graph capture
+  allow_flash_smem<64, false>();
+  allow_flash_smem<128, false>();
+  allow_flash_smem<64, true>();
+  allow_flash_smem<128, true>();
 }
 
 bool flash_supports(int d) { return d == 64 || d == 128; }
@@ -183,8 +259,9 @@ bool flash_supports(int d) { return d == 64 || d == 128; }
 void flash_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                      const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s) {
   if (n_tiles == 0) return;
-  if (dims.d == 64) launch_flash<64>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
-  else launch_flash<128>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  const bool wg = flash_wgmma();
+  if (dims.d == 64) (wg ? launch_flash<64, true> : launch_flash<64, false>)(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  else (wg ? launch_flash<128, true> : launch_flash<128, false>)(q, k, v, out, seqs, tiles, n_tiles, dims, s);
 }
 
 }  // namespace tern::cuda

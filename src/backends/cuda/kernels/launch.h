@@ -17,8 +17,8 @@ namespace tern::cuda {
 void check(cudaError_t e, const char* what);
 void check_launch(const char* kernel);
 
-// The backend's on/off environment switches (TERN_CUDA_GRAPHS, _FUSE, _OVERLAP, _PRELOAD, _TIMING):
-// "0" is off, "1" is on, anything else (or unset) leaves `fallback`.
+// The backend's on/off environment switches (TERN_CUDA_GRAPHS, _FUSE, _OVERLAP, _PRELOAD, _TIMING,
+// _WGMMA): "0" is off, "1" is on, anything else (or unset) leaves `fallback`.
 bool env_switch(const char* name, bool fallback);
 
 // --- element-wise (elementwise.cu) -------------------------------------------------------------
@@ -134,6 +134,9 @@ bool decode_supports(int d);
 
 void flash_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                      const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s);
+// Whether flash_attention runs its wgmma kernels: a Hopper GPU (compute capability 9.0) and
+// TERN_CUDA_WGMMA not 0; otherwise the mma.sync kernels (decided once per process).
+bool flash_wgmma();
 // partial: scratch of decode_partial_floats(n_items, max_splits, dims) floats (unused when
 // max_splits is 1). `rounded` (type F32: none) also receives out rounded for the output projection,
 // rows of n_head * d (every token of out must be an item).
