@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/cuda/kernels/launch.h"
+#include "wgmma_probe.h"
 #include "core/error.h"
 #include "core/fp16.h"
 #include "quant/quant.h"
@@ -373,6 +374,7 @@ int main(int argc, char** argv) {
     if (!gemv_only) {
       std::printf("flash    kernels: %s\n", cuda::flash_wgmma() ? "wgmma (sm_90a)" : "mma.sync");
       j["flash_kernels"] = cuda::flash_wgmma() ? "wgmma" : "mma.sync";
+      for (int D : {64, 128}) j["wgmma_probe"].push_back(bench::wgmma_probe(D));
       for (int D : {64, 128})
         for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
       j["decode_attention"] = decode_bench(s, copy, 16, 8192, 32, 8, 128);

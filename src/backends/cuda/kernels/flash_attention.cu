@@ -42,12 +42,10 @@ constexpr size_t flash_smem_bytes() {  // Q (padded rows), and K and V twice (do
 }
 
 // Where 16-byte piece c (elements 8c .. 8c + 7) of key r of a K or V tile lies in shared memory
-// (halves). wgmma: key group r / 8 holds D / 8 core matrices of 8 keys x 8 elements (128 bytes)
-// side by side, so B = K (K-major, dims along k) has LBO 128 bytes and SBO 16 D bytes, and B = V
-// (MN-major, keys along k) LBO 16 D bytes and SBO 128 bytes.
+// (halves): padded rows, or core matrices (wgmma.cuh).
 template <int D, bool kWgmma>
 __device__ __forceinline__ int kv_smem_offset(int r, int c) {
-  if constexpr (kWgmma) return (r / 8) * 8 * D + c * 64 + (r % 8) * 8;
+  if constexpr (kWgmma) return core_tile_offset<D>(r, c);
   else return r * smem_row<D>() + c * 8;
 }
 // Which (key, piece) the i-th 16-byte load of a tile fetches: for core matrices, eight threads in a
@@ -143,8 +141,7 @@ __global__ void __launch_bounds__(kFlashThreads)
     if constexpr (kWgmma) {
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)  // dims 16 kk ..: core matrices 2 kk and 2 kk + 1 of each key group
-        wgmma_m64k16<0>(s, qa[kk], wgmma_desc(ks + kk * 128, 128, 16 * D), true);
+      for (int kk = 0; kk < D / 16; ++kk) wgmma_m64k16<0>(s, qa[kk], desc_rows_t<D>(ks, kk * 16), true);
       wgmma_commit();
       wgmma_wait<0>();
     } else {
@@ -182,8 +179,7 @@ __global__ void __launch_bounds__(kFlashThreads)
       for (int kk = 0; kk < kTileKeys / 16; ++kk) p_fragment(pa[kk], s[2 * kk], s[2 * kk + 1]);
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < kTileKeys / 16; ++kk)  // keys 16 kk ..: key groups 2 kk and 2 kk + 1
-        wgmma_m64k16<1>(o, pa[kk], wgmma_desc(vs + kk * 16 * D, 16 * D, 128), true);
+      for (int kk = 0; kk < kTileKeys / 16; ++kk) wgmma_m64k16<1>(o, pa[kk], desc_rows<D>(vs, kk * 16), true);
       wgmma_commit();
       wgmma_wait<0>();
     } else {  // V through transposing loads

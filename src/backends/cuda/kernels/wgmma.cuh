@@ -11,6 +11,7 @@
 // along M or N.
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -23,6 +24,26 @@ __device__ __forceinline__ uint64_t wgmma_desc(const void* smem, uint32_t lbo, u
   const uint64_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   return ((addr & 0x3FFFF) >> 4) | (static_cast<uint64_t>((lbo & 0x3FFFF) >> 4) << 16) |
          (static_cast<uint64_t>((sbo & 0x3FFFF) >> 4) << 32);
+}
+
+// A tile of rows of D halves (keys by dims, as K and V tiles are) in core matrices: the rows of
+// group r / 8 lie in D / 8 core matrices side by side (8 rows x 8 elements each). Halves from the
+// tile's start to 16-byte piece c (elements 8c .. 8c + 7) of row r:
+template <int D>
+__device__ __forceinline__ int core_tile_offset(int r, int c) {
+  return (r / 8) * 8 * D + c * 64 + (r % 8) * 8;
+}
+// ... as B = tile^T for the 16 dims from k0 (a multiple of 16) by every row (S = Q K^T): K-major,
+// the next 8 dims 128 bytes on (LBO), the next 8 rows 16 D bytes on (SBO);
+template <int D>
+__device__ __forceinline__ uint64_t desc_rows_t(const __half* tile, int k0) {
+  return wgmma_desc(tile + k0 * 8, 128, 16 * D);
+}
+// ... as B = rows r0 .. r0 + 15 (r0 a multiple of 16) of the tile by every dim (O += P V): MN-major,
+// the next 8 rows 16 D bytes on (LBO, along k), the next 8 dims 128 bytes on (SBO, along n).
+template <int D>
+__device__ __forceinline__ uint64_t desc_rows(const __half* tile, int r0) {
+  return wgmma_desc(tile + r0 * D, 16 * D, 128);
 }
 
 // Orders this thread's register writes (A fragments, accumulators) before the wgmma that reads them.
