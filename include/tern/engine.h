@@ -52,6 +52,11 @@ struct EngineConfig {
   bool prefix_caching = true;   // requests sharing a prompt prefix share its KV blocks
   SpeculativeConfig speculative;
   std::string backend = "cpu";  // "cpu", "cuda" (one NVIDIA GPU) or "ref" (the scalar oracle; slow)
+  // Passes whose every sampled row needs only its best logits (greedy, or top-k sampling without
+  // penalties, log-probabilities or speculation) bring back only those, selected by the backend in
+  // the sampler's order: the same tokens, and on a GPU 8 bytes per candidate per row instead of the
+  // whole vocabulary, with no sort of it on the host. false: whole rows always.
+  bool sample_from_top_logits = true;
   // F32 activations into every matmul. Default off: activations are rounded to 8-bit blocks (or F16)
   // before quantised matmuls, as llama.cpp does, so greedy outputs match the peer's.
   bool exact_activations = false;
@@ -127,6 +132,8 @@ struct EngineMetrics {
   // Speculative decoding: verifying passes (one per sequence and step), tokens drafted, drafts
   // accepted, and tokens those passes produced (accepted drafts plus one sampled token each).
   int64_t spec_verify_passes = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0, spec_emitted_tokens = 0;
+  // Tokens sampled from their row's best logits alone (EngineConfig::sample_from_top_logits).
+  int64_t tokens_from_top_logits = 0;
 };
 
 struct GenerateResult {

@@ -99,14 +99,17 @@ void Engine::Impl::require_idle(const char* what) const {
 // Runs `ids` at positions pos0.. in one forward pass of a sequence that owns `s` (grown as needed);
 // logits of every token if `all_logits`, else of the last one.
 void Engine::Impl::run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, size_t first_logit,
-                               float* out) {
+                               float* out, int32_t top_k) {
   std::vector<kv::BlockCopy> copies;
   TERN_CHECK(kv->grow(s, pos0 + static_cast<int32_t>(ids.size()), copies), "the KV cache is too small for {} tokens",
              pos0 + ids.size());
   batch.clear();
   batch.add({s.blocks.data(), static_cast<int32_t>(s.blocks.size())}, ids, pos0);
   for (size_t i = first_logit; i < ids.size(); ++i) batch.logit_rows.push_back(static_cast<int32_t>(i));
-  model->forward(batch, *kv_storage, out);
+  batch.logit_top_k = top_k;
+  if (top_ids.size() < static_cast<size_t>(top_k) * batch.logit_rows.size())
+    top_ids.resize(static_cast<size_t>(top_k) * batch.logit_rows.size());
+  model->forward(batch, *kv_storage, out, top_ids.data());
 }
 
 // Loads the proposer and measures what a drafted token costs the verifying pass on this machine: a
@@ -314,9 +317,11 @@ Engine::PassTiming Engine::time_passes(std::span<const int32_t> prompt, int n_ge
   fill_depth(s);
   int32_t tok = prompt[0];
   t0 = clock::now();
+  // Greedy, as a request with temperature 0 decodes: the best logit picked where the logits are.
+  const bool top = m.config.sample_from_top_logits;
   for (int32_t pos = depth; pos < depth + n_gen; ++pos) {
-    m.run_private(s, std::span<const int32_t>(&tok, 1), pos, 0, m.logits.data());
-    tok = static_cast<int32_t>(argmax(m.logits));
+    m.run_private(s, std::span<const int32_t>(&tok, 1), pos, 0, m.logits.data(), top ? 1 : 0);
+    tok = top ? m.top_ids[0] : static_cast<int32_t>(argmax(m.logits));
   }
   t.gen_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   m.kv->free(s);

@@ -53,7 +53,8 @@ struct Engine::Impl {
   std::string chat_template;
   ModelSummary summary;
   EngineConfig config;
-  std::vector<float> logits;  // [n_vocab, rows needing logits]
+  std::vector<float> logits;  // [n_vocab, rows needing logits], or their best [k, rows]
+  std::vector<int32_t> top_ids;  // [k, rows]: the ids of those best logits
   Batch batch;
 
   // Requests: the inbox is filled by submit()/cancel() on any thread and drained by step().
@@ -65,7 +66,7 @@ struct Engine::Impl {
   uint64_t next_arrival = 0;
   std::unordered_map<RequestId, std::unique_ptr<Request>> active;  // owned by the step thread
   EngineMetrics metrics;  // published under inbox_mutex after every step
-  int64_t prompt_tokens_computed = 0, generated_tokens = 0, requests_finished = 0;
+  int64_t prompt_tokens_computed = 0, generated_tokens = 0, requests_finished = 0, tokens_from_top_logits = 0;
   std::vector<int32_t> kv_fill;  // publish_metrics: tokens written per block (all zero between calls)
   // Speculative decoding (none when config.speculative.method is empty).
   std::unique_ptr<spec::Proposer> proposer;
@@ -90,8 +91,10 @@ struct Engine::Impl {
 
   void check_prompt(std::span<const int32_t> ids) const;
   // Single-sequence helpers (time_passes, logits): a private sequence outside the scheduler.
-  // Logits of ids[first_logit..] into `out` ([n_vocab] per row).
-  void run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, size_t first_logit, float* out);
+  // Logits of ids[first_logit..] into `out` ([n_vocab] per row); with top_k > 0 their top_k best
+  // into `out` and top_ids instead (Batch::logit_top_k).
+  void run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, size_t first_logit, float* out,
+                   int32_t top_k = 0);
   void require_idle(const char* what) const;
 
   // The step loop (engine_step.cpp).
@@ -104,6 +107,9 @@ struct Engine::Impl {
   // The request's sampling distribution for a logits row (a copy of it when log-probabilities
   // need the row unmodified).
   std::span<const TokenProb> target_distribution(Request& r, float* row, std::span<const int32_t> history);
+  // How many best logits per row this step's pass may bring back instead of whole rows
+  // (Batch::logit_top_k): the most any sampled row needs, or 0 when one needs its whole row.
+  int32_t top_logits_wanted(const StepPlan& plan) const;
   void publish_metrics();
 };
 

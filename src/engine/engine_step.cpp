@@ -168,9 +168,24 @@ void Engine::Impl::publish_metrics() {
   x.spec_draft_tokens = spec_draft_tokens;
   x.spec_accepted_tokens = spec_accepted_tokens;
   x.spec_emitted_tokens = spec_emitted_tokens;
+  x.tokens_from_top_logits = tokens_from_top_logits;
   std::lock_guard lock(inbox_mutex);
   x.waiting += static_cast<int64_t>(inbox.size());
   metrics = x;
+}
+
+int32_t Engine::Impl::top_logits_wanted(const StepPlan& plan) const {
+  if (!config.sample_from_top_logits) return 0;
+  int32_t k = 0;
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
+    if (!c.sample) continue;
+    const Request& req = *chunk_requests[i];
+    const int want = c.n_draft > 0 || req.params.top_logprobs >= 0 ? 0 : req.sampler.wants_top_k(kMaxTopLogits, summary.n_vocab);
+    if (want == 0) return 0;  // one row needs all its logits: the pass brings back whole rows
+    k = std::max(k, static_cast<int32_t>(want));
+  }
+  return k;
 }
 
 std::span<const TokenProb> Engine::Impl::target_distribution(Request& r, float* row, std::span<const int32_t> hist) {
@@ -285,7 +300,11 @@ bool Engine::step() {
   }
   const size_t V = static_cast<size_t>(m.summary.n_vocab);
   if (m.logits.size() < V * b.logit_rows.size()) m.logits.resize(V * b.logit_rows.size());
-  m.model->forward(b, *m.kv_storage, m.logits.data());
+  b.logit_top_k = m.top_logits_wanted(plan);
+  if (m.top_ids.size() < static_cast<size_t>(b.logit_top_k) * b.logit_rows.size())
+    m.top_ids.resize(static_cast<size_t>(b.logit_top_k) * b.logit_rows.size());
+  m.model->forward(b, *m.kv_storage, m.logits.data(), m.top_ids.data());
+  const auto top = static_cast<size_t>(b.logit_top_k);
 
   // Each sequence that reached its end samples from its own logits row; a speculative one keeps
   // the drafts the verifier accepts, then samples one more.
@@ -297,7 +316,14 @@ bool Engine::step() {
     if (c.sample) {
       Request& req = *m.chunk_requests[i];
       float* rows = m.logits.data() + V * r;
-      if (c.n_draft > 0) {
+      if (top > 0) {  // this row's best logits (top_logits_wanted: no drafts, no log-probabilities)
+        const std::span<const float> values(m.logits.data() + top * r, top);
+        const std::span<const int32_t> ids(m.top_ids.data() + top * r, top);
+        m.out.tokens.push_back(req.sampler.draw(req.sampler.distribution_top(values, ids)));
+        m.out_rows.push_back(nullptr);
+        ++r;
+        ++m.tokens_from_top_logits;
+      } else if (c.n_draft > 0) {
         m.verify_drafts(req, rows);
         r += 1 + req.draft.tokens.size();
       } else {

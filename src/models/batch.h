@@ -11,12 +11,18 @@
 
 namespace tern {
 
+// The most best logits per row a forward pass returns instead of whole rows (Batch::logit_top_k).
+inline constexpr int32_t kMaxTopLogits = 256;
+
 struct Batch {
   std::vector<int32_t> tokens;       // [n_tokens]
   std::vector<int32_t> positions;    // [n_tokens]
   std::vector<int32_t> token_seq;    // [n_tokens] index into seqs
   std::vector<KvSeq> seqs;           // block tables (memory owned by the caller)
   std::vector<int32_t> logit_rows;   // token indices whose logits are returned, in this order
+  // 0: whole rows of logits; k > 0 (at most kMaxTopLogits): only each row's k best logits and their
+  // ids (Model::forward), all that top-k or greedy sampling needs.
+  int32_t logit_top_k = 0;
   // Run only the first n_layers layers, then the final norm and output head: self-speculative
   // drafting by layer skipping. 0: all layers.
   int32_t n_layers = 0;
@@ -39,6 +45,7 @@ struct Batch {
     token_seq.clear();
     seqs.clear();
     logit_rows.clear();
+    logit_top_k = 0;
     n_layers = 0;
   }
 };

@@ -2,6 +2,7 @@
 // RMSNorm -> attention (RoPE, GQA/MQA/MHA) -> residual -> RMSNorm -> SwiGLU FFN -> residual.
 #include "models/llama_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -136,7 +137,7 @@ void LlamaModel::trace(std::string_view name, const TensorView& t) {
   emit(name, TensorView::contiguous(dump_.data(), DType::F32, {t.ne[0], t.ne[1], t.ne[2], t.ne[3]}));
 }
 
-void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
+void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits, int32_t* top_ids) {
   const int64_t T = batch.size();
   TERN_CHECK(T > 0 && T <= config_.max_batch_tokens, "batch of {} tokens outside 1..{}", T, config_.max_batch_tokens);
   const int64_t H = info_.head_dim, R = static_cast<int64_t>(batch.logit_rows.size());
@@ -156,6 +157,10 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
     slots_[t] = static_cast<int32_t>(kv_slot(s, kc.block_size, pos));
   }
   for (int32_t r : batch.logit_rows) TERN_CHECK(r >= 0 && r < T, "logit row {} outside the batch", r);
+  const int32_t top = batch.logit_top_k;
+  TERN_CHECK(top >= 0 && top <= kMaxTopLogits && top <= info_.n_vocab && (top == 0 || top_ids),
+             "batch asks for the {} best logits per row (0..{}, with somewhere to put their ids)", top,
+             std::min<int64_t>(kMaxTopLogits, info_.n_vocab));
 
   // The pass's integer inputs, where the backend's ops read them; block tables are staged per
   // sequence so that the sequence descriptors the kernels see point at the staged copies.
@@ -240,6 +245,12 @@ void LlamaModel::forward(const Batch& batch, KvStorage& kv, float* logits) {
   const TensorView out = host ? TensorView::contiguous(logits, DType::F32, {info_.n_vocab, R}) : columns(w.logits, R);
   backend_.matmul(output_, last, out);
   trace("result_output", out);
+  if (top > 0) {  // the best of each row, selected where the rows are (out may be the caller's array)
+    top_values_.resize(static_cast<size_t>(top * R));
+    backend_.top_k(out, top, top_values_.data(), top_ids);
+    std::copy(top_values_.begin(), top_values_.end(), logits);
+    return;
+  }
   if (!host) backend_.to_host(logits, out.data, static_cast<size_t>(info_.n_vocab * R) * sizeof(float));
 }
 

@@ -10,7 +10,7 @@ class LlamaModel final : public Model {
  public:
   LlamaModel(const gguf::File& file, Backend& backend, const ModelConfig& config);
   const ModelInfo& info() const override { return info_; }
-  void forward(const Batch& batch, KvStorage& kv, float* logits) override;
+  void forward(const Batch& batch, KvStorage& kv, float* logits, int32_t* top_ids = nullptr) override;
 
  private:
   // emit() for an intermediate in the backend's memory (copied to the host when it lives elsewhere).
@@ -48,6 +48,7 @@ class LlamaModel final : public Model {
   std::vector<int32_t> slots_;
   std::vector<KvSeq> seqs_;
   std::vector<float> dump_;  // debug dumps of intermediates the host cannot read directly
+  std::vector<float> top_values_;  // the best logits of each row, on their way to the caller
 };
 
 }  // namespace tern

@@ -42,8 +42,10 @@ class Model {
   virtual ~Model() = default;
   virtual const ModelInfo& info() const = 0;
   // Runs the batch, writes K/V of its tokens into `kv`, and writes logits for batch.logit_rows into
-  // `logits` ([n_vocab, logit_rows.size()]).
-  virtual void forward(const Batch& batch, KvStorage& kv, float* logits) = 0;
+  // `logits` ([n_vocab, logit_rows.size()]); with batch.logit_top_k = k > 0, each row's k best
+  // logits into `logits` ([k, rows]) and their token ids into `top_ids` ([k, rows]), in the order
+  // sampling ranks them (core/top_k.h).
+  virtual void forward(const Batch& batch, KvStorage& kv, float* logits, int32_t* top_ids = nullptr) = 0;
   void set_debug_sink(DebugSink sink) { debug_ = std::move(sink); }
 
  protected:

@@ -3,11 +3,16 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
+#include "core/argmax.h"
 #include "core/error.h"
+#include "core/top_k.h"
 
 namespace tern {
 namespace {
@@ -42,5 +47,34 @@ size_t Backend::available_memory() const {
 void Backend::to_backend(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void Backend::to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void Backend::copy(void* dst, const void* src, size_t bytes) { std::memmove(dst, src, bytes); }
+
+void Backend::top_k(const TensorView& logits, int k, float* values, int32_t* ids) {
+  TERN_CHECK(logits.dtype == DType::F32 && logits.is_contiguous(), "top_k: logits must be contiguous F32");
+  const int64_t n = logits.ne[0], rows = logits.nelements() / std::max<int64_t>(n, 1);
+  TERN_CHECK(k > 0 && k <= n, "top_k: k {} outside 1..{}", k, n);
+  std::vector<float> host;
+  const float* x = logits.ptr<float>();
+  if (device() != Device::CPU) {
+    host.resize(static_cast<size_t>(n * rows));
+    to_host(host.data(), x, host.size() * sizeof(float));
+    x = host.data();
+  }
+  if (k == 1) {  // argmax: the same pick, without building and sorting candidates
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = argmax(std::span<const float>(x + r * n, static_cast<size_t>(n)));
+      values[r] = std::isnan(x[r * n + i]) ? -INFINITY : x[r * n + i];
+      ids[r] = static_cast<int32_t>(i);
+    }
+    return;
+  }
+  std::vector<ScoredId> work;
+  for (int64_t r = 0; r < rows; ++r) {
+    select_top_k(std::span<const float>(x + r * n, static_cast<size_t>(n)), static_cast<size_t>(k), work);
+    for (int i = 0; i < k; ++i) {
+      values[r * k + i] = work[static_cast<size_t>(i)].value;
+      ids[r * k + i] = work[static_cast<size_t>(i)].id;
+    }
+  }
+}
 
 }  // namespace tern

@@ -101,6 +101,11 @@ class Backend {
   }
   // Causal softmax(q k^T * scale) v over each token's sequence, grouped-query heads.
   virtual void attention(const AttentionArgs& a) = 0;
+  // The k best values of each column of `logits` ([n, rows], F32) with their indices, in the order
+  // sampling ranks them (core/top_k.h), into host arrays values and ids ([rows][k]); 0 < k <= n. A
+  // sampler with top-k needs no more of a row, and a GPU then sends back 8k bytes per row instead
+  // of 4n. Default: on the host (the rows copied there first, for a device backend).
+  virtual void top_k(const TensorView& logits, int k, float* values, int32_t* ids);
   // out = silu(gate) * up
   virtual void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out) = 0;
   // out = a + b (out may alias a)

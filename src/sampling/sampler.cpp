@@ -80,23 +80,40 @@ std::span<const TokenProb> Sampler::distribution(std::span<float> logits, std::s
     dist_.assign(1, {static_cast<int32_t>(argmax(logits)), 1.0});
     return dist_;
   }
-  cand_.resize(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) cand_[i] = {static_cast<int32_t>(i), logits[i]};
-  auto by_logit = [](const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  };
-  size_t n = cand_.size();
-  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < n) {
-    std::partial_sort(cand_.begin(), cand_.begin() + p.top_k, cand_.end(), by_logit);
-    n = static_cast<size_t>(p.top_k);
-  } else {
-    std::sort(cand_.begin(), cand_.end(), by_logit);
+  const size_t n = p.top_k > 0 ? std::min(static_cast<size_t>(p.top_k), logits.size()) : logits.size();
+  select_top_k(logits, n, cand_);
+  return finish(n);
+}
+
+std::span<const TokenProb> Sampler::distribution_top(std::span<const float> values, std::span<const int32_t> ids) {
+  TERN_CHECK(!values.empty() && values.size() == ids.size(), "sample: {} values for {} ids", values.size(), ids.size());
+  TERN_CHECK(!uses_history(), "sample: penalties need the whole row of logits");
+  const auto& p = params_;
+  if (p.temperature <= 0) {  // the first of the best: what argmax picks from the whole row
+    dist_.assign(1, {ids[0], 1.0});
+    return dist_;
   }
+  TERN_CHECK(p.top_k > 0 && values.size() >= static_cast<size_t>(p.top_k), "sample: {} candidates for top_k {}",
+             values.size(), p.top_k);
+  const size_t n = static_cast<size_t>(p.top_k);
+  cand_.resize(n);
+  for (size_t i = 0; i < n; ++i) cand_[i] = {ids[i], values[i]};
+  return finish(n);
+}
+
+int Sampler::wants_top_k(int max_k, int64_t n_vocab) const {
+  if (uses_history()) return 0;
+  if (params_.temperature <= 0) return 1;
+  return params_.top_k > 0 && params_.top_k <= max_k && params_.top_k < n_vocab ? params_.top_k : 0;
+}
+
+std::span<const TokenProb> Sampler::finish(size_t n) {
+  const auto& p = params_;
   // Softmax over the survivors (at temperature 1, as llama.cpp's top-p and min-p see them).
   dist_.resize(n);
-  const double mx = cand_[0].logit;
+  const double mx = cand_[0].value;
   double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += dist_[i].p = std::exp(cand_[i].logit - mx);
+  for (size_t i = 0; i < n; ++i) sum += dist_[i].p = std::exp(cand_[i].value - mx);
   if (p.top_p < 1.0f) {
     double cum = 0;
     size_t keep = n;
@@ -119,7 +136,7 @@ std::span<const TokenProb> Sampler::distribution(std::span<float> logits, std::s
   sum = 0;
   for (size_t i = 0; i < n; ++i) {
     dist_[i].id = cand_[i].id;
-    sum += dist_[i].p = std::exp((cand_[i].logit - mx) / p.temperature);
+    sum += dist_[i].p = std::exp((cand_[i].value - mx) / p.temperature);
   }
   for (TokenProb& t : dist_) t.p /= sum;
   return dist_;

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "core/top_k.h"
 #include "tern/sampling.h"
 
 namespace tern {
@@ -44,6 +45,13 @@ class Sampler {
   // sampling's is the first maximum with probability 1. Valid until the next call; `logits` is
   // modified as by sample().
   std::span<const TokenProb> distribution(std::span<float> logits, std::span<const int32_t> history);
+  // The same distribution from a row's best logits alone (values and their ids in rank order,
+  // core/top_k.h), as a GPU returns them: enough when no penalty is on (uses_history() false) and
+  // they are at least the top_k best (any number for greedy sampling). wants_top_k() says how many.
+  std::span<const TokenProb> distribution_top(std::span<const float> values, std::span<const int32_t> ids);
+  // How many of a row's best logits distribution_top needs (1 for greedy sampling), or 0 when it
+  // needs the whole row (a penalty is on, or top_k is off or beyond max_k or the vocabulary).
+  int wants_top_k(int max_k, int64_t n_vocab) const;
   // A token drawn from `dist` (one uniform number, none when it has a single token).
   int32_t draw(std::span<const TokenProb> dist);
   // The sampler's own random stream, for decisions that must be seeded with the request (accepting
@@ -58,15 +66,13 @@ class Sampler {
   }
 
  private:
-  struct Candidate {
-    int32_t id;
-    float logit;
-  };
   void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
+  // top-p, min-p and temperature over cand_[0, n), which holds the top-k survivors in rank order.
+  std::span<const TokenProb> finish(size_t n);
 
   SamplingParams params_;
   Rng rng_;
-  std::vector<Candidate> cand_;  // reused across calls
+  std::vector<ScoredId> cand_;  // reused across calls
   std::vector<TokenProb> dist_;
   std::vector<int32_t> window_;  // the penalty window, sorted to count repeats
 };

@@ -115,6 +115,12 @@ class HostAdapter final : public Backend {
     inner_->attention(d);
     c.finish();
   }
+  void top_k(const TensorView& logits, int k, float* values, int32_t* ids) override {
+    Call c(*inner_, 0);
+    const TensorView d = c.in(logits);
+    inner_->top_k(d, k, values, ids);  // host outputs
+    c.finish();
+  }
   void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out) override {
     Call c(*inner_, 0);
     const TensorView g = c.in(gate), u = c.in(up), o = c.out(out);

@@ -48,9 +48,9 @@ std::vector<GenerateRequest> make_requests(Engine& e) {
   return reqs;
 }
 
-EngineConfig config(size_t kv_memory = 0, bool prefix_caching = true) {
+EngineConfig config(size_t kv_memory = 0, bool prefix_caching = true, bool top_logits = true) {
   return {.model_path = model_path(), .n_threads = 2, .n_ctx = 1024, .max_batch_tokens = 96, .kv_memory = kv_memory,
-          .prefix_caching = prefix_caching};
+          .prefix_caching = prefix_caching, .sample_from_top_logits = top_logits};
 }
 
 std::vector<Output> run_alone(const std::vector<GenerateRequest>& reqs) {
@@ -70,8 +70,9 @@ std::vector<Output> run_alone(const std::vector<GenerateRequest>& reqs) {
 // Submits the requests a few at a time between steps; returns outputs and the final metrics.
 // burst: all at once instead.
 std::pair<std::vector<Output>, EngineMetrics> run_together(const std::vector<GenerateRequest>& reqs, size_t kv_memory,
-                                                           bool burst = false, bool prefix_caching = true) {
-  auto e = Engine::load(config(kv_memory, prefix_caching));
+                                                           bool burst = false, bool prefix_caching = true,
+                                                           bool top_logits = true) {
+  auto e = Engine::load(config(kv_memory, prefix_caching, top_logits));
   std::vector<Output> out(reqs.size());
   size_t next = 0;
   int step = 0;
@@ -137,6 +138,24 @@ TEST_F(EngineBatching, PreemptionByRecomputeGivesTheSameTokens) {
   EXPECT_GT(m.preemptions, 0);
   EXPECT_EQ(m.kv_blocks_used, 0);
   EXPECT_EQ(m.requests_finished, 32);
+}
+
+// Sampling from each row's best logits alone (greedy and top-k rows, when no row of the pass needs
+// its whole row) picks the same tokens as sampling from whole rows: the requests without
+// log-probabilities, one of them (among the last to arrive) with a repetition penalty: whole rows
+// for the passes it is in.
+TEST_F(EngineBatching, SamplingFromTheBestLogitsGivesTheSameTokens) {
+  std::vector<GenerateRequest> reqs = reqs_;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].top_logprobs = -1;
+    if (i == reqs.size() - 2) reqs[i].sampling.repetition_penalty = 1.2f;
+  }
+  const auto [best, mb] = run_together(reqs, 64 * 1024 * kv_bytes_per_token_, false, true, /*top_logits=*/true);
+  const auto [whole, mw] = run_together(reqs, 64 * 1024 * kv_bytes_per_token_, false, true, /*top_logits=*/false);
+  expect_same(best, whole);
+  EXPECT_GT(mb.tokens_from_top_logits, 100);
+  EXPECT_LT(mb.tokens_from_top_logits, mb.generated_tokens);  // the penalised requests' passes: whole rows
+  EXPECT_EQ(mw.tokens_from_top_logits, 0);
 }
 
 }  // namespace

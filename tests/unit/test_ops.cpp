@@ -13,6 +13,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cuda/cuda_backend.h"
 #include "core/error.h"
+#include "core/top_k.h"
 #include "host_adapter.h"
 #include "core/fp16.h"
 #include "ops/ref/ref_ops.h"
@@ -917,6 +918,46 @@ TEST(Ops, AttentionIsBatchInvariant) {
         const auto mixed = run({}, ts, tp, qs, *be);
         ASSERT_TRUE(std::equal(mixed.begin() + row, mixed.end(), whole.begin() + c0 * row))
             << be->name() << " chunk at " << c0;
+      }
+    }
+  }
+}
+
+// Each backend's top_k picks a row's best logits as the sampler ranks them (core/top_k.h): ties
+// (equal values: the smaller index first), -inf, NaN (ranked as -inf), signed zeros, rows where
+// the k-th value is shared by more entries than fit, k = 1 (greedy) up to kMaxTopLogits, a row
+// as short as k, and vocabularies of odd sizes.
+TEST(Ops, TopKRanksAsTheSampler) {
+  std::mt19937 rng(81);
+  for (auto [n, rows] : {std::pair<int64_t, int64_t>{32000, 3}, {151, 5}, {256, 2}, {50257, 1}}) {
+    std::vector<float> x(static_cast<size_t>(n * rows));
+    for (size_t i = 0; i < x.size(); ++i) {
+      const int64_t r = static_cast<int64_t>(i) / n;
+      float v = std::normal_distribution<float>(0.0f, 4.0f)(rng);
+      if (r == 0) v = std::round(v);                  // many ties
+      if (r == 1 && i % 3 == 0) v = -INFINITY;        // masked vocabulary
+      if (r == 2) v = i % 5 == 0 ? 7.0f : v / 4.0f;  // the best (and the k-th) shared by many
+      if (i % 97 == 0) v = std::nanf("");
+      if (i % 89 == 0) v = i % 2 ? -0.0f : 0.0f;
+      x[i] = v;
+    }
+    const TensorView t = TensorView::contiguous(x.data(), DType::F32, {n, rows});
+    for (int k : {1, 2, 40, 256}) {
+      if (k > n) continue;
+      std::vector<float> want_v(static_cast<size_t>(k * rows));
+      std::vector<int32_t> want_i(want_v.size());
+      std::vector<ScoredId> work;
+      for (int64_t r = 0; r < rows; ++r) {
+        select_top_k(std::span<const float>(x.data() + r * n, static_cast<size_t>(n)), static_cast<size_t>(k), work);
+        for (int j = 0; j < k; ++j) want_v[r * k + j] = work[j].value, want_i[r * k + j] = work[j].id;
+      }
+      for (auto& be : backends_under_test()) {
+        std::vector<float> got_v(want_v.size(), 123.0f);
+        std::vector<int32_t> got_i(want_i.size(), -7);
+        be->top_k(t, k, got_v.data(), got_i.data());
+        EXPECT_EQ(got_i, want_i) << be->name() << " n " << n << " k " << k;
+        EXPECT_EQ(0, std::memcmp(got_v.data(), want_v.data(), got_v.size() * sizeof(float)))
+            << be->name() << " n " << n << " k " << k;
       }
     }
   }

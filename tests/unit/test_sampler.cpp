@@ -1,9 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
+#include <vector>
 
 #include "core/error.h"
+#include "core/top_k.h"
 #include "sampling/sampler.h"
 #include "engine/stop_matcher.h"
 
@@ -60,6 +64,54 @@ TEST(Sampler, TopKTopPMinPRestrictTheSupport) {
   EXPECT_EQ(support({.temperature = 1, .top_k = 0, .top_p = 0.79f, .min_p = 0}), 2u);  // 0.5 + 0.3 >= 0.79
   EXPECT_EQ(support({.temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0.25f}), 3u);  // p >= 0.125
   EXPECT_EQ(support({.temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0}), 4u);
+}
+
+// A row's best logits (core/top_k.h) give the distribution, and the draws, that the whole row
+// gives: rows with ties (quantised logits), -inf, NaN and signed zeros; greedy and top-k with or
+// without top-p and min-p; more candidates than top_k too.
+TEST(Sampler, BestLogitsGiveTheWholeRowsDistribution) {
+  std::mt19937 rng(5);
+  const std::vector<SamplingParams> params = {
+      {.temperature = 0},
+      {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 3},
+      {.temperature = 1.3f, .top_k = 7, .top_p = 1.0f, .min_p = 0.0f, .seed = 4},
+      {.temperature = 0.5f, .top_k = 1, .seed = 5},
+      {.temperature = 1.0f, .top_k = 256, .top_p = 0.5f, .min_p = 0.0f, .seed = 6}};
+  for (const SamplingParams& p : params) {
+    Sampler whole(p), best(p);
+    std::vector<ScoredId> work;
+    for (int row = 0; row < 50; ++row) {
+      std::vector<float> l(1000);
+      for (float& x : l) x = std::round(std::normal_distribution<float>(0.0f, 3.0f)(rng) * 2.0f) / 2.0f;  // ties
+      l[row % 1000] = -INFINITY;
+      l[(row * 7) % 1000] = std::nanf("");
+      l[(row * 13) % 1000] = -0.0f;
+      l[(row * 17 + 1) % 1000] = 0.0f;
+      const int k = best.wants_top_k(256, 1000);
+      ASSERT_GT(k, 0);
+      const size_t n = static_cast<size_t>(std::min(256, k + row % 3 * 5));  // sometimes more than needed
+      select_top_k(l, n, work);
+      std::vector<float> values;
+      std::vector<int32_t> ids;
+      for (size_t i = 0; i < n; ++i) values.push_back(work[i].value), ids.push_back(work[i].id);
+      const auto db = best.distribution_top(values, ids);
+      const std::vector<TokenProb> from_best(db.begin(), db.end());
+      const auto dw = whole.distribution(l, {});
+      ASSERT_EQ(dw.size(), from_best.size()) << "row " << row;
+      for (size_t i = 0; i < dw.size(); ++i) {
+        EXPECT_EQ(dw[i].id, from_best[i].id) << "row " << row;
+        EXPECT_EQ(dw[i].p, from_best[i].p) << "row " << row;
+      }
+      EXPECT_EQ(whole.draw(dw), best.draw(from_best)) << "row " << row;
+    }
+  }
+  // Penalties need the whole row; so do top_k off and top_k beyond the candidates there are.
+  EXPECT_EQ(Sampler({.top_k = 40, .repetition_penalty = 1.1f}).wants_top_k(256, 1000), 0);
+  EXPECT_EQ(Sampler({.top_k = 0}).wants_top_k(256, 1000), 0);
+  EXPECT_EQ(Sampler({.top_k = 300}).wants_top_k(256, 1000), 0);
+  EXPECT_EQ(Sampler({.top_k = 40}).wants_top_k(256, 40), 0);
+  EXPECT_EQ(Sampler({.temperature = 0, .repetition_penalty = 1.1f}).wants_top_k(256, 1000), 0);
+  EXPECT_EQ(Sampler({.temperature = 0, .top_k = 0}).wants_top_k(256, 1000), 1);
 }
 
 TEST(Sampler, Penalties) {

@@ -337,6 +337,23 @@ class CudaBackend final : public Backend {
 
   void attention(const AttentionArgs& a) override;
 
+  void top_k(const TensorView& logits, int k, float* values, int32_t* ids) override {
+    TERN_CHECK(logits.dtype == DType::F32 && logits.is_contiguous(), "cuda top_k: logits must be contiguous F32");
+    const int64_t n = logits.ne[0], rows = logits.nelements() / std::max<int64_t>(n, 1);
+    TERN_CHECK(k > 0 && k <= n && k <= cuda::kMaxTopK, "cuda top_k: k {} outside 1..{}", k,
+               std::min<int64_t>(n, cuda::kMaxTopK));
+    const size_t bytes = static_cast<size_t>(rows * k) * sizeof(float);
+    auto* dv = static_cast<uint8_t*>(scratch(top_k_, 2 * bytes));
+    const float* x = logits.ptr<float>();
+    auto* out_v = reinterpret_cast<float*>(dv);
+    auto* out_i = reinterpret_cast<int32_t*>(dv + bytes);
+    queue_.launch([=](cudaStream_t s) { cuda::top_k(x, n, rows, k, out_v, out_i, s); });
+    top_k_host_.resize(2 * bytes);
+    to_host(top_k_host_.data(), dv, 2 * bytes);  // one copy for both halves
+    std::memcpy(values, top_k_host_.data(), bytes);
+    std::memcpy(ids, top_k_host_.data() + bytes, bytes);
+  }
+
   void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out) override {
     check_same_shape("swiglu", gate, up);
     check_same_shape("swiglu", gate, out);
@@ -619,7 +636,8 @@ class CudaBackend final : public Backend {
   size_t max_weight_elems_ = 0;
   MirroredArena stage_;
   size_t staged_ = 0, flushed_ = 0;
-  Scratch x_half_, w_half_, partial_, act_, glu_act_;
+  Scratch x_half_, w_half_, partial_, act_, glu_act_, top_k_;
+  std::vector<uint8_t> top_k_host_;
   Rounded rounded_;
   static constexpr size_t kMaxInputTypes = 16;
   std::vector<std::pair<const void*, DType>> input_types_;

@@ -102,6 +102,12 @@ constexpr bool glu_supports(DType t) { return t == DType::F32 || t == DType::F16
 // The weight as f16 rows [n_out][n_in] (for cuBLAS).
 void dequant_f16(const Weight& w, void* out, cudaStream_t s);
 
+// --- sampling (top_k.cu) ------------------------------------------------------------------------
+// The k best of each of `rows` rows of n logits, in the sampler's order (core/top_k.h), into
+// values and ids ([rows][k], device memory); 0 < k <= min(n, kMaxTopK).
+inline constexpr int kMaxTopK = 256;
+void top_k(const float* logits, int64_t n, int64_t rows, int k, float* values, int32_t* ids, cudaStream_t s);
+
 // --- attention (flash_attention.cu, decode_attention.cu) -------------------------------------
 struct AttnDims {
   int d = 0, n_head = 0, n_kv_head = 0, block_size = 0;

@@ -1,0 +1,169 @@
+// Each row's k best logits on the device, in the order sampling ranks them (core/top_k.h: larger
+// value first, equal values by smaller index, NaN as -inf), so that a sampler with top-k or greedy
+// sampling takes 8k bytes of a row back to the host instead of the whole vocabulary, and sorts
+// nothing there. One block per row:
+// - k = 1: the first maximum, by a block-wide reduction of (value, index).
+// - k > 1: radix selection of the k-th best value's key (an order-preserving 32-bit key: NaN as
+//   -inf, -0 as +0), four passes of 8-bit digit histograms in shared memory, most significant
+//   first; then the entries above it and, in index order, as many of the entries equal to it as
+//   complete k are gathered, and ranked.
+#include <cuda_runtime.h>
+
+#include <cfloat>
+#include <climits>
+#include <cstdint>
+
+#include "backends/cuda/kernels/launch.h"
+
+namespace tern::cuda {
+namespace {
+
+constexpr int kTopKThreads = 512;
+constexpr int kTopKWarps = kTopKThreads / 32;
+
+__device__ __forceinline__ float rank_value(float x) { return isnan(x) ? -INFINITY : x; }
+// Larger keys for larger values; equal keys exactly for equal values (-0 == +0).
+__device__ __forceinline__ uint32_t rank_key(float x) {
+  const float v = rank_value(x);
+  const uint32_t u = v == 0.0f ? 0u : __float_as_uint(v);  // -0 as +0
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ bool ranks_before(float va, int ia, float vb, int ib) {
+  return va > vb || (va == vb && ia < ib);
+}
+
+__global__ void __launch_bounds__(kTopKThreads)
+    top_k_kernel(const float* __restrict__ logits, int64_t n, int k, float* __restrict__ values,
+                 int32_t* __restrict__ ids) {
+  const float* row = logits + static_cast<int64_t>(blockIdx.x) * n;
+  float* out_v = values + static_cast<int64_t>(blockIdx.x) * k;
+  int32_t* out_i = ids + static_cast<int64_t>(blockIdx.x) * k;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+  if (k == 1) {
+    float best = -INFINITY;
+    int at = INT_MAX;
+    for (int64_t i = tid; i < n; i += kTopKThreads) {
+      const float v = rank_value(row[i]);
+      if (ranks_before(v, static_cast<int>(i), best, at)) best = v, at = static_cast<int>(i);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+      const float bv = __shfl_xor_sync(0xffffffffu, best, o);
+      const int bi = __shfl_xor_sync(0xffffffffu, at, o);
+      if (ranks_before(bv, bi, best, at)) best = bv, at = bi;
+    }
+    __shared__ float wv[kTopKWarps];
+    __shared__ int wi[kTopKWarps];
+    if (lane == 0) wv[warp] = best, wi[warp] = at;
+    __syncthreads();
+    if (tid == 0) {
+      for (int w = 1; w < kTopKWarps; ++w)
+        if (ranks_before(wv[w], wi[w], best, at)) best = wv[w], at = wi[w];
+      out_v[0] = best;
+      out_i[0] = at == INT_MAX ? 0 : at;  // an empty row cannot happen (k <= n)
+    }
+    return;
+  }
+
+  // The key of the k-th best, digit by digit: `prefix` holds the digits found (under `mask`), and
+  // `need` how many of the entries matching them are still to be taken.
+  __shared__ uint32_t hist[256];
+  __shared__ uint32_t s_prefix, s_need, s_equal;
+  uint32_t prefix = 0, mask = 0, need = static_cast<uint32_t>(k), equal = 0;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += kTopKThreads) hist[i] = 0;
+    __syncthreads();
+    for (int64_t i = tid; i < n; i += kTopKThreads) {
+      const uint32_t key = rank_key(row[i]);
+      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    if (warp == 0) {  // lane l holds digits 255 - 8l down to 248 - 8l; counts from the top digit
+      uint32_t c[8], sum = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) sum += c[j] = hist[255 - 8 * lane - j];
+      uint32_t incl = sum;
+      for (int o = 1; o < 32; o <<= 1) {
+        const uint32_t up = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += up;
+      }
+      uint32_t before = incl - sum;  // entries with a larger digit than this lane's
+      if (before < need && need <= incl) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          if (need <= before + c[j]) {
+            s_prefix = prefix | (static_cast<uint32_t>(255 - 8 * lane - j) << shift);
+            s_need = need - before;
+            s_equal = c[j];
+            break;
+          }
+          before += c[j];
+        }
+      }
+    }
+    __syncthreads();
+    prefix = s_prefix, need = s_need, equal = s_equal;
+    mask |= 0xFFu << shift;
+  }
+  // Now prefix is the k-th best key, `equal` entries have it, and `need` of them (the first by
+  // index) complete the k after the k - need entries with larger keys.
+  const uint32_t threshold = prefix;
+  const int greater = k - static_cast<int>(need);
+  __shared__ float sel_v[kMaxTopK];
+  __shared__ int sel_i[kMaxTopK];
+  __shared__ int n_greater;
+  __shared__ uint32_t warp_eq[kTopKWarps];
+  if (tid == 0) n_greater = 0;
+  __syncthreads();
+  if (equal == need) {  // every entry with the threshold key is taken: no order needed
+    for (int64_t i = tid; i < n; i += kTopKThreads) {
+      const uint32_t key = rank_key(row[i]);
+      if (key >= threshold) {
+        const int slot = atomicAdd(&n_greater, 1);
+        sel_v[slot] = rank_value(row[i]), sel_i[slot] = static_cast<int>(i);
+      }
+    }
+  } else {  // ties at the threshold: the first `need` of them by index, counted chunk by chunk
+    uint32_t eq_before = 0;
+    for (int64_t base = 0; base < n; base += kTopKThreads) {
+      const int64_t i = base + tid;
+      const uint32_t key = i < n ? rank_key(row[i]) : 0u;
+      const bool eq = i < n && key == threshold;
+      if (i < n && key > threshold) {
+        const int slot = atomicAdd(&n_greater, 1);
+        sel_v[slot] = rank_value(row[i]), sel_i[slot] = static_cast<int>(i);
+      }
+      const uint32_t ballot = __ballot_sync(0xffffffffu, eq);
+      if (lane == 0) warp_eq[warp] = __popc(ballot);
+      __syncthreads();
+      uint32_t pos = eq_before + __popc(ballot & ((1u << lane) - 1u)), chunk = 0;
+      for (int w = 0; w < kTopKWarps; ++w) {
+        if (w < warp) pos += warp_eq[w];
+        chunk += warp_eq[w];
+      }
+      if (eq && pos < need) sel_v[greater + pos] = rank_value(row[i]), sel_i[greater + pos] = static_cast<int>(i);
+      eq_before += chunk;
+      __syncthreads();  // before warp_eq is written again
+    }
+  }
+  __syncthreads();
+  // Rank: an entry's place is the number of entries that rank before it.
+  if (tid < k) {
+    const float v = sel_v[tid];
+    const int id = sel_i[tid];
+    int place = 0;
+    for (int j = 0; j < k; ++j) place += ranks_before(sel_v[j], sel_i[j], v, id);
+    out_v[place] = v;
+    out_i[place] = id;
+  }
+}
+
+}  // namespace
+
+void top_k(const float* logits, int64_t n, int64_t rows, int k, float* values, int32_t* ids, cudaStream_t s) {
+  if (rows == 0) return;
+  top_k_kernel<<<static_cast<unsigned>(rows), kTopKThreads, 0, s>>>(logits, n, k, values, ids);
+  check_launch("top k");
+}
+
+}  // namespace tern::cuda
