@@ -6,7 +6,8 @@
 //             weight bytes / time, per weight type, at 1 and 8 tokens
 //   flash     causal prefill attention, one sequence, 16 heads, S keys: 4 * S^2/2 * D * heads flops
 //   decode    split-KV decode attention, 16 sequences at 8192 positions, 32 heads / 8 KV heads,
-//             head size 128: K and V bytes read / time
+//             head size 128: K and V bytes read / time (and latency cases at batch 1)
+//   top_k     the best k logits of 1 or 64 rows (greedy and top-k sampling)
 // Prints a table and writes one JSON object to --json FILE (--gemv-only: the GEMVs alone;
 // --attention-only: the other kernels alone). A benchmark, not a test.
 #include <cuda_runtime.h>
@@ -297,6 +298,20 @@ nlohmann::json decode_bench(cudaStream_t s, double copy, int B, int ctx, int H, 
           {"percent_of_copy", 100 * gbs / copy}, {"copies", copies}};
 }
 
+// The best k of `rows` rows of logits over a 32000-token vocabulary (what a pass of greedy or top-k
+// sampling sends back instead of whole rows): microseconds per launch.
+nlohmann::json top_k_bench(cudaStream_t s, int rows, int k) {
+  const int64_t n = 32000;
+  auto* x = static_cast<float*>(dev_random_floats(static_cast<size_t>(n * rows), 11, 4.0f));
+  auto* v = static_cast<float*>(dev_alloc(static_cast<size_t>(rows * k) * 4));
+  auto* ids = static_cast<int32_t*>(dev_alloc(static_cast<size_t>(rows * k) * 4));
+  const double ms = time_graph(s, [&] { cuda::top_k(x, n, rows, k, v, ids, s); });
+  std::printf("top_k    %2d row%s x %lld logits, k %3d  %7.2f us\n", rows, rows > 1 ? "s" : " ",
+              static_cast<long long>(n), k, 1000 * ms);
+  for (void* p : {static_cast<void*>(x), static_cast<void*>(v), static_cast<void*>(ids)}) cudaFree(p);
+  return {{"rows", rows}, {"n", n}, {"k", k}, {"us", 1000 * ms}};
+}
+
 // The other kernels of a 1.1B decode step at batch 1, each launched `copies` times back to back
 // (as often as a step launches it): microseconds per launch, the latency that the GEMVs' streaming
 // does not hide.
@@ -383,6 +398,8 @@ int main(int argc, char** argv) {
       // TinyLlama's attention at batch 1 and short contexts, as a decode step launches it.
       for (int ctx : {128, 1024}) j["decode_attention_short"].push_back(decode_bench(s, copy, 1, ctx, 32, 4, 64, 22));
       j["step_kernels"] = step_kernels(s);
+      for (int rows : {1, 64})
+        for (int k : {1, 40}) j["top_k"].push_back(top_k_bench(s, rows, k));
     }
     if (!json_path.empty()) {
       std::FILE* f = std::fopen(json_path.c_str(), "w");

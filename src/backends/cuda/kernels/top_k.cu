@@ -73,9 +73,17 @@ __global__ void __launch_bounds__(kTopKThreads)
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = tid; i < 256; i += kTopKThreads) hist[i] = 0;
     __syncthreads();
-    for (int64_t i = tid; i < n; i += kTopKThreads) {
-      const uint32_t key = rank_key(row[i]);
-      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+    // Lanes with the same digit add together: a row's logits share a few leading key bytes, and
+    // one atomic per lane on the same bin would serialise the first pass.
+    for (int64_t base = 0; base < n; base += kTopKThreads) {
+      const int64_t i = base + tid;
+      uint32_t digit = 256;  // none
+      if (i < n) {
+        const uint32_t key = rank_key(row[i]);
+        if ((key & mask) == prefix) digit = (key >> shift) & 255u;
+      }
+      const uint32_t same = __match_any_sync(0xffffffffu, digit);
+      if (digit != 256 && lane == __ffs(same) - 1) atomicAdd(&hist[digit], static_cast<uint32_t>(__popc(same)));
     }
     __syncthreads();
     if (warp == 0) {  // lane l holds digits 255 - 8l down to 248 - 8l; counts from the top digit
