@@ -232,7 +232,7 @@ __global__ void decode_merge_kernel(const DecodeItem* __restrict__ items, const 
 // The tensor-core kernel (f16 caches, D 64 and 128). A block of 4 warps takes up to 16 query heads
 // of one KV head (GQA; rows past the group are zero and never written) and one segment. Warp w
 // takes keys 16w .. 16w + 15 of every 64 keys of the segment and streams them through its own ring
-// of kTcStages stages in shared memory (cp.async: the loads hold no registers, so each warp keeps
+// of tc_stages<D>() stages in shared memory (cp.async: the loads hold no registers, so each warp keeps
 // a whole stage of K and V rows in flight while it computes on the one before; no block barrier
 // until the end). Per 16 keys: S = Q K^T and O += P V on mma.sync with the online softmax of the
 // prefill kernel, P in registers. At the end the four warps' maxima, sums and outputs are merged
@@ -243,13 +243,17 @@ constexpr int kTcThreads = kTcWarps * 32;
 constexpr int kTcHeads = 16;   // the rows of the m16n8k16 products
 constexpr int kWarpKeys = 16;  // keys per warp and step: the k of the P V product
 constexpr int kStepKeys = kTcWarps * kWarpKeys;
-// Two stages: with 4 warps of K and V rows per stage, D 128 needs 74 KB of shared memory per block,
-// so three blocks (12 warps, 96 KB of loads in flight) fit an SM.
-constexpr int kTcStages = 2;
+// Ring stages per warp. D 128: two, so that three blocks (74 KB of shared memory each: 12 warps,
+// 96 KB of loads in flight) fit an SM. D 64: four, so that a segment's 256 keys are all asked for
+// before the first is used: at batch 1 and a short context the kernel is one memory latency long.
+template <int D>
+constexpr int tc_stages() {
+  return D == 64 ? 4 : 2;
+}
 
 template <int D>
 constexpr size_t tc_decode_smem_bytes() {  // Q rows, then each warp's ring (stages of K rows, V rows)
-  return static_cast<size_t>(kTcHeads + kTcWarps * kTcStages * 2 * kWarpKeys) * smem_row<D>() * sizeof(__half);
+  return static_cast<size_t>(kTcHeads + kTcWarps * tc_stages<D>() * 2 * kWarpKeys) * smem_row<D>() * sizeof(__half);
 }
 // The merge at the end reuses that memory for the warps' outputs.
 static_assert(kTcWarps * kTcHeads * 64 * sizeof(float) <= tc_decode_smem_bytes<64>());
@@ -263,7 +267,7 @@ __global__ void __launch_bounds__(kTcThreads)
   release_dependents();
   wait_for_inputs();
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  constexpr int SR = smem_row<D>();
+  constexpr int SR = smem_row<D>(), kTcStages = tc_stages<D>();
   constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
   const SegmentBlock sb = segment_block<kTcHeads>(items, dims);
   if (sb.p0 >= sb.item.n_kv) return;
