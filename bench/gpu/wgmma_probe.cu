@@ -44,21 +44,24 @@ __global__ void __launch_bounds__(128) probe_kernel(const __half* q, const __hal
 
   uint32_t qa[D / 16][4];
   for (int kk = 0; kk < D / 16; ++kk) cuda::load_a<QR>(qa[kk], qs + warp * 16 * QR, kk * 16, lane);
-  float s[kRows / 8][4] = {};
+  float s[kRows / 8][4];  // written by the first product, as in the prefill kernel
   cuda::wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk) cuda::wgmma_m64k16<0>(s, qa[kk], cuda::desc_rows_t<D>(ks, kk * 16), true);
+  for (int kk = 0; kk < D / 16; ++kk) cuda::wgmma_m64k16<0>(s, qa[kk], cuda::desc_rows_t<D>(ks, kk * 16), kk > 0);
   cuda::wgmma_commit();
   cuda::wgmma_wait<0>();
+  cuda::wgmma_pin(s);
 
   uint32_t pa[kRows / 16][4];
   for (int kk = 0; kk < kRows / 16; ++kk) cuda::load_a<PR>(pa[kk], ps + warp * 16 * PR, kk * 16, lane);
-  float o[D / 8][4] = {};
+  float o[D / 8][4];
+  cuda::wgmma_pin(pa);
   cuda::wgmma_fence();
 #pragma unroll
-  for (int kk = 0; kk < kRows / 16; ++kk) cuda::wgmma_m64k16<1>(o, pa[kk], cuda::desc_rows<D>(vs, kk * 16), true);
+  for (int kk = 0; kk < kRows / 16; ++kk) cuda::wgmma_m64k16<1>(o, pa[kk], cuda::desc_rows<D>(vs, kk * 16), kk > 0);
   cuda::wgmma_commit();
   cuda::wgmma_wait<0>();
+  cuda::wgmma_pin(o);
 
   // Accumulator tile t: columns 8t + 2 tig (+1) of rows g and g + 8 of this warp's 16.
   for (int r = 0; r < 2; ++r) {

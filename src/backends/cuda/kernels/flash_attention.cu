@@ -136,15 +136,16 @@ __global__ void __launch_bounds__(kFlashThreads)
 
     // S = Q K^T: 16 rows x 64 keys per warp, eight n-tiles of 8 keys.
     float s[kTileKeys / 8][4];
-#pragma unroll
-    for (int t = 0; t < kTileKeys / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
-    if constexpr (kWgmma) {
+    if constexpr (kWgmma) {  // the first product writes s (no zeroing between the fence and it)
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) wgmma_m64k16<0>(s, qa[kk], desc_rows_t<D>(ks, kk * 16), true);
+      for (int kk = 0; kk < D / 16; ++kk) wgmma_m64k16<0>(s, qa[kk], desc_rows_t<D>(ks, kk * 16), kk > 0);
       wgmma_commit();
       wgmma_wait<0>();
+      wgmma_pin(s);
     } else {
+#pragma unroll
+      for (int t = 0; t < kTileKeys / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
@@ -177,11 +178,14 @@ __global__ void __launch_bounds__(kFlashThreads)
       uint32_t pa[kTileKeys / 16][4];
 #pragma unroll
       for (int kk = 0; kk < kTileKeys / 16; ++kk) p_fragment(pa[kk], s[2 * kk], s[2 * kk + 1]);
+      wgmma_pin(pa);
+      wgmma_pin(o);  // the rescaling above stays before the fence
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kTileKeys / 16; ++kk) wgmma_m64k16<1>(o, pa[kk], desc_rows<D>(vs, kk * 16), true);
       wgmma_commit();
       wgmma_wait<0>();
+      wgmma_pin(o);
     } else {  // V through transposing loads
 #pragma unroll
       for (int kk = 0; kk < kTileKeys / 16; ++kk) {

@@ -2,7 +2,8 @@
 // A (64 x 16, f16) from registers as four mma.m16n8k16 A fragments per warp (warp w holds rows
 // 16w .. 16w + 15), B (16 x N, f16) from shared memory through a descriptor, f32 accumulators laid
 // out as mma.m16n8 tiles per warp (d[t] = columns 8t .. 8t + 7, rows g and g + 8). Compiled for
-// sm_90a only; elsewhere the functions are empty and must not be called (wgmma_available()).
+// sm_90a only; elsewhere the functions are empty and must not be called (flash_wgmma() in launch.h
+// says whether the device runs them).
 //
 // Shared-memory operands here use the layout without swizzling, in 8 x 8 core matrices of 128
 // contiguous bytes (8 rows of 16 bytes). PTX ISA, "Shared Memory Matrix Layout": for both K-major
@@ -44,6 +45,22 @@ __device__ __forceinline__ uint64_t desc_rows_t(const __half* tile, int k0) {
 template <int D>
 __device__ __forceinline__ uint64_t desc_rows(const __half* tile, int r0) {
   return wgmma_desc(tile + r0 * D, 16 * D, 128);
+}
+
+// Pins registers at this point of the program: an empty volatile asm that reads and writes them,
+// which the compiler keeps in order with the fence and wait below, so that no ordinary instruction
+// touching the accumulators or A fragments moves across them (the PTX rule: wgmma.fence between
+// any other access to those registers and the wgmma, wgmma.wait_group before reading results).
+template <int N>
+__device__ __forceinline__ void wgmma_pin(float (&d)[N][4]) {
+#pragma unroll
+  for (int t = 0; t < N; ++t)
+    asm volatile("" : "+f"(d[t][0]), "+f"(d[t][1]), "+f"(d[t][2]), "+f"(d[t][3])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void wgmma_pin(uint32_t (&a)[N][4]) {
+#pragma unroll
+  for (int t = 0; t < N; ++t) asm volatile("" : "+r"(a[t][0]), "+r"(a[t][1]), "+r"(a[t][2]), "+r"(a[t][3])::"memory");
 }
 
 // Orders this thread's register writes (A fragments, accumulators) before the wgmma that reads them.
