@@ -851,7 +851,8 @@ TEST(Ops, QuantizedKvCaches) {
 }
 
 // Larger heads (Llama 3's 128, Gemma 3's 256) and a wide GQA group: a prefill run long enough for
-// two query tiles, next to decode tokens of another sequence.
+// two query tiles, next to decode tokens of another sequence and one of its own beyond the first
+// 256-position segment.
 TEST(Ops, AttentionHeadSizes) {
   for (const int64_t d : {128, 256}) {
     const int64_t n_head = 8, n_kv = 1, block = 16, n_blocks = 24;
@@ -862,6 +863,7 @@ TEST(Ops, AttentionHeadSizes) {
     tok_seq.push_back(1), tok_pos.push_back(40);
     for (int32_t p = 200; p < 290; ++p) tok_seq.push_back(0), tok_pos.push_back(p);
     tok_seq.push_back(1), tok_pos.push_back(63);
+    tok_seq.push_back(0), tok_pos.push_back(300);  // a lone token whose context spans two segments
     const int64_t T = static_cast<int64_t>(tok_seq.size());
     auto q = random_floats(d * n_head * T, 53);
     const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
