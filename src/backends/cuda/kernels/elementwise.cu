@@ -32,29 +32,62 @@ __device__ float block_sum(float v) {
 }
 
 // One block per row. kAdd: x += d first (written back), the residual add before the norm. `rounded`
-// (type F32: none) also receives the output rounded for the matmul that reads it next.
+// (type F32: none) also receives the output rounded for the matmul that reads it next. A thread
+// keeps its first kNormHeld elements (and their weights) in registers: the weights, which no kernel
+// writes, are loaded before the wait for the inputs (their latency overlaps the kernel before), and
+// after the barrier nothing is read from memory again. Elements beyond kNormHeld per thread (rows
+// longer than 4 x 1024) take the loops below the held ones. The arithmetic, and the order of the
+// sum, are those of one loop over the row.
+constexpr int kNormHeld = 4;
+
 template <bool kAdd>
 __global__ void rms_norm_kernel(float* x, const float* d, const float* w, float* out, int64_t n, float eps,
                                 Activation rounded) {
   release_dependents();
+  const int64_t bd = blockDim.x, held = kNormHeld * bd;
+  float wv[kNormHeld], xv[kNormHeld];
+#pragma unroll
+  for (int j = 0; j < kNormHeld; ++j) {
+    const int64_t i = threadIdx.x + j * bd;
+    wv[j] = i < n ? w[i] : 0.0f;
+  }
   wait_for_inputs();
   float* xr = x + blockIdx.x * n;
   float* o = out + blockIdx.x * n;
+  // All of d's row is read before the barrier in block_sum: out may alias d.
+  const float* dr = kAdd ? d + blockIdx.x * n : nullptr;
   float ss = 0;
-  if constexpr (kAdd) {
-    // All of d's row is read here, before the barrier in block_sum: out may alias d.
-    const float* dr = d + blockIdx.x * n;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-      const float v = xr[i] + dr[i];
+#pragma unroll
+  for (int j = 0; j < kNormHeld; ++j) {
+    const int64_t i = threadIdx.x + j * bd;
+    if (i >= n) break;
+    float v = xr[i];
+    if constexpr (kAdd) {
+      v += dr[i];
       xr[i] = v;
-      ss += v * v;
     }
-  } else {
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    xv[j] = v;
+    ss += v * v;
+  }
+  for (int64_t i = threadIdx.x + held; i < n; i += bd) {
+    float v = xr[i];
+    if constexpr (kAdd) {
+      v += dr[i];
+      xr[i] = v;
+    }
+    ss += v * v;
   }
   ss = block_sum(ss);
   const float scale = 1.0f / sqrtf(ss / static_cast<float>(n) + eps);
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+#pragma unroll
+  for (int j = 0; j < kNormHeld; ++j) {
+    const int64_t i = threadIdx.x + j * bd;
+    if (i >= n) break;
+    const float v = (xv[j] * scale) * wv[j];
+    o[i] = v;
+    round_into(rounded, blockIdx.x, i, v);
+  }
+  for (int64_t i = threadIdx.x + held; i < n; i += bd) {
     const float v = (xr[i] * scale) * w[i];
     o[i] = v;
     round_into(rounded, blockIdx.x, i, v);
