@@ -127,12 +127,14 @@ struct DecodeItem {
 };
 
 // Once per process before any launch (and outside graph capture): kernel attributes (the shared
-// memory opt-ins of the attention kernels).
+// memory opt-ins of the attention and top-k kernels).
 void prepare_flash_attention();
 void prepare_decode_attention();
+void prepare_top_k();
 inline void prepare_kernels() {
   prepare_flash_attention();
   prepare_decode_attention();
+  prepare_top_k();
 }
 // Head sizes the kernels are instantiated for.
 bool flash_supports(int d);

@@ -5,8 +5,11 @@
 // - k = 1: the first maximum, by a block-wide reduction of (value, index).
 // - k > 1: radix selection of the k-th best value's key (an order-preserving 32-bit key: NaN as
 //   -inf, -0 as +0), four passes of 8-bit digit histograms in shared memory, most significant
-//   first; then the entries above it and, in index order, as many of the entries equal to it as
-//   complete k are gathered, and ranked.
+//   first (rows up to 48K entries keep their keys in shared memory after the first); then the
+//   entries above it and, in index order, as many of the entries equal to it as complete k are
+//   gathered, and ranked.
+// Each thread issues the loads of eight chunks of the row before it uses the first, so that a pass
+// costs about one memory latency per eight chunks rather than one per chunk.
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -32,9 +35,38 @@ __device__ __forceinline__ bool ranks_before(float va, int ia, float vb, int ib)
   return va > vb || (va == vb && ia < ib);
 }
 
+// Calls f(i, valid, key) for every entry of the row, in index order within each chunk of
+// kTopKThreads (i = chunk start + thread), every thread the same number of times (f may hold
+// barriers and warp collectives). The loads of kTopKUnroll chunks are issued before the first f.
+// Keys come from the row, or from `cached` (shared memory) once `fill` has put them there.
+constexpr int kTopKUnroll = 8;
+template <class F>
+__device__ __forceinline__ void scan_keys(const float* row, int64_t n, uint32_t* cached, bool from_cache, bool fill,
+                                          F&& f) {
+  for (int64_t base = 0; base < n; base += kTopKThreads * kTopKUnroll) {
+    uint32_t key[kTopKUnroll];
+#pragma unroll
+    for (int u = 0; u < kTopKUnroll; ++u) {
+      const int64_t i = base + u * kTopKThreads + threadIdx.x;
+      key[u] = i >= n ? 0u : from_cache ? cached[i] : rank_key(row[i]);
+    }
+#pragma unroll
+    for (int u = 0; u < kTopKUnroll; ++u) {
+      const int64_t i = base + u * kTopKThreads + threadIdx.x;
+      if (fill && i < n) cached[i] = key[u];
+      f(i, i < n, key[u]);
+    }
+  }
+}
+
+// Rows of up to this many logits keep their keys in shared memory after the first pass (192 KB,
+// one block per SM): the later passes then read no global memory.
+constexpr int64_t kCachedKeys = 48 * 1024;
+
 __global__ void __launch_bounds__(kTopKThreads)
     top_k_kernel(const float* __restrict__ logits, int64_t n, int k, float* __restrict__ values,
                  int32_t* __restrict__ ids) {
+  extern __shared__ uint32_t cached[];  // [n] when n <= kCachedKeys
   const float* row = logits + static_cast<int64_t>(blockIdx.x) * n;
   float* out_v = values + static_cast<int64_t>(blockIdx.x) * k;
   int32_t* out_i = ids + static_cast<int64_t>(blockIdx.x) * k;
@@ -43,9 +75,18 @@ __global__ void __launch_bounds__(kTopKThreads)
   if (k == 1) {
     float best = -INFINITY;
     int at = INT_MAX;
-    for (int64_t i = tid; i < n; i += kTopKThreads) {
-      const float v = rank_value(row[i]);
-      if (ranks_before(v, static_cast<int>(i), best, at)) best = v, at = static_cast<int>(i);
+    for (int64_t base = 0; base < n; base += kTopKThreads * kTopKUnroll) {
+      float v[kTopKUnroll];
+#pragma unroll
+      for (int u = 0; u < kTopKUnroll; ++u) {
+        const int64_t i = base + u * kTopKThreads + tid;
+        v[u] = i < n ? rank_value(row[i]) : -INFINITY;
+      }
+#pragma unroll
+      for (int u = 0; u < kTopKUnroll; ++u) {
+        const int i = static_cast<int>(base + u * kTopKThreads + tid);
+        if (i < n && ranks_before(v[u], i, best, at)) best = v[u], at = i;
+      }
     }
     for (int o = 16; o > 0; o >>= 1) {
       const float bv = __shfl_xor_sync(0xffffffffu, best, o);
@@ -67,6 +108,7 @@ __global__ void __launch_bounds__(kTopKThreads)
 
   // The key of the k-th best, digit by digit: `prefix` holds the digits found (under `mask`), and
   // `need` how many of the entries matching them are still to be taken.
+  const bool cache = n <= kCachedKeys;
   __shared__ uint32_t hist[256];
   __shared__ uint32_t s_prefix, s_need, s_equal;
   uint32_t prefix = 0, mask = 0, need = static_cast<uint32_t>(k), equal = 0;
@@ -75,16 +117,11 @@ __global__ void __launch_bounds__(kTopKThreads)
     __syncthreads();
     // Lanes with the same digit add together: a row's logits share a few leading key bytes, and
     // one atomic per lane on the same bin would serialise the first pass.
-    for (int64_t base = 0; base < n; base += kTopKThreads) {
-      const int64_t i = base + tid;
-      uint32_t digit = 256;  // none
-      if (i < n) {
-        const uint32_t key = rank_key(row[i]);
-        if ((key & mask) == prefix) digit = (key >> shift) & 255u;
-      }
+    scan_keys(row, n, cached, cache && shift < 24, cache && shift == 24, [&](int64_t, bool valid, uint32_t key) {
+      const uint32_t digit = valid && (key & mask) == prefix ? (key >> shift) & 255u : 256u;  // 256: none
       const uint32_t same = __match_any_sync(0xffffffffu, digit);
-      if (digit != 256 && lane == __ffs(same) - 1) atomicAdd(&hist[digit], static_cast<uint32_t>(__popc(same)));
-    }
+      if (digit != 256u && lane == __ffs(same) - 1) atomicAdd(&hist[digit], static_cast<uint32_t>(__popc(same)));
+    });
     __syncthreads();
     if (warp == 0) {  // lane l holds digits 255 - 8l down to 248 - 8l; counts from the top digit
       uint32_t c[8], sum = 0;
@@ -124,20 +161,17 @@ __global__ void __launch_bounds__(kTopKThreads)
   if (tid == 0) n_greater = 0;
   __syncthreads();
   if (equal == need) {  // every entry with the threshold key is taken: no order needed
-    for (int64_t i = tid; i < n; i += kTopKThreads) {
-      const uint32_t key = rank_key(row[i]);
-      if (key >= threshold) {
+    scan_keys(row, n, cached, cache, false, [&](int64_t i, bool valid, uint32_t key) {
+      if (valid && key >= threshold) {
         const int slot = atomicAdd(&n_greater, 1);
         sel_v[slot] = rank_value(row[i]), sel_i[slot] = static_cast<int>(i);
       }
-    }
+    });
   } else {  // ties at the threshold: the first `need` of them by index, counted chunk by chunk
     uint32_t eq_before = 0;
-    for (int64_t base = 0; base < n; base += kTopKThreads) {
-      const int64_t i = base + tid;
-      const uint32_t key = i < n ? rank_key(row[i]) : 0u;
-      const bool eq = i < n && key == threshold;
-      if (i < n && key > threshold) {
+    scan_keys(row, n, cached, cache, false, [&](int64_t i, bool valid, uint32_t key) {
+      const bool eq = valid && key == threshold;
+      if (valid && key > threshold) {
         const int slot = atomicAdd(&n_greater, 1);
         sel_v[slot] = rank_value(row[i]), sel_i[slot] = static_cast<int>(i);
       }
@@ -152,7 +186,7 @@ __global__ void __launch_bounds__(kTopKThreads)
       if (eq && pos < need) sel_v[greater + pos] = rank_value(row[i]), sel_i[greater + pos] = static_cast<int>(i);
       eq_before += chunk;
       __syncthreads();  // before warp_eq is written again
-    }
+    });
   }
   __syncthreads();
   // Rank: an entry's place is the number of entries that rank before it.
@@ -168,9 +202,16 @@ __global__ void __launch_bounds__(kTopKThreads)
 
 }  // namespace
 
+void prepare_top_k() {
+  check(cudaFuncSetAttribute(top_k_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(kCachedKeys * sizeof(uint32_t))),
+        "top k: shared memory opt-in");
+}
+
 void top_k(const float* logits, int64_t n, int64_t rows, int k, float* values, int32_t* ids, cudaStream_t s) {
   if (rows == 0) return;
-  top_k_kernel<<<static_cast<unsigned>(rows), kTopKThreads, 0, s>>>(logits, n, k, values, ids);
+  const size_t smem = k > 1 && n <= kCachedKeys ? static_cast<size_t>(n) * sizeof(uint32_t) : 0;
+  top_k_kernel<<<static_cast<unsigned>(rows), kTopKThreads, smem, s>>>(logits, n, k, values, ids);
   check_launch("top k");
 }
 
