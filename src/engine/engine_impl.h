@@ -107,6 +107,8 @@ struct Engine::Impl {
   // The request's sampling distribution for a logits row (a copy of it when log-probabilities
   // need the row unmodified).
   std::span<const TokenProb> target_distribution(Request& r, float* row, std::span<const int32_t> history);
+  // A token sampled from that distribution (Sampler::sample: the same token as drawing from it).
+  int32_t sample_row(Request& r, float* row, std::span<const int32_t> history);
   // How many best logits per row this step's pass may bring back instead of whole rows
   // (Batch::logit_top_k): the most any sampled row needs, or 0 when one needs its whole row.
   int32_t top_logits_wanted(const StepPlan& plan) const;

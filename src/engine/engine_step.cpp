@@ -174,6 +174,13 @@ void Engine::Impl::publish_metrics() {
   metrics = x;
 }
 
+int32_t Engine::Impl::sample_row(Request& r, float* row, std::span<const int32_t> hist) {
+  const size_t V = static_cast<size_t>(summary.n_vocab);
+  if (r.params.top_logprobs < 0) return r.sampler.sample(std::span<float>(row, V), hist);
+  row_copy.assign(row, row + V);  // as target_distribution: log-probabilities from the unmodified row
+  return r.sampler.sample(row_copy, hist);
+}
+
 int32_t Engine::Impl::top_logits_wanted(const StepPlan& plan) const {
   if (!config.sample_from_top_logits) return 0;
   int32_t k = 0;
@@ -327,7 +334,7 @@ bool Engine::step() {
         m.verify_drafts(req, rows);
         r += 1 + req.draft.tokens.size();
       } else {
-        m.out.tokens.push_back(req.sampler.draw(m.target_distribution(req, rows, c.seq->tokens)));
+        m.out.tokens.push_back(m.sample_row(req, rows, c.seq->tokens));
         m.out_rows.push_back(rows);
         ++r;
       }

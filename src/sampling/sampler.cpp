@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <iterator>
 
 #include "core/argmax.h"
 #include "core/error.h"
@@ -81,8 +83,39 @@ std::span<const TokenProb> Sampler::distribution(std::span<float> logits, std::s
     return dist_;
   }
   const size_t n = p.top_k > 0 ? std::min(static_cast<size_t>(p.top_k), logits.size()) : logits.size();
-  select_top_k(logits, n, cand_);
-  return finish(n);
+  if (n < logits.size()) {
+    select_top_k(logits, n, cand_);
+    values_.resize(n);
+    for (size_t i = 0; i < n; ++i) values_[i] = cand_[i].value;
+    return finish(cut(values_.data(), n));
+  }
+  // Every token is a candidate: the survivors follow from the sorted values, and only they are
+  // ordered with their ids.
+  sort_values(logits);
+  const size_t kept = cut(sorted_.data(), n);
+  select_top_k(logits, kept, cand_);
+  return finish(kept);
+}
+
+int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+  TERN_CHECK(!logits.empty(), "sample: no logits");
+  const auto& p = params_;
+  if (p.temperature <= 0 || (p.top_k > 0 && static_cast<size_t>(p.top_k) < logits.size()))
+    return draw(distribution(logits, history));
+  apply_penalties(logits, history);
+  sort_values(logits);
+  const size_t i = draw_index(cut(sorted_.data(), logits.size()));
+  // The token of rank i (value desc, then id): the (i - first)-th, by id, of the tokens holding
+  // its value, where `first` is the rank of the first of them.
+  const float v = sorted_[i];
+  size_t first = i;
+  while (first > 0 && sorted_[first - 1] == v) --first;
+  size_t m = i - first;
+  for (size_t j = 0; j < logits.size(); ++j) {
+    const float x = std::isnan(logits[j]) ? -INFINITY : logits[j];
+    if (x == v && m-- == 0) return static_cast<int32_t>(j);
+  }
+  fail("sample: the drawn value {} is not in the row", v);
 }
 
 std::span<const TokenProb> Sampler::distribution_top(std::span<const float> values, std::span<const int32_t> ids) {
@@ -98,7 +131,7 @@ std::span<const TokenProb> Sampler::distribution_top(std::span<const float> valu
   const size_t n = static_cast<size_t>(p.top_k);
   cand_.resize(n);
   for (size_t i = 0; i < n; ++i) cand_[i] = {ids[i], values[i]};
-  return finish(n);
+  return finish(cut(values.data(), n));
 }
 
 int Sampler::wants_top_k(int max_k, int64_t n_vocab) const {
@@ -107,18 +140,18 @@ int Sampler::wants_top_k(int max_k, int64_t n_vocab) const {
   return params_.top_k > 0 && params_.top_k <= max_k && params_.top_k < n_vocab ? params_.top_k : 0;
 }
 
-std::span<const TokenProb> Sampler::finish(size_t n) {
+size_t Sampler::cut(const float* values, size_t n) {
   const auto& p = params_;
-  // Softmax over the survivors (at temperature 1, as llama.cpp's top-p and min-p see them).
-  dist_.resize(n);
-  const double mx = cand_[0].value;
+  // Softmax over the candidates (at temperature 1, as llama.cpp's top-p and min-p see them).
+  probs_.resize(n);
+  const double mx = values[0];
   double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += dist_[i].p = std::exp(cand_[i].value - mx);
+  for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp(values[i] - mx);
   if (p.top_p < 1.0f) {
     double cum = 0;
     size_t keep = n;
     for (size_t i = 0; i < n; ++i) {
-      cum += dist_[i].p / sum;
+      cum += probs_[i] / sum;
       if (cum >= p.top_p) {
         keep = i + 1;
         break;
@@ -127,19 +160,71 @@ std::span<const TokenProb> Sampler::finish(size_t n) {
     n = keep;
   }
   if (p.min_p > 0.0f) {
-    size_t keep = 1;  // dist_[0] is the maximum; min-p keeps tokens with p >= min_p * p_max
-    while (keep < n && dist_[keep].p >= p.min_p * dist_[0].p) ++keep;
+    size_t keep = 1;  // probs_[0] is the maximum; min-p keeps tokens with p >= min_p * p_max
+    while (keep < n && probs_[keep] >= p.min_p * probs_[0]) ++keep;
     n = keep;
   }
-  // Temperature, renormalised over the survivors.
-  dist_.resize(n);
+  // Temperature, renormalised over the survivors (at temperature 1, OpenAI's default, the values
+  // above already are exp((v - mx) / 1)).
+  probs_.resize(n);
   sum = 0;
-  for (size_t i = 0; i < n; ++i) {
-    dist_[i].id = cand_[i].id;
-    sum += dist_[i].p = std::exp((cand_[i].value - mx) / p.temperature);
+  if (p.temperature == 1.0f) {
+    for (size_t i = 0; i < n; ++i) sum += probs_[i];
+  } else {
+    for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp((values[i] - mx) / p.temperature);
   }
-  for (TokenProb& t : dist_) t.p /= sum;
+  for (double& q : probs_) q /= sum;
+  return n;
+}
+
+std::span<const TokenProb> Sampler::finish(size_t n) {
+  dist_.resize(n);
+  for (size_t i = 0; i < n; ++i) dist_[i] = {cand_[i].id, probs_[i]};
   return dist_;
+}
+
+// LSD radix sort of the values' order-preserving keys, inverted so that ascending keys are
+// descending values: three passes of 11, 11 and 10 bits.
+void Sampler::sort_values(std::span<const float> logits) {
+  const size_t n = logits.size();
+  keys_.resize(n);
+  keys_tmp_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const float x = std::isnan(logits[i]) ? -INFINITY : logits[i];
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    keys_[i] = ~((u & 0x80000000u) ? ~u : (u | 0x80000000u));
+  }
+  uint32_t count[2048];
+  for (int shift : {0, 11, 22}) {
+    std::fill(std::begin(count), std::end(count), 0u);
+    for (uint32_t k : keys_) ++count[(k >> shift) & 2047u];
+    uint32_t at = 0;
+    for (uint32_t& c : count) {
+      const uint32_t here = c;
+      c = at;
+      at += here;
+    }
+    for (uint32_t k : keys_) keys_tmp_[count[(k >> shift) & 2047u]++] = k;
+    keys_.swap(keys_tmp_);
+  }
+  sorted_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t k = ~keys_[i];
+    const uint32_t u = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
+    std::memcpy(&sorted_[i], &u, 4);
+  }
+}
+
+size_t Sampler::draw_index(size_t n) {
+  TERN_CHECK(n > 0, "sample: empty distribution");
+  if (n == 1) return 0;
+  double r = rng_.uniform();
+  for (size_t i = 0; i < n; ++i) {
+    r -= probs_[i];
+    if (r < 0) return i;
+  }
+  return n - 1;  // rounding left r >= 0 after the last token
 }
 
 int32_t Sampler::draw(std::span<const TokenProb> dist) {

@@ -114,6 +114,37 @@ TEST(Sampler, BestLogitsGiveTheWholeRowsDistribution) {
   EXPECT_EQ(Sampler({.temperature = 0, .top_k = 0}).wants_top_k(256, 1000), 1);
 }
 
+// sample() is draw(distribution()): the same tokens and the same random stream, also where it
+// takes its shortcut (every token a candidate: values sorted by radix, the drawn id looked up).
+TEST(Sampler, SampleIsDrawOfTheDistribution) {
+  std::mt19937 rng(9);
+  const std::vector<SamplingParams> params = {
+      {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 1},
+      {.temperature = 0.7f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .seed = 2},
+      {.temperature = 1.5f, .top_k = 0, .top_p = 1.0f, .min_p = 0.1f, .seed = 3},
+      {.temperature = 1.0f, .top_k = 5000, .top_p = 0.99f, .min_p = 0.01f, .seed = 4},  // top_k beyond the row
+      {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 5},
+      {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .repetition_penalty = 1.3f,
+       .presence_penalty = 0.5f, .seed = 6}};
+  for (const SamplingParams& p : params) {
+    Sampler fast(p), slow(p);
+    std::vector<int32_t> history;
+    for (int row = 0; row < 300; ++row) {
+      std::vector<float> l(1000);
+      const float spread = row % 3 == 0 ? 0.3f : 4.0f;  // flat rows: the draw walks far
+      for (float& x : l) x = std::round(std::normal_distribution<float>(0.0f, spread)(rng) * 8.0f) / 8.0f;
+      if (row % 4 == 0) l[row % 1000] = std::nanf("");
+      if (row % 5 == 0) l[(row * 7) % 1000] = -INFINITY;
+      l[(row * 13) % 1000] = -0.0f;
+      std::vector<float> a = l, b = l;
+      const int32_t t = fast.sample(a, history);
+      const int32_t u = slow.draw(slow.distribution(b, history));
+      ASSERT_EQ(t, u) << "row " << row << " temperature " << p.temperature << " top_k " << p.top_k;
+      history.push_back(t);
+    }
+  }
+}
+
 TEST(Sampler, Penalties) {
   Sampler s({.temperature = 0, .repetition_penalty = 2.0f, .presence_penalty = 0.5f, .frequency_penalty = 0.25f});
   auto l = logits_of({2.0f, 1.9f, -1.0f});
