@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <iterator>
 
 #include "core/argmax.h"
 #include "core/error.h"
@@ -82,40 +80,23 @@ std::span<const TokenProb> Sampler::distribution(std::span<float> logits, std::s
     dist_.assign(1, {static_cast<int32_t>(argmax(logits)), 1.0});
     return dist_;
   }
-  const size_t n = p.top_k > 0 ? std::min(static_cast<size_t>(p.top_k), logits.size()) : logits.size();
-  if (n < logits.size()) {
-    select_top_k(logits, n, cand_);
-    values_.resize(n);
-    for (size_t i = 0; i < n; ++i) values_[i] = cand_[i].value;
-    return finish(cut(values_.data(), n));
-  }
-  // Every token is a candidate: the survivors follow from the sorted values, and only they are
-  // ordered with their ids.
-  sort_values(logits);
-  const size_t kept = cut(sorted_.data(), n);
-  select_top_k(logits, kept, cand_);
-  return finish(kept);
+  return finish(rank_candidates(logits));
 }
 
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
   TERN_CHECK(!logits.empty(), "sample: no logits");
-  const auto& p = params_;
-  if (p.temperature <= 0 || (p.top_k > 0 && static_cast<size_t>(p.top_k) < logits.size()))
-    return draw(distribution(logits, history));
+  if (params_.temperature <= 0) return draw(distribution(logits, history));
   apply_penalties(logits, history);
-  sort_values(logits);
-  const size_t i = draw_index(cut(sorted_.data(), logits.size()));
-  // The token of rank i (value desc, then id): the (i - first)-th, by id, of the tokens holding
-  // its value, where `first` is the rank of the first of them.
-  const float v = sorted_[i];
-  size_t first = i;
-  while (first > 0 && sorted_[first - 1] == v) --first;
-  size_t m = i - first;
-  for (size_t j = 0; j < logits.size(); ++j) {
-    const float x = std::isnan(logits[j]) ? -INFINITY : logits[j];
-    if (x == v && m-- == 0) return static_cast<int32_t>(j);
-  }
-  fail("sample: the drawn value {} is not in the row", v);
+  return cand_[draw_index(rank_candidates(logits))].id;
+}
+
+size_t Sampler::rank_candidates(std::span<const float> logits) {
+  const auto& p = params_;
+  const size_t n = p.top_k > 0 ? std::min(static_cast<size_t>(p.top_k), logits.size()) : logits.size();
+  select_top_k(logits, n, cand_);
+  values_.resize(n);
+  for (size_t i = 0; i < n; ++i) values_[i] = cand_[i].value;
+  return cut(values_.data(), n);
 }
 
 std::span<const TokenProb> Sampler::distribution_top(std::span<const float> values, std::span<const int32_t> ids) {
@@ -181,39 +162,6 @@ std::span<const TokenProb> Sampler::finish(size_t n) {
   dist_.resize(n);
   for (size_t i = 0; i < n; ++i) dist_[i] = {cand_[i].id, probs_[i]};
   return dist_;
-}
-
-// LSD radix sort of the values' order-preserving keys, inverted so that ascending keys are
-// descending values: three passes of 11, 11 and 10 bits.
-void Sampler::sort_values(std::span<const float> logits) {
-  const size_t n = logits.size();
-  keys_.resize(n);
-  keys_tmp_.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    const float x = std::isnan(logits[i]) ? -INFINITY : logits[i];
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    keys_[i] = ~((u & 0x80000000u) ? ~u : (u | 0x80000000u));
-  }
-  uint32_t count[2048];
-  for (int shift : {0, 11, 22}) {
-    std::fill(std::begin(count), std::end(count), 0u);
-    for (uint32_t k : keys_) ++count[(k >> shift) & 2047u];
-    uint32_t at = 0;
-    for (uint32_t& c : count) {
-      const uint32_t here = c;
-      c = at;
-      at += here;
-    }
-    for (uint32_t k : keys_) keys_tmp_[count[(k >> shift) & 2047u]++] = k;
-    keys_.swap(keys_tmp_);
-  }
-  sorted_.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t k = ~keys_[i];
-    const uint32_t u = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
-    std::memcpy(&sorted_[i], &u, 4);
-  }
 }
 
 size_t Sampler::draw_index(size_t n) {

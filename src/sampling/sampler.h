@@ -36,10 +36,8 @@ class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
   // Picks a token from `logits` given the tokens generated or seen so far (for penalties):
-  // draw(distribution(logits, history)), the same token and the same random numbers used, but
-  // without ordering every token by id when every one survives (top_k off): the probabilities
-  // follow from the values alone, sorted by radix, and only the drawn token's id is looked up.
-  // `logits` is modified (penalties applied in place).
+  // draw(distribution(logits, history)), the same token from the same random numbers, without
+  // building the distribution's list. `logits` is modified (penalties applied in place).
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
   // The distribution sample() draws from: the tokens that survive penalties, top-k, top-p and
   // min-p, with their temperature-scaled probabilities (summing to 1), most likely first. Greedy
@@ -68,22 +66,22 @@ class Sampler {
 
  private:
   void apply_penalties(std::span<float> logits, std::span<const int32_t> history);
+  // The top-k candidates (every token when top_k is off) into cand_ in rank order, then cut():
+  // returns how many survive.
+  size_t rank_candidates(std::span<const float> logits);
   // top-p, min-p and temperature over the candidates' values, largest first: leaves the survivors'
   // probabilities in probs_ and returns how many survive.
   size_t cut(const float* values, size_t n);
   // dist_ from cand_'s ids and probs_ (n survivors).
   std::span<const TokenProb> finish(size_t n);
-  // All of a row's values, largest first (NaN as -inf), in sorted_.
-  void sort_values(std::span<const float> logits);
   // The index in probs_ of the token a uniform number picks (none drawn for a single survivor).
   size_t draw_index(size_t n);
 
   SamplingParams params_;
   Rng rng_;
   std::vector<ScoredId> cand_;  // reused across calls
-  std::vector<float> values_, sorted_;
+  std::vector<float> values_;
   std::vector<double> probs_;
-  std::vector<uint32_t> keys_, keys_tmp_;
   std::vector<TokenProb> dist_;
   std::vector<int32_t> window_;  // the penalty window, sorted to count repeats
 };

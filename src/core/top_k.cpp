@@ -1,0 +1,61 @@
+#include "core/top_k.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <iterator>
+
+namespace tern {
+
+namespace {
+float rank_value(float x) { return std::isnan(x) ? -INFINITY : x; }
+}  // namespace
+
+void select_top_k(std::span<const float> x, size_t k, std::vector<ScoredId>& work) {
+  if (k * 8 >= x.size() && x.size() >= 4096) {  // most of a long row: ranking all of it is cheaper
+    rank_all(x, work);
+    return;
+  }
+  work.resize(x.size());
+  for (size_t i = 0; i < x.size(); ++i) work[i] = {static_cast<int32_t>(i), rank_value(x[i])};
+  if (k < work.size()) std::partial_sort(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(k), work.end(), ranks_before);
+  else std::sort(work.begin(), work.end(), ranks_before);
+}
+
+// Each entry packed as (inverted key << 32) | index, where the key grows with the value (-0 as +0,
+// so that equal values have equal keys): ascending packed words are the rank order. The index is
+// already ascending, so a stable sort on the upper 32 bits alone (LSD, 11 + 11 + 10 bits) suffices.
+void rank_all(std::span<const float> x, std::vector<ScoredId>& out) {
+  const size_t n = x.size();
+  thread_local std::vector<uint64_t> a, b;
+  a.resize(n);
+  b.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const float v = rank_value(x[i]);
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    if (v == 0.0f) u = 0;
+    const uint32_t key = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    a[i] = (static_cast<uint64_t>(~key) << 32) | static_cast<uint32_t>(i);
+  }
+  uint32_t count[2048];
+  for (int shift : {32, 43, 54}) {
+    std::fill(std::begin(count), std::end(count), 0u);
+    for (uint64_t w : a) ++count[(w >> shift) & 2047u];
+    uint32_t at = 0;
+    for (uint32_t& c : count) {
+      const uint32_t here = c;
+      c = at;
+      at += here;
+    }
+    for (uint64_t w : a) b[count[(w >> shift) & 2047u]++] = w;
+    a.swap(b);
+  }
+  out.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto id = static_cast<uint32_t>(a[i]);
+    out[i] = {static_cast<int32_t>(id), rank_value(x[id])};
+  }
+}
+
+}  // namespace tern
