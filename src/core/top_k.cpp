@@ -30,25 +30,30 @@ void rank_all(std::span<const float> x, std::vector<ScoredId>& out) {
   thread_local std::vector<uint64_t> a, b;
   a.resize(n);
   b.resize(n);
+  // The three digits' counts in the packing pass (one read of the row instead of three). (Byte
+  // digits, four passes, measured slower on this machine: 496 against 442 us for 49152 entries.)
+  constexpr int kDigits = 3;
+  uint32_t count[kDigits][2048] = {};
   for (size_t i = 0; i < n; ++i) {
     const float v = rank_value(x[i]);
     uint32_t u;
     std::memcpy(&u, &v, 4);
     if (v == 0.0f) u = 0;
     const uint32_t key = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-    a[i] = (static_cast<uint64_t>(~key) << 32) | static_cast<uint32_t>(i);
+    const uint64_t w = (static_cast<uint64_t>(~key) << 32) | static_cast<uint32_t>(i);
+    a[i] = w;
+    for (int d = 0; d < kDigits; ++d) ++count[d][(w >> (32 + 11 * d)) & 2047u];
   }
-  uint32_t count[2048];
-  for (int shift : {32, 43, 54}) {
-    std::fill(std::begin(count), std::end(count), 0u);
-    for (uint64_t w : a) ++count[(w >> shift) & 2047u];
+  for (int d = 0; d < kDigits; ++d) {
+    const int shift = 32 + 11 * d;
+    if (count[d][(a[0] >> shift) & 2047u] == n) continue;  // one digit value: the pass moves nothing
     uint32_t at = 0;
-    for (uint32_t& c : count) {
+    for (uint32_t& c : count[d]) {
       const uint32_t here = c;
       c = at;
       at += here;
     }
-    for (uint64_t w : a) b[count[(w >> shift) & 2047u]++] = w;
+    for (uint64_t w : a) b[count[d][(w >> shift) & 2047u]++] = w;
     a.swap(b);
   }
   out.resize(n);
