@@ -18,7 +18,8 @@ void select_top_k(std::span<const float> x, size_t k, std::vector<ScoredId>& wor
   }
   work.resize(x.size());
   for (size_t i = 0; i < x.size(); ++i) work[i] = {static_cast<int32_t>(i), rank_value(x[i])};
-  if (k < work.size()) std::partial_sort(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(k), work.end(), ranks_before);
+  if (k < work.size())
+    std::partial_sort(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(k), work.end(), ranks_before);
   else std::sort(work.begin(), work.end(), ranks_before);
 }
 

@@ -94,9 +94,7 @@ size_t Sampler::rank_candidates(std::span<const float> logits) {
   const auto& p = params_;
   const size_t n = p.top_k > 0 ? std::min(static_cast<size_t>(p.top_k), logits.size()) : logits.size();
   select_top_k(logits, n, cand_);
-  values_.resize(n);
-  for (size_t i = 0; i < n; ++i) values_[i] = cand_[i].value;
-  return cut(values_.data(), n);
+  return cut(n);
 }
 
 std::span<const TokenProb> Sampler::distribution_top(std::span<const float> values, std::span<const int32_t> ids) {
@@ -112,7 +110,7 @@ std::span<const TokenProb> Sampler::distribution_top(std::span<const float> valu
   const size_t n = static_cast<size_t>(p.top_k);
   cand_.resize(n);
   for (size_t i = 0; i < n; ++i) cand_[i] = {ids[i], values[i]};
-  return finish(cut(values.data(), n));
+  return finish(cut(n));
 }
 
 int Sampler::wants_top_k(int max_k, int64_t n_vocab) const {
@@ -121,13 +119,13 @@ int Sampler::wants_top_k(int max_k, int64_t n_vocab) const {
   return params_.top_k > 0 && params_.top_k <= max_k && params_.top_k < n_vocab ? params_.top_k : 0;
 }
 
-size_t Sampler::cut(const float* values, size_t n) {
+size_t Sampler::cut(size_t n) {
   const auto& p = params_;
   // Softmax over the candidates (at temperature 1, as llama.cpp's top-p and min-p see them).
   probs_.resize(n);
-  const double mx = values[0];
+  const double mx = cand_[0].value;
   double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp(values[i] - mx);
+  for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp(cand_[i].value - mx);
   if (p.top_p < 1.0f) {
     double cum = 0;
     size_t keep = n;
@@ -152,7 +150,7 @@ size_t Sampler::cut(const float* values, size_t n) {
   if (p.temperature == 1.0f) {
     for (size_t i = 0; i < n; ++i) sum += probs_[i];
   } else {
-    for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp((values[i] - mx) / p.temperature);
+    for (size_t i = 0; i < n; ++i) sum += probs_[i] = std::exp((cand_[i].value - mx) / p.temperature);
   }
   for (double& q : probs_) q /= sum;
   return n;
@@ -164,26 +162,28 @@ std::span<const TokenProb> Sampler::finish(size_t n) {
   return dist_;
 }
 
-size_t Sampler::draw_index(size_t n) {
+namespace {
+// The index a uniform number picks from n probabilities p(0), p(1), ... walked in order (none drawn
+// for a single one).
+template <class P>
+size_t draw_from(Rng& rng, size_t n, P p) {
   TERN_CHECK(n > 0, "sample: empty distribution");
   if (n == 1) return 0;
-  double r = rng_.uniform();
+  double r = rng.uniform();
   for (size_t i = 0; i < n; ++i) {
-    r -= probs_[i];
+    r -= p(i);
     if (r < 0) return i;
   }
   return n - 1;  // rounding left r >= 0 after the last token
 }
+}  // namespace
+
+size_t Sampler::draw_index(size_t n) {
+  return draw_from(rng_, n, [&](size_t i) { return probs_[i]; });
+}
 
 int32_t Sampler::draw(std::span<const TokenProb> dist) {
-  TERN_CHECK(!dist.empty(), "sample: empty distribution");
-  if (dist.size() == 1) return dist[0].id;
-  double r = rng_.uniform();
-  for (const TokenProb& t : dist) {
-    r -= t.p;
-    if (r < 0) return t.id;
-  }
-  return dist.back().id;  // rounding left r >= 0 after the last token
+  return dist[draw_from(rng_, dist.size(), [&](size_t i) { return dist[i].p; })].id;
 }
 
 }  // namespace tern

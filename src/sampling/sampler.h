@@ -69,9 +69,9 @@ class Sampler {
   // The top-k candidates (every token when top_k is off) into cand_ in rank order, then cut():
   // returns how many survive.
   size_t rank_candidates(std::span<const float> logits);
-  // top-p, min-p and temperature over the candidates' values, largest first: leaves the survivors'
+  // top-p, min-p and temperature over cand_[0, n), in rank order: leaves the survivors'
   // probabilities in probs_ and returns how many survive.
-  size_t cut(const float* values, size_t n);
+  size_t cut(size_t n);
   // dist_ from cand_'s ids and probs_ (n survivors).
   std::span<const TokenProb> finish(size_t n);
   // The index in probs_ of the token a uniform number picks (none drawn for a single survivor).
@@ -80,7 +80,6 @@ class Sampler {
   SamplingParams params_;
   Rng rng_;
   std::vector<ScoredId> cand_;  // reused across calls
-  std::vector<float> values_;
   std::vector<double> probs_;
   std::vector<TokenProb> dist_;
   std::vector<int32_t> window_;  // the penalty window, sorted to count repeats
