@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -48,11 +49,19 @@ void Backend::to_backend(void* dst, const void* src, size_t bytes) { std::memcpy
 void Backend::to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void Backend::copy(void* dst, const void* src, size_t bytes) { std::memmove(dst, src, bytes); }
 
-void Backend::top_k(const TensorView& logits, int k, float* values, int32_t* ids) {
+std::pair<int64_t, int64_t> Backend::top_k_shape(const TensorView& logits, int k, int64_t max_k) {
   TERN_CHECK(logits.dtype == DType::F32 && logits.is_contiguous(), "top_k: logits must be contiguous F32");
   const int64_t n = logits.ne[0], rows = logits.nelements() / std::max<int64_t>(n, 1);
-  TERN_CHECK(k > 0 && k <= n, "top_k: k {} outside 1..{}", k, n);
-  std::vector<float> host;
+  TERN_CHECK(k > 0 && k <= std::min(n, max_k), "top_k: k {} outside 1..{}", k, std::min(n, max_k));
+  return {n, rows};
+}
+
+void Backend::top_k(const TensorView& logits, int k, float* values, int32_t* ids) {
+  const auto [n, rows] = top_k_shape(logits, k, INT64_MAX);
+  // Scratch kept per thread: a sampling pass calls this every step, and a row of candidates is
+  // larger than malloc hands out without mapping fresh pages.
+  thread_local std::vector<float> host;
+  thread_local std::vector<ScoredId> work;
   const float* x = logits.ptr<float>();
   if (device() != Device::CPU) {
     host.resize(static_cast<size_t>(n * rows));
@@ -67,7 +76,6 @@ void Backend::top_k(const TensorView& logits, int k, float* values, int32_t* ids
     }
     return;
   }
-  std::vector<ScoredId> work;
   for (int64_t r = 0; r < rows; ++r) {
     select_top_k(std::span<const float>(x + r * n, static_cast<size_t>(n)), static_cast<size_t>(k), work);
     for (int i = 0; i < k; ++i) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <utility>
 
 #include "ops/ops.h"
 
@@ -106,6 +107,8 @@ class Backend {
   // sampler with top-k needs no more of a row, and a GPU then sends back 8k bytes per row instead
   // of 4n. Default: on the host (the rows copied there first, for a device backend).
   virtual void top_k(const TensorView& logits, int k, float* values, int32_t* ids);
+  // top_k's checks (contiguous F32, 0 < k <= min(n, max_k)); returns {n, rows}.
+  static std::pair<int64_t, int64_t> top_k_shape(const TensorView& logits, int k, int64_t max_k);
   // out = silu(gate) * up
   virtual void swiglu(const TensorView& gate, const TensorView& up, const TensorView& out) = 0;
   // out = a + b (out may alias a)

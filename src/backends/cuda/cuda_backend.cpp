@@ -338,10 +338,7 @@ class CudaBackend final : public Backend {
   void attention(const AttentionArgs& a) override;
 
   void top_k(const TensorView& logits, int k, float* values, int32_t* ids) override {
-    TERN_CHECK(logits.dtype == DType::F32 && logits.is_contiguous(), "cuda top_k: logits must be contiguous F32");
-    const int64_t n = logits.ne[0], rows = logits.nelements() / std::max<int64_t>(n, 1);
-    TERN_CHECK(k > 0 && k <= n && k <= cuda::kMaxTopK, "cuda top_k: k {} outside 1..{}", k,
-               std::min<int64_t>(n, cuda::kMaxTopK));
+    const auto [n, rows] = top_k_shape(logits, k, cuda::kMaxTopK);
     const size_t bytes = static_cast<size_t>(rows * k) * sizeof(float);
     auto* dv = static_cast<uint8_t*>(scratch(top_k_, 2 * bytes));
     const float* x = logits.ptr<float>();
