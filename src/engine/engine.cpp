@@ -107,9 +107,18 @@ void Engine::Impl::run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, i
   batch.add({s.blocks.data(), static_cast<int32_t>(s.blocks.size())}, ids, pos0);
   for (size_t i = first_logit; i < ids.size(); ++i) batch.logit_rows.push_back(static_cast<int32_t>(i));
   batch.logit_top_k = top_k;
-  if (top_ids.size() < static_cast<size_t>(top_k) * batch.logit_rows.size())
-    top_ids.resize(static_cast<size_t>(top_k) * batch.logit_rows.size());
-  model->forward(batch, *kv_storage, out, top_ids.data());
+  forward(batch, out);
+}
+
+void Engine::Impl::forward(const Batch& b, float* out) {
+  const size_t rows = b.logit_rows.size(), V = static_cast<size_t>(summary.n_vocab);
+  const size_t k = static_cast<size_t>(b.logit_top_k);
+  if (!out) {
+    if (logits.size() < V * rows) logits.resize(V * rows);
+    out = logits.data();
+  }
+  if (top_ids.size() < k * rows) top_ids.resize(k * rows);
+  model->forward(b, *kv_storage, out, top_ids.data());
 }
 
 // Loads the proposer and measures what a drafted token costs the verifying pass on this machine: a

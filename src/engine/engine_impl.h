@@ -96,6 +96,9 @@ struct Engine::Impl {
   void run_private(kv::SeqBlocks& s, std::span<const int32_t> ids, int32_t pos0, size_t first_logit, float* out,
                    int32_t top_k = 0);
   void require_idle(const char* what) const;
+  // model->forward with top_ids sized for b.logit_top_k; logits into `out`, or into `logits` (sized
+  // for b's rows) when out is null.
+  void forward(const Batch& b, float* out = nullptr);
 
   // The step loop (engine_step.cpp).
   void admit_inbox();
@@ -109,6 +112,8 @@ struct Engine::Impl {
   std::span<const TokenProb> target_distribution(Request& r, float* row, std::span<const int32_t> history);
   // A token sampled from that distribution (Sampler::sample: the same token as drawing from it).
   int32_t sample_row(Request& r, float* row, std::span<const int32_t> history);
+  // The row a request samples from: `row` itself, or a copy when log-probabilities need it unmodified.
+  std::span<float> sampling_row(const Request& r, float* row);
   // How many best logits per row this step's pass may bring back instead of whole rows
   // (Batch::logit_top_k): the most any sampled row needs, or 0 when one needs its whole row.
   int32_t top_logits_wanted(const StepPlan& plan) const;

@@ -174,11 +174,16 @@ void Engine::Impl::publish_metrics() {
   metrics = x;
 }
 
-int32_t Engine::Impl::sample_row(Request& r, float* row, std::span<const int32_t> hist) {
+std::span<float> Engine::Impl::sampling_row(const Request& r, float* row) {
   const size_t V = static_cast<size_t>(summary.n_vocab);
-  if (r.params.top_logprobs < 0) return r.sampler.sample(std::span<float>(row, V), hist);
-  row_copy.assign(row, row + V);  // as target_distribution: log-probabilities from the unmodified row
-  return r.sampler.sample(row_copy, hist);
+  if (r.params.top_logprobs < 0) return {row, V};
+  // Log-probabilities come from the unmodified logits: sample from a copy (penalties edit in place).
+  row_copy.assign(row, row + V);
+  return row_copy;
+}
+
+int32_t Engine::Impl::sample_row(Request& r, float* row, std::span<const int32_t> hist) {
+  return r.sampler.sample(sampling_row(r, row), hist);
 }
 
 int32_t Engine::Impl::top_logits_wanted(const StepPlan& plan) const {
@@ -188,7 +193,8 @@ int32_t Engine::Impl::top_logits_wanted(const StepPlan& plan) const {
     const ScheduledChunk& c = plan.chunks[i];
     if (!c.sample) continue;
     const Request& req = *chunk_requests[i];
-    const int want = c.n_draft > 0 || req.params.top_logprobs >= 0 ? 0 : req.sampler.wants_top_k(kMaxTopLogits, summary.n_vocab);
+    const int want =
+        c.n_draft > 0 || req.params.top_logprobs >= 0 ? 0 : req.sampler.wants_top_k(kMaxTopLogits, summary.n_vocab);
     if (want == 0) return 0;  // one row needs all its logits: the pass brings back whole rows
     k = std::max(k, static_cast<int32_t>(want));
   }
@@ -196,11 +202,7 @@ int32_t Engine::Impl::top_logits_wanted(const StepPlan& plan) const {
 }
 
 std::span<const TokenProb> Engine::Impl::target_distribution(Request& r, float* row, std::span<const int32_t> hist) {
-  const size_t V = static_cast<size_t>(summary.n_vocab);
-  if (r.params.top_logprobs < 0) return r.sampler.distribution(std::span<float>(row, V), hist);
-  // Log-probabilities come from the unmodified logits: sample from a copy (penalties edit in place).
-  row_copy.assign(row, row + V);
-  return r.sampler.distribution(row_copy, hist);
+  return r.sampler.distribution(sampling_row(r, row), hist);
 }
 
 void Engine::Impl::verify_drafts(Request& r, float* rows) {
@@ -306,11 +308,8 @@ bool Engine::step() {
     if (s.n_computed < s.n_prompt) m.prompt_tokens_computed += std::min(n, s.n_prompt - s.n_computed);
   }
   const size_t V = static_cast<size_t>(m.summary.n_vocab);
-  if (m.logits.size() < V * b.logit_rows.size()) m.logits.resize(V * b.logit_rows.size());
   b.logit_top_k = m.top_logits_wanted(plan);
-  if (m.top_ids.size() < static_cast<size_t>(b.logit_top_k) * b.logit_rows.size())
-    m.top_ids.resize(static_cast<size_t>(b.logit_top_k) * b.logit_rows.size());
-  m.model->forward(b, *m.kv_storage, m.logits.data(), m.top_ids.data());
+  m.forward(b);
   const auto top = static_cast<size_t>(b.logit_top_k);
 
   // Each sequence that reached its end samples from its own logits row; a speculative one keeps
