@@ -173,6 +173,15 @@ std::vector<MatmulCase> matmul_cases() {
   v.push_back({DType::Q4_0, 64, 5003, 1});
   v.push_back({DType::Q8_0, 96, 4099, 3});
   v.push_back({DType::Q4_1, 64, 4501, 9});
+  // Rows whose scales are whole 16-byte pieces (the CUDA backend streams these through shared memory):
+  // several row pairs per warp (thousands of rows: more pairs than a GPU's grid has warps), also
+  // with rows of 1.5 chunks of 32 units; a row in 5.5 chunks, in two exactly, a chunk half empty;
+  // batches of 1 to 9 tokens.
+  v.push_back({DType::Q4_0, 512, 9001, 1});
+  v.push_back({DType::Q4_1, 1536, 6001, 3});
+  v.push_back({DType::Q8_0, 5632, 67, 9});
+  v.push_back({DType::BF16, 2048, 130, 2});
+  v.push_back({DType::F16, 768, 6001, 1});
   v.push_back({DType::F32, 3, 2, 2});  // sizes smaller than any vector width
   v.push_back({DType::F32, 13, 9, 7});
   return v;
@@ -212,7 +221,7 @@ TEST(Ops, MatmulIsBatchInvariant) {
 TEST(Ops, MatmulGroupMatchesSeparateMatmuls) {
   for (DType t : {DType::F16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const int64_t n_in = 256;
-    const int64_t n_out[] = {40, 8, 8};
+    const int64_t n_out[] = {41, 8, 7};  // odd: a GEMV's row pair across two weights
     std::vector<std::vector<uint8_t>> w;
     for (int i = 0; i < 3; ++i) w.push_back(random_weight(t, n_in, n_out[i], 60 + i));
     for (auto& be : backends_under_test()) {

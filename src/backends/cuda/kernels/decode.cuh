@@ -139,17 +139,6 @@ struct Legacy<DType::Q4_0, false> {
 };
 
 template <>
-struct Legacy<DType::Q4_0, true> {
-  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
-    const int64_t i = row * w.n_units + u;
-    const uint4 v = __ldg(reinterpret_cast<const uint4*>(w.data) + i);
-    const uint32_t q[4] = {v.x, v.y, v.z, v.w};
-    nibble_levels<8>(q, 0, false, l);
-    l.d = h2f(__ldg(reinterpret_cast<const unsigned short*>(w.scales) + i)), l.m = 0.0f;
-  }
-};
-
-template <>
 struct Legacy<DType::Q4_1, false> {
   __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
     const uint8_t* b = w.data + row * w.row_bytes + u * 20;
@@ -158,18 +147,6 @@ struct Legacy<DType::Q4_1, false> {
     for (int k = 0; k < 4; ++k) q[k] = ld32_2(b + 4 + 4 * k);
     nibble_levels<0>(q, 0, false, l);
     l.d = h2f(ld16(b)), l.m = h2f(ld16(b + 2));
-  }
-};
-
-template <>
-struct Legacy<DType::Q4_1, true> {
-  __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
-    const int64_t i = row * w.n_units + u;
-    const uint4 v = __ldg(reinterpret_cast<const uint4*>(w.data) + i);
-    const uint32_t q[4] = {v.x, v.y, v.z, v.w};
-    nibble_levels<0>(q, 0, false, l);
-    const uint32_t dm = __ldg(reinterpret_cast<const unsigned int*>(w.scales) + i);
-    l.d = h2f(static_cast<uint16_t>(dm & 0xFFFF)), l.m = h2f(static_cast<uint16_t>(dm >> 16));
   }
 };
 
@@ -207,14 +184,56 @@ struct Legacy<DType::Q8_0, false> {
   }
 };
 
+// The split layout (Q4_0, Q4_1, Q8_0; launch.h): a unit's quants as kQuant16 aligned 16-byte words,
+// its scale as a word of kScaleBytes (f16 d, or d in the low and m in the high half). levels() takes
+// them as loaded, from global memory (Legacy below) or from a shared-memory stage (gemv_stream.cu).
+template <DType T>
+struct SplitUnit;
+
 template <>
-struct Legacy<DType::Q8_0, true> {
+struct SplitUnit<DType::Q4_0> {
+  static constexpr int kQuant16 = 1, kScaleBytes = 2;
+  __device__ static void levels(const uint4 (&v)[1], uint32_t scale, Levels& l) {
+    const uint32_t q[4] = {v[0].x, v[0].y, v[0].z, v[0].w};
+    nibble_levels<8>(q, 0, false, l);
+    l.d = h2f(static_cast<uint16_t>(scale & 0xFFFF)), l.m = 0.0f;
+  }
+};
+
+template <>
+struct SplitUnit<DType::Q4_1> {
+  static constexpr int kQuant16 = 1, kScaleBytes = 4;
+  __device__ static void levels(const uint4 (&v)[1], uint32_t scale, Levels& l) {
+    const uint32_t q[4] = {v[0].x, v[0].y, v[0].z, v[0].w};
+    nibble_levels<0>(q, 0, false, l);
+    l.d = h2f(static_cast<uint16_t>(scale & 0xFFFF)), l.m = h2f(static_cast<uint16_t>(scale >> 16));
+  }
+};
+
+template <>
+struct SplitUnit<DType::Q8_0> {
+  static constexpr int kQuant16 = 2, kScaleBytes = 2;
+  __device__ static void levels(const uint4 (&v)[2], uint32_t scale, Levels& l) {
+    l.q[0] = v[0].x, l.q[1] = v[0].y, l.q[2] = v[0].z, l.q[3] = v[0].w;
+    l.q[4] = v[1].x, l.q[5] = v[1].y, l.q[6] = v[1].z, l.q[7] = v[1].w;
+    l.d = h2f(static_cast<uint16_t>(scale & 0xFFFF)), l.m = 0.0f;
+  }
+};
+
+constexpr bool has_split_unit(DType t) { return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q8_0; }
+
+template <DType T>
+  requires(has_split_unit(T))
+struct Legacy<T, true> {
   __device__ static void load(const RowRef& w, int64_t row, int64_t u, Levels& l) {
+    using S = SplitUnit<T>;
     const int64_t i = row * w.n_units + u;
-    const uint4 a = __ldg(reinterpret_cast<const uint4*>(w.data) + 2 * i);
-    const uint4 b = __ldg(reinterpret_cast<const uint4*>(w.data) + 2 * i + 1);
-    l.q[0] = a.x, l.q[1] = a.y, l.q[2] = a.z, l.q[3] = a.w, l.q[4] = b.x, l.q[5] = b.y, l.q[6] = b.z, l.q[7] = b.w;
-    l.d = h2f(__ldg(reinterpret_cast<const unsigned short*>(w.scales) + i)), l.m = 0.0f;
+    uint4 v[S::kQuant16];
+#pragma unroll
+    for (int k = 0; k < S::kQuant16; ++k) v[k] = __ldg(reinterpret_cast<const uint4*>(w.data) + S::kQuant16 * i + k);
+    const uint32_t scale = S::kScaleBytes == 2 ? __ldg(reinterpret_cast<const unsigned short*>(w.scales) + i)
+                                               : __ldg(reinterpret_cast<const unsigned int*>(w.scales) + i);
+    S::levels(v, scale, l);
   }
 };
 

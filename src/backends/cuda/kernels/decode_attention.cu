@@ -470,16 +470,26 @@ size_t decode_partial_floats(int n_items, int max_splits, const AttnDims& dims) 
   return static_cast<size_t>(n_items) * dims.n_head * max_splits * (dims.d + 2);
 }
 
+bool decode_tensor_cores() {
+  static const bool on = env_switch("TERN_CUDA_TC_DECODE", true);
+  return on;
+}
+
 void decode_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                       const DecodeItem* items, int n_items, int max_splits, float* partial, const AttnDims& dims,
                       const Activation& rounded, cudaStream_t s) {
   if (n_items == 0) return;
   const bool f16 = dims.cache_type == DType::F16;
+  const bool tc = f16 && decode_tensor_cores();
   switch (dims.d) {
-    case 64: return f16 ? launch_decode_tc<64>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s)
-                        : launch_decode<64, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
-    case 128: return f16 ? launch_decode_tc<128>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s)
-                         : launch_decode<128, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
+    case 64:
+      if (tc) return launch_decode_tc<64>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
+      return f16 ? launch_decode<64, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s)
+                 : launch_decode<64, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
+    case 128:
+      if (tc) return launch_decode_tc<128>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
+      return f16 ? launch_decode<128, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s)
+                 : launch_decode<128, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
     default: return f16 ? launch_decode<256, __half>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s)
                         : launch_decode<256, float>(q, k, v, out, seqs, items, n_items, max_splits, partial, dims, rounded, s);
   }

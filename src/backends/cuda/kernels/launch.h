@@ -17,8 +17,8 @@ namespace tern::cuda {
 void check(cudaError_t e, const char* what);
 void check_launch(const char* kernel);
 
-// The backend's on/off environment switches (TERN_CUDA_GRAPHS, _FUSE, _OVERLAP, _PRELOAD, _TIMING,
-// _WGMMA): "0" is off, "1" is on, anything else (or unset) leaves `fallback`.
+// The backend's on/off environment switches (TERN_CUDA_GRAPHS, _FUSE, _OVERLAP, _PRELOAD, _STREAM,
+// _TC_DECODE, _TIMING, _WGMMA): "0" is off, "1" is on, anything else (or unset) leaves `fallback`.
 bool env_switch(const char* name, bool fallback);
 
 // --- element-wise (elementwise.cu) -------------------------------------------------------------
@@ -145,6 +145,9 @@ void flash_attention(const float* q, const void* k, const void* v, float* out, c
 // Whether flash_attention runs its wgmma kernels: a Hopper GPU (compute capability 9.0) and
 // TERN_CUDA_WGMMA not 0; otherwise the mma.sync kernels (decided once per process).
 bool flash_wgmma();
+// Whether decode attention over f16 caches with head size 64 or 128 runs on the tensor cores
+// (decode_tc_kernel); TERN_CUDA_TC_DECODE=0 runs the f32-arithmetic kernel of the other cases.
+bool decode_tensor_cores();
 // partial: scratch of decode_partial_floats(n_items, max_splits, dims) floats (unused when
 // max_splits is 1). `rounded` (type F32: none) also receives out rounded for the output projection,
 // rows of n_head * d (every token of out must be an item).

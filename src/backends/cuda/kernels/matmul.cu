@@ -13,6 +13,10 @@
 // input it loads its first two units of each row into registers (legacy and 16-bit formats; on the
 // 1.1B shape, all of them) or asks L2 for its rows (K-quants), so the weight stream starts while
 // the previous kernel finishes.
+//
+// Split-layout Q4_0/Q4_1/Q8_0 and F16/BF16 weights with rounded activations go to the streaming
+// kernel instead (gemv_stream.cu) where it takes them; this one serves the other formats, f32
+// (exact) activations, and TERN_CUDA_STREAM=0.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -20,6 +24,7 @@
 #include "backends/cuda/kernels/activation.cuh"
 #include "backends/cuda/kernels/decode.cuh"
 #include "backends/cuda/kernels/dependent_launch.cuh"
+#include "backends/cuda/kernels/gemv.cuh"
 
 namespace tern::cuda {
 namespace {
@@ -70,49 +75,6 @@ RowRef row_ref(const Weight& w) {
     r.row_bytes = n_units * z.quant_bytes;
     r.scale_row_bytes = n_units * z.scale_bytes;
   }
-  return r;
-}
-
-constexpr int kRowsPerWarp = 2;
-
-constexpr DType act_type(DType t) {
-  switch (t) {
-    case DType::F32: return DType::F32;
-    case DType::F16: return DType::F16;
-    case DType::BF16: return DType::BF16;
-    case DType::Q4_1:
-    case DType::Q5_1: return DType::Q8_1;
-    case DType::Q4_0:
-    case DType::Q5_0:
-    case DType::Q8_0: return DType::Q8_0;
-    default: return DType::Q8_K;
-  }
-}
-
-// The weights of one launch: rows [row0[i], row0[i] + n_out[i]) of the concatenation are weight i's.
-struct GemvArgs {
-  RowRef w[kMaxGemvWeights];
-  float* y[kMaxGemvWeights];
-  int64_t row0[kMaxGemvWeights];
-  int64_t n_out[kMaxGemvWeights];
-  int n = 0;
-  int64_t total_rows = 0, n_units = 0;
-  bool preload = true;  // weights loaded before the wait for the input (gemv_kernel)
-  // The SwiGLU kernel's (kGlu) rounding of its output (type F32: none).
-  Activation glu_rounded;
-};
-
-struct RowOf {
-  RowRef w;
-  float* y;
-  int64_t row, n_out;
-};
-
-// Selects with constant indices only, so the kernel parameters stay out of local memory.
-__device__ __forceinline__ RowOf locate(const GemvArgs& a, int64_t row) {
-  RowOf r{a.w[0], a.y[0], row, a.n_out[0]};
-  if (a.n > 1 && row >= a.row0[1]) r = {a.w[1], a.y[1], row - a.row0[1], a.n_out[1]};
-  if (a.n > 2 && row >= a.row0[2]) r = {a.w[2], a.y[2], row - a.row0[2], a.n_out[2]};
   return r;
 }
 
@@ -169,14 +131,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const bool prefetch = kPrefetch && blockIdx.y == 0 && !(preload && n_units <= kPre * stride);
   RowOf rows[kRowsPerWarp];
   bool live[kRowsPerWarp];
+  locate_pair(args, r0, kGlu, rows, live);
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    live[r] = r0 + r < args.total_rows;
-    // SwiGLU: this warp's rows are row r0 / 2 of the gate and of the up weight.
-    const int64_t row = kGlu ? (r == 0 ? r0 / 2 : args.row0[1] + r0 / 2) : r0 + r;
-    rows[r] = locate(args, live[r] ? row : 0);
+  for (int r = 0; r < kRowsPerWarp; ++r)
     if (prefetch && live[r]) prefetch_row(rows[r].w, rows[r].row, first, stride);
-  }
   Pre pre[kPre > 0 ? kPre : 1][kRowsPerWarp];
   if (preload) {
 #pragma unroll
@@ -193,40 +151,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   wait_for_inputs();
 
   float acc[kRowsPerWarp][NT];
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-    for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
-
+  zero(acc);
   // Unit u of both rows against every token: levels against 8-bit activations, or decoded floats.
   const auto levels_unit = [&](const Levels(&lv)[kRowsPerWarp], int64_t u) {
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t < nt) {
-        ByteAct a;
-        load_act<kGroup>(act, t0 + t, u, a);
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit<kAffine>(lv[r], a);
-      }
-    }
+    add_levels<NT, kGroup, kAffine>(acc, lv, act, t0, nt, u);
   };
   const auto floats_unit = [&](const float(&wv)[kRowsPerWarp][32], int64_t u) {
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t < nt) {
-        if constexpr (kBytes) {
-          ByteAct a;
-          load_act<kGroup>(act, t0 + t, u, a);
-#pragma unroll
-          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit(wv[r], a);
-        } else {
-          FloatAct a;
-          load_act<A>(act, t0 + t, u, a);
-#pragma unroll
-          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += dot_unit(wv[r], a);
-        }
-      }
-    }
+    add_floats<NT, A>(acc, wv, act, t0, nt, u);
   };
 
   int64_t u0 = first;  // the first unit not preloaded
@@ -274,66 +205,25 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
   // Each warp's sums, then (wr > 1) the group's warps' sums in warp order.
   __shared__ float partial[kWarpsPerBlock][kRowsPerWarp][NT];
-  if constexpr (kGlu) {
-    // The same sums in the same order as below (after the butterfly every lane holds the warp's sum,
-    // bit for bit), kept for both rows; then SwiGLU by lane 0 of the group's first warp.
-    float res[kRowsPerWarp][NT];
+  warp_sums(acc);
+  if (wr > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+        for (int t = 0; t < NT; ++t) partial[warp][r][t] = acc[r][t];
+    __syncthreads();
+    if (part != 0) return;
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r)
 #pragma unroll
       for (int t = 0; t < NT; ++t) {
-        float v = acc[r][t];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        res[r][t] = v;
-        if (wr > 1 && lane == 0) partial[warp][r][t] = v;
+        float v = 0.0f;
+        for (int p = 0; p < wr; ++p) v += partial[group * wr + p][r][t];
+        acc[r][t] = v;
       }
-    if (wr > 1) {
-      __syncthreads();
-      if (part != 0) return;
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r)
-#pragma unroll
-        for (int t = 0; t < NT; ++t) {
-          float v = 0.0f;
-          for (int p = 0; p < wr; ++p) v += partial[group * wr + p][r][t];
-          res[r][t] = v;
-        }
-    }
-    if (lane != 0 || !live[0]) return;
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t >= nt) break;
-      const float o = swiglu_value(res[0][t], res[1][t]);
-      rows[0].y[(t0 + t) * rows[0].n_out + rows[0].row] = o;
-      if (args.glu_rounded.type != DType::F32) round_into(args.glu_rounded, t0 + t, rows[0].row, o);
-    }
-    return;
   }
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      float v = acc[r][t];
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (wr == 1) {
-        if (lane == 0 && live[r] && t < nt) rows[r].y[(t0 + t) * rows[r].n_out + rows[r].row] = v;
-      } else if (lane == 0) {
-        partial[warp][r][t] = v;
-      }
-    }
-  }
-  if (wr == 1) return;
-  __syncthreads();
-  if (part != 0) return;
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    const int t = lane - r * NT;
-    if (t >= 0 && t < nt && live[r]) {
-      float v = 0.0f;
-      for (int p = 0; p < wr; ++p) v += partial[group * wr + p][r][t];
-      rows[r].y[(t0 + t) * rows[r].n_out + rows[r].row] = v;
-    }
-  }
+  if (lane == 0) write_pair<NT, kGlu>(args, rows, live, acc, t0, nt);
 }
 
 // Element i of a row of a plain float type (rows whose length is not a multiple of 32).
@@ -429,6 +319,7 @@ unsigned blocks(int64_t n, int threads) { return static_cast<unsigned>((n + thre
 // count; glu: the SwiGLU kernel (gemv_swiglu).
 void launch_gemv(const GemvArgs& args, const Weight& w0, const Activation& x, int64_t n_tok, cudaStream_t s,
                  bool glu = false) {
+  if (launch_gemv_stream(args, w0.type, w0.layout, x, n_tok, glu, s)) return;
   const dim3 threads(kWarpsPerBlock * 32);
   const bool split = w0.layout == kSplitLayout;
   const bool exact = x.type == DType::F32;
