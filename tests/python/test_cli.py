@@ -97,6 +97,20 @@ def test_invalid_flag_values(args, needle, default_model):
     assert_clean_error(r, needle)
 
 
+def test_gpu_layers_as_llama_cpp_spells_them(default_model):
+    """-ngl / --n-gpu-layers: 0 is the CPU (and runs here); part of the model's layers is refused by
+    name (tern offloads every layer or none), as is a contradiction with --device."""
+    r = tern("run", "-m", default_model, "-p", "hi", "-n", 2, "--temp", 0, "-t", 2, "-ngl", 0)
+    assert r.returncode == 0, r.stderr
+    r = tern("run", "-m", default_model, "-p", "hi", "-ngl", 5)
+    assert_clean_error(r, "--n-gpu-layers 5", "30 layers", "-ngl 30")
+    assert_clean_error(tern("run", "-m", default_model, "-p", "hi", "-ngl", 0, "--device", "cuda"),
+                       "--n-gpu-layers 0", "--device")
+    r = tern("run", "-m", default_model, "-p", "hi", "--n-gpu-layers", -3)
+    assert r.returncode == 2
+    assert_clean_error(r, "--n-gpu-layers")
+
+
 @pytest.mark.parametrize("kv_type", ["q8_0", "fp8"])
 def test_quantized_kv_cache_runs(kv_type, default_model):
     """A quantised KV cache generates, and its greedy tokens start like the f16 cache's (8-bit keys

@@ -1,11 +1,13 @@
 #include "common.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
 
 #include "core/error.h"
+#include "formats/gguf/gguf.h"
 
 namespace tern::cli {
 
@@ -25,13 +27,44 @@ std::string read_text_file(const std::string& path, const char* what) {
   return ss.str();
 }
 
+namespace {
+
+// The backend --device and --n-gpu-layers ask for together. tern runs a model's every layer on one
+// GPU or none, so a layer count between 0 and the model's is an error, not a silent full offload
+// (a user who asked for part of the model on the GPU may not have memory for all of it).
+std::string resolve_backend(const std::string& device, int gpu_layers, const std::string& model_path) {
+  if (gpu_layers == ModelOptions::kNoGpuLayers) return device.empty() ? "cpu" : device;
+  const std::string implied = gpu_layers == 0 ? "cpu" : "cuda";
+  TERN_CHECK(device.empty() || device == implied, "--n-gpu-layers {} asks for the {} backend, --device for {}",
+             gpu_layers, implied, device);
+  if (gpu_layers > 0) {
+    const auto f = gguf::File::open(model_path);
+    const auto arch = f.find_string("general.architecture");
+    const int64_t layers = arch ? f.find_int(std::string(*arch) + ".block_count").value_or(0) : 0;
+    TERN_CHECK(layers <= 0 || gpu_layers >= layers,
+               "{}: --n-gpu-layers {}: the model has {} layers and tern runs all of them on the GPU or none; pass "
+               "-ngl {} (or -1, or --device cuda) for the GPU, -ngl 0 for the CPU",
+               model_path, gpu_layers, layers, layers);
+  }
+  return implied;
+}
+
+}  // namespace
+
+void rewrite_llama_options(int argc, char** argv) {
+  static char ngl[] = "--n-gpu-layers";
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "-ngl") == 0) argv[i] = ngl;
+}
+
 EngineConfig ModelOptions::engine_config() const {
-  EngineConfig c{.model_path = model.empty() ? default_model_path() : model,
+  const std::string path = model.empty() ? default_model_path() : model;
+  EngineConfig c{.model_path = path,
                  .n_threads = threads,
                  .n_ctx = ctx,
                  .max_batch_tokens = batch,
                  .kv_type = kv_type,
-                 .backend = backend};
+                 .backend = resolve_backend(backend, gpu_layers, path)};
   if (!spec.empty()) c.speculative = parse_speculative(spec);
   c.speculative.k = spec_k;
   c.speculative.max_batch = spec_max_batch;
@@ -51,8 +84,12 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
       ->check(CLI::Range(0, 1 << 20));
   app.add_option("-b,--batch-size", o.batch, "prompt tokens per forward pass")->check(CLI::Range(1, 65536));
   app.add_option("--backend,--device", o.backend,
-                 "cpu, cuda (every layer on the GPU) or ref (the scalar reference; slow)")
+                 "cpu (default), cuda (every layer on the GPU) or ref (the scalar reference; slow)")
       ->check(CLI::IsMember({"cpu", "cuda", "ref"}));
+  app.add_option("--n-gpu-layers,--gpu-layers", o.gpu_layers,
+                 "llama.cpp's -ngl (also accepted): 0 runs on the CPU; the model's layer count or more, or -1, "
+                 "every layer on the GPU (--device cuda); tern does not split a model between the two")
+      ->check(CLI::Range(-1, 1 << 20));
   app.add_option("--kv-type", o.kv_type,
                  "KV cache storage: f16 (default), f32, q8_0 (8-bit, a scale per 32 values; alias int8) or fp8 (E4M3)")
       ->check(CLI::IsMember({"f16", "f32", "q8_0", "int8", "fp8", "fp8_e4m3"}));

@@ -18,7 +18,9 @@ struct ModelOptions {
   int threads = 0;
   int ctx = 0;
   int batch = 512;
-  std::string backend = "cpu";
+  std::string backend;        // --device; empty: cpu, or what --n-gpu-layers implies
+  int gpu_layers = kNoGpuLayers;  // --n-gpu-layers (-ngl)
+  static constexpr int kNoGpuLayers = -2;
   std::string kv_type = "f16";
   std::string spec;  // --spec: ngram, layerskip:L, draft:FILE
   int spec_k = 0;
@@ -34,6 +36,9 @@ struct SamplingOptions {
 };
 
 void add_model_options(CLI::App& app, ModelOptions& o);
+// llama.cpp's spelling "-ngl N" as --n-gpu-layers N (CLI11 takes single-dash options of one letter
+// only), in place.
+void rewrite_llama_options(int argc, char** argv);
 void add_sampling_options(CLI::App& app, SamplingOptions& o);
 void add_speculative_options(CLI::App& app, ModelOptions& o);
 

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   tern::cli::register_serve(app);
   tern::cli::register_perplexity(app);
   tern::cli::register_imatrix(app);
+  tern::cli::rewrite_llama_options(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
