@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "quant/blocks.h"
+#include "quant/k_unit_levels.h"
 #include "quant/quant.h"
 
 using namespace tern;
@@ -73,6 +74,63 @@ TEST_P(VecDot, MatchesDecodedDotProduct) {
 
 INSTANTIATE_TEST_SUITE_P(AllWeights, VecDot, testing::ValuesIn(kWeightTypes),
                          [](const testing::TestParamInfo<DType>& i) { return std::string(dtype_name(i.param)); });
+
+// The K-quants' integer unit dot products (quant/k_unit_levels.h, what the CUDA GEMV runs on dp4a),
+// unit by unit from the blocks' bytes as words, equal the decoded rows' dot product up to float
+// rounding: every unit j of every super-block, both nibble halves, Q5_K's fifth bits, Q6_K's signs
+// and its two scales per unit.
+TEST(VecDot, KQuantUnitLevelsMatchTheDecodedDotProduct) {
+  auto words = [](const uint8_t* p, uint32_t (&w)[8]) { std::memcpy(w, p, sizeof w); };
+  for (DType w : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    for (int64_t n : {256, 2816}) {
+      for (uint32_t seed = 1; seed <= 4; ++seed) {
+        const auto wx = gaussian(n, seed + 40), ax = gaussian(n, seed + 140);
+        const auto wq = quantized(w, wx, false), aq = quantized(DType::Q8_K, ax, true);
+        const auto wd = decoded(w, wq, n), ad = decoded(DType::Q8_K, aq, n);
+        double exact = 0, magnitude = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          exact += static_cast<double>(wd[i]) * ad[i];
+          magnitude += std::fabs(static_cast<double>(wd[i]) * ad[i]);
+        }
+        const auto* act = reinterpret_cast<const quant::BlockQ8_K*>(aq.data());
+        const size_t block = row_bytes(w, 256);
+        double got = 0;
+        for (int64_t u = 0; u < n / 32; ++u) {
+          const uint8_t* b = wq.data() + (u / 8) * block;
+          const int j = static_cast<int>(u % 8);
+          quant::KUnitLevels l;
+          uint32_t a[8];
+          std::memcpy(a, act[u / 8].qs + 32 * j, sizeof a);
+          if (w == DType::Q6_K) {
+            quant::BlockQ6_K k;
+            std::memcpy(&k, b, sizeof k);
+            uint32_t ql[8], qh[8];
+            words(k.ql + 64 * (j / 4) + 32 * (j % 2), ql);
+            words(k.qh + 32 * (j / 4), qh);
+            quant::q6k_unit(ql, qh, j, k.scales[2 * j], k.scales[2 * j + 1], fp16_to_f32(k.d), l);
+            got += quant::k_unit_dot<false>(l, a, act[u / 8].d);
+          } else {
+            const bool five = w == DType::Q5_K;
+            uint16_t d, dmin;
+            std::memcpy(&d, b, 2);
+            std::memcpy(&dmin, b + 2, 2);
+            uint32_t sc[3], qs[8], qh[8] = {};
+            std::memcpy(sc, b + 4, sizeof sc);
+            words(b + (five ? 48 : 16) + 32 * (j / 2), qs);
+            if (five) {
+              words(b + 16, qh);
+              quant::k45_unit<true>(qs, qh, sc, j, fp16_to_f32(d), fp16_to_f32(dmin), l);
+            } else {
+              quant::k45_unit<false>(qs, qh, sc, j, fp16_to_f32(d), fp16_to_f32(dmin), l);
+            }
+            got += quant::k_unit_dot<true>(l, a, act[u / 8].d);
+          }
+        }
+        EXPECT_NEAR(got, exact, magnitude * 1e-5) << dtype_name(w) << " n=" << n << " seed=" << seed;
+      }
+    }
+  }
+}
 
 TEST(VecDotType, IsGgmlsPairing) {
   EXPECT_EQ(quant::vec_dot_type(DType::Q4_0), DType::Q8_0);

@@ -13,6 +13,7 @@
 
 #include "core/dtype.h"
 #include "quant/k_scales.h"
+#include "quant/k_unit_levels.h"
 
 namespace tern::cuda {
 
@@ -346,5 +347,55 @@ struct Unit<DType::Q6_K, false> {
     }
   }
 };
+
+// --- K-quants as integer levels (quant/k_unit_levels.h), for dp4a against Q8_K activations ------
+
+__device__ __forceinline__ void load_words16(const uint8_t* p, uint32_t (&w)[8]) {  // 16-byte aligned
+  const uint4 a = __ldg(reinterpret_cast<const uint4*>(p)), b = __ldg(reinterpret_cast<const uint4*>(p) + 1);
+  w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
+}
+
+template <DType T>
+struct KLevels;
+
+// Q4_K (144-byte blocks) and Q5_K (176): multiples of 16 bytes, so the quants and fifth bits are
+// aligned 16-byte loads; the scale field and d/dmin are words.
+template <DType T>
+  requires(T == DType::Q4_K || T == DType::Q5_K)
+struct KLevels<T> {
+  static constexpr bool kFive = T == DType::Q5_K;
+  static constexpr bool kMin = true;
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, quant::KUnitLevels& l) {
+    const uint8_t* b = w.data + row * w.row_bytes + (u / 8) * (kFive ? 176 : 144);
+    const int j = static_cast<int>(u % 8);
+    const uint32_t dm = __ldg(reinterpret_cast<const unsigned int*>(b));
+    const uint32_t scales[3] = {__ldg(reinterpret_cast<const unsigned int*>(b + 4)),
+                                __ldg(reinterpret_cast<const unsigned int*>(b + 8)),
+                                __ldg(reinterpret_cast<const unsigned int*>(b + 12))};
+    uint32_t qs[8], qh[8] = {};
+    load_words16(b + (kFive ? 48 : 16) + 32 * (j / 2), qs);
+    if (kFive) load_words16(b + 16, qh);
+    quant::k45_unit<kFive>(qs, qh, scales, j, h2f(static_cast<uint16_t>(dm & 0xFFFF)), h2f(static_cast<uint16_t>(dm >> 16)), l);
+  }
+};
+
+// Q6_K (210-byte blocks, 2-byte aligned): words from pairs of 2-byte loads.
+template <>
+struct KLevels<DType::Q6_K> {
+  static constexpr bool kMin = false;
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, quant::KUnitLevels& l) {
+    const uint8_t* b = w.data + row * w.row_bytes + (u / 8) * 210;
+    const int j = static_cast<int>(u % 8);
+    const uint8_t* ql = b + 64 * (j / 4) + 32 * (j % 2);
+    const uint8_t* qh = b + 128 + 32 * (j / 4);
+    uint32_t lw[8], hw[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) lw[k] = ld32_2(ql + 4 * k), hw[k] = ld32_2(qh + 4 * k);
+    const uint16_t sc = ld16(b + 192 + 2 * j);
+    quant::q6k_unit(lw, hw, j, static_cast<int8_t>(sc & 0xFF), static_cast<int8_t>(sc >> 8), h2f(ld16(b + 208)), l);
+  }
+};
+
+constexpr bool has_k_levels(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
 
 }  // namespace tern::cuda

@@ -1,7 +1,7 @@
 // Weight kernels: GEMV with the dequantisation in the kernel (decode and small batches; weights read
-// once per 8 tokens; legacy formats as integer dot products against 8-bit activations on dp4a,
-// K-quants and float formats decoded to f32), embedding-row gathers, and dequantisation to f16 for
-// cuBLAS.
+// once per 8 tokens; legacy formats and Q4_K/Q5_K/Q6_K as integer dot products against 8-bit
+// activations on dp4a, Q2_K/Q3_K and float formats decoded to f32), embedding-row gathers, and
+// dequantisation to f16 for cuBLAS.
 //
 // GEMV work split: a group of 1, 2 or 4 warps per two output rows, its threads over the rows'
 // 32-element units (thread i of the group takes units i, i + group size, ...), so that a thread holds
@@ -113,6 +113,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   constexpr bool kAffine = T == DType::Q4_1 || T == DType::Q5_1;
   constexpr int kGroup = A == DType::Q8_K ? 256 : 32;
   constexpr bool kRaw16 = T == DType::F16 || T == DType::BF16;
+  constexpr bool kKLevels = A == DType::Q8_K && has_k_levels(T);
   constexpr int kPre = kLevels || kRaw16 ? 2 : 0;
   using Pre = std::conditional_t<kLevels, Levels, Raw16>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -191,6 +192,23 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       for (int k = 0; k < 2; ++k) {
         if (ub + stride * k >= n_units) break;
         levels_unit(lv[k], ub + stride * k);
+      }
+    }
+  } else if constexpr (kKLevels) {
+    // K-quants against Q8_K: levels and integer scales, exact integer sums on dp4a.
+    using K = KLevels<T>;
+    for (int64_t u = u0; u < n_units; u += stride) {
+      quant::KUnitLevels kl[kRowsPerWarp];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) K::load(rows[r].w, rows[r].row, u, kl[r]);  // a missing row: row 0
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        if (t < nt) {
+          ByteAct a;
+          load_act<256>(act, t0 + t, u, a);
+#pragma unroll
+          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += quant::k_unit_dot<K::kMin>(kl[r], a.q, a.d);
+        }
       }
     }
   } else {
