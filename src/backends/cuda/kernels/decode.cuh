@@ -331,20 +331,34 @@ struct Unit<DType::Q5_K, false> {
   }
 };
 
+// Q6_K unit j of a block whose quant and scale bytes (ql, qh, scales: 208) start at b, with its d.
+__device__ __forceinline__ void decode_q6k(const uint8_t* b, float d, int j, float (&y)[32]) {
+  const int half = j / 4, jj = j % 4;
+  const uint8_t* ql = b + half * 64 + 32 * (jj & 1);
+  const uint8_t* qh = b + 128 + half * 32;
+  const auto* scales = reinterpret_cast<const int8_t*>(b + 192);
+#pragma unroll
+  for (int l = 0; l < 32; ++l) {
+    const int q = (((ql[l] >> (4 * (jj >> 1))) & 0xF) | (((qh[l] >> (2 * jj)) & 3) << 4)) - 32;
+    y[l] = d * static_cast<float>(scales[(32 * j + l) / 16]) * static_cast<float>(q);
+  }
+}
+
 template <>
 struct Unit<DType::Q6_K, false> {
   __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
     const uint8_t* b = w.data + row * w.row_bytes + (u / 8) * 210;
-    const int j = static_cast<int>(u % 8), half = j / 4, jj = j % 4;
-    const float d = h2f(ld16(b + 208));
-    const uint8_t* ql = b + half * 64 + 32 * (jj & 1);
-    const uint8_t* qh = b + 128 + half * 32;
-    const auto* scales = reinterpret_cast<const int8_t*>(b + 192);
-#pragma unroll
-    for (int l = 0; l < 32; ++l) {
-      const int q = (((ql[l] >> (4 * (jj >> 1))) & 0xF) | (((qh[l] >> (2 * jj)) & 3) << 4)) - 32;
-      y[l] = d * static_cast<float>(scales[(32 * j + l) / 16]) * static_cast<float>(q);
-    }
+    decode_q6k(b, h2f(ld16(b + 208)), static_cast<int>(u % 8), y);
+  }
+};
+
+// Q6_K in the split layout (launch.h): a block's 208 bytes of quants and scales, d in the scale array.
+template <>
+struct Unit<DType::Q6_K, true> {
+  __device__ static void decode(const RowRef& w, int64_t row, int64_t u, float (&y)[32]) {
+    const int64_t block = u / 8;
+    const float d = h2f(ld16(w.scales + row * w.scale_row_bytes + 2 * block));
+    decode_q6k(w.data + row * w.row_bytes + block * 208, d, static_cast<int>(u % 8), y);
   }
 };
 
@@ -355,14 +369,14 @@ __device__ __forceinline__ void load_words16(const uint8_t* p, uint32_t (&w)[8])
   w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
 }
 
-template <DType T>
+template <DType T, bool kSplit>
 struct KLevels;
 
 // Q4_K (144-byte blocks) and Q5_K (176): multiples of 16 bytes, so the quants and fifth bits are
 // aligned 16-byte loads; the scale field and d/dmin are words.
 template <DType T>
   requires(T == DType::Q4_K || T == DType::Q5_K)
-struct KLevels<T> {
+struct KLevels<T, false> {
   static constexpr bool kFive = T == DType::Q5_K;
   static constexpr bool kMin = true;
   __device__ static void load(const RowRef& w, int64_t row, int64_t u, quant::KUnitLevels& l) {
@@ -379,9 +393,9 @@ struct KLevels<T> {
   }
 };
 
-// Q6_K (210-byte blocks, 2-byte aligned): words from pairs of 2-byte loads.
+// Q6_K as in the file (210-byte blocks, 2-byte aligned): words from pairs of 2-byte loads.
 template <>
-struct KLevels<DType::Q6_K> {
+struct KLevels<DType::Q6_K, false> {
   static constexpr bool kMin = false;
   __device__ static void load(const RowRef& w, int64_t row, int64_t u, quant::KUnitLevels& l) {
     const uint8_t* b = w.data + row * w.row_bytes + (u / 8) * 210;
@@ -393,6 +407,23 @@ struct KLevels<DType::Q6_K> {
     for (int k = 0; k < 8; ++k) lw[k] = ld32_2(ql + 4 * k), hw[k] = ld32_2(qh + 4 * k);
     const uint16_t sc = ld16(b + 192 + 2 * j);
     quant::q6k_unit(lw, hw, j, static_cast<int8_t>(sc & 0xFF), static_cast<int8_t>(sc >> 8), h2f(ld16(b + 208)), l);
+  }
+};
+
+// Q6_K in the split layout: 208-byte blocks (16-byte aligned), so ql and qh are 16-byte loads.
+template <>
+struct KLevels<DType::Q6_K, true> {
+  static constexpr bool kMin = false;
+  __device__ static void load(const RowRef& w, int64_t row, int64_t u, quant::KUnitLevels& l) {
+    const int64_t block = u / 8;
+    const uint8_t* b = w.data + row * w.row_bytes + block * 208;
+    const int j = static_cast<int>(u % 8);
+    uint32_t lw[8], hw[8];
+    load_words16(b + 64 * (j / 4) + 32 * (j % 2), lw);
+    load_words16(b + 128 + 32 * (j / 4), hw);
+    const uint16_t sc = __ldg(reinterpret_cast<const unsigned short*>(b + 192) + j);
+    const float d = h2f(__ldg(reinterpret_cast<const unsigned short*>(w.scales + row * w.scale_row_bytes) + block));
+    quant::q6k_unit(lw, hw, j, static_cast<int8_t>(sc & 0xFF), static_cast<int8_t>(sc >> 8), d, l);
   }
 };
 

@@ -50,9 +50,10 @@ void f32_to_f16(const float* x, void* out, int64_t n, cudaStream_t s);
 void f32_to_bf16(const float* x, void* out, int64_t n, cudaStream_t s);
 
 // --- weights (matmul.cu) -----------------------------------------------------------------------
-// Layouts of a weight in device memory: the file's rows of GGUF blocks, or (Q4_0, Q4_1, Q8_0) the
-// blocks' quants and scales in two arrays so that each 32-element unit's quants are one aligned
-// 16- or 32-byte load.
+// Layouts of a weight in device memory: the file's rows of GGUF blocks, or (Q4_0, Q4_1, Q8_0,
+// Q6_K) the blocks' quants and scales in two arrays so that each 32-element unit's quants are
+// aligned 16-byte loads (Q6_K: ql, qh and the int8 scales of a 256-element block, 208 bytes, its f16
+// d in the second array).
 enum Layout : uint8_t { kFileLayout = 0, kSplitLayout = 1 };
 
 struct Weight {

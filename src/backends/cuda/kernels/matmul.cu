@@ -47,22 +47,24 @@ void with_unit(DType t, uint8_t layout, F&& f) {
     case DType::Q3_K: return f(Unit<DType::Q3_K, false>{});
     case DType::Q4_K: return f(Unit<DType::Q4_K, false>{});
     case DType::Q5_K: return f(Unit<DType::Q5_K, false>{});
-    case DType::Q6_K: return f(Unit<DType::Q6_K, false>{});
+    case DType::Q6_K: return split ? f(Unit<DType::Q6_K, true>{}) : f(Unit<DType::Q6_K, false>{});
     default: break;
   }
   check(cudaErrorInvalidValue, "cuda backend: not a weight type");
 }
 
-// Bytes of one unit's quants and scales in the split layout.
+// A block of the split layout: its elements, the bytes of its quants and of its scale, where the
+// scale lies in the file's block (the legacy formats' first bytes; Q6_K's d, its last two).
 struct SplitSizes {
-  int quant_bytes, scale_bytes, block_bytes, scale_offset;
+  int quant_bytes, scale_bytes, block_bytes, scale_offset, block_elems;
 };
 SplitSizes split_sizes(DType t) {
   switch (t) {
-    case DType::Q4_0: return {16, 2, 18, 0};
-    case DType::Q4_1: return {16, 4, 20, 0};
-    case DType::Q8_0: return {32, 2, 34, 0};
-    default: return {0, 0, 0, 0};
+    case DType::Q4_0: return {16, 2, 18, 0, 32};
+    case DType::Q4_1: return {16, 4, 20, 0, 32};
+    case DType::Q8_0: return {32, 2, 34, 0, 32};
+    case DType::Q6_K: return {208, 2, 210, 208, 256};
+    default: return {0, 0, 0, 0, 0};
   }
 }
 
@@ -71,9 +73,10 @@ RowRef row_ref(const Weight& w) {
   RowRef r{static_cast<const uint8_t*>(w.data), nullptr, n_units, static_cast<int64_t>(row_bytes(w.type, w.n_in)), 0};
   if (w.layout == kSplitLayout) {
     const SplitSizes z = split_sizes(w.type);
-    r.scales = r.data + w.n_out * n_units * z.quant_bytes;
-    r.row_bytes = n_units * z.quant_bytes;
-    r.scale_row_bytes = n_units * z.scale_bytes;
+    const int64_t blocks = w.n_in / z.block_elems;
+    r.scales = r.data + w.n_out * blocks * z.quant_bytes;
+    r.row_bytes = blocks * z.quant_bytes;
+    r.scale_row_bytes = blocks * z.scale_bytes;
   }
   return r;
 }
@@ -196,7 +199,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     }
   } else if constexpr (kKLevels) {
     // K-quants against Q8_K: levels and integer scales, exact integer sums on dp4a.
-    using K = KLevels<T>;
+    using K = KLevels<T, kSplit>;
     for (int64_t u = u0; u < n_units; u += stride) {
       quant::KUnitLevels kl[kRowsPerWarp];
 #pragma unroll
@@ -391,7 +394,9 @@ void launch_gemv(const GemvArgs& args, const Weight& w0, const Activation& x, in
     case DType::Q3_K: with_exact(integral_constant<DType, DType::Q3_K>{}, No{}); break;
     case DType::Q4_K: with_exact(integral_constant<DType, DType::Q4_K>{}, No{}); break;
     case DType::Q5_K: with_exact(integral_constant<DType, DType::Q5_K>{}, No{}); break;
-    case DType::Q6_K: with_exact(integral_constant<DType, DType::Q6_K>{}, No{}); break;
+    case DType::Q6_K:
+      split ? with_exact(integral_constant<DType, DType::Q6_K>{}, Yes{}) : with_exact(integral_constant<DType, DType::Q6_K>{}, No{});
+      break;
     default: check(cudaErrorInvalidValue, "gemv: not a weight type");
   }
 }
@@ -402,12 +407,13 @@ bool has_split_layout(DType t) { return split_sizes(t).quant_bytes > 0; }
 
 void split_layout(DType t, const uint8_t* src, int64_t n_in, int64_t n_out, uint8_t* dst) {
   const SplitSizes z = split_sizes(t);
-  const int64_t n_units = n_in / 32, n = n_units * n_out;
+  const int64_t n = n_in / z.block_elems * n_out;
+  const int quant_offset = z.scale_offset == 0 ? z.scale_bytes : 0;
   uint8_t* scales = dst + n * z.quant_bytes;
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t* b = src + i * z.block_bytes;  // blocks of consecutive rows are consecutive
-    std::memcpy(scales + i * z.scale_bytes, b, z.scale_bytes);
-    std::memcpy(dst + i * z.quant_bytes, b + z.scale_bytes, z.quant_bytes);
+    std::memcpy(scales + i * z.scale_bytes, b + z.scale_offset, z.scale_bytes);
+    std::memcpy(dst + i * z.quant_bytes, b + quant_offset, z.quant_bytes);
   }
 }
 
