@@ -173,7 +173,8 @@ std::vector<MatmulCase> matmul_cases() {
   v.push_back({DType::Q4_0, 64, 5003, 1});
   v.push_back({DType::Q8_0, 96, 4099, 3});
   v.push_back({DType::Q4_1, 64, 4501, 9});
-  // Rows whose scales are whole 16-byte pieces (the CUDA backend streams these through shared memory):
+  // Rows whose units and scales are whole 16-byte pieces (the CUDA backend streams these through
+  // shared memory):
   // several row pairs per warp (thousands of rows: more pairs than a GPU's grid has warps), also
   // with rows of 1.5 chunks of 32 units; a row in 5.5 chunks, in two exactly, a chunk half empty;
   // batches of 1 to 9 tokens.
@@ -182,6 +183,10 @@ std::vector<MatmulCase> matmul_cases() {
   v.push_back({DType::Q8_0, 5632, 67, 9});
   v.push_back({DType::BF16, 2048, 130, 2});
   v.push_back({DType::F16, 768, 6001, 1});
+  // Q4_K/Q5_K stream as whole super-blocks, four per chunk: 1.25 chunks per row over many row
+  // pairs; one chunk exactly, an odd row, two token tiles.
+  v.push_back({DType::Q4_K, 1280, 4501, 2});
+  v.push_back({DType::Q5_K, 1024, 301, 9});
   v.push_back({DType::F32, 3, 2, 2});  // sizes smaller than any vector width
   v.push_back({DType::F32, 13, 9, 7});
   return v;

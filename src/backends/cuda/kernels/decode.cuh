@@ -364,32 +364,44 @@ struct Unit<DType::Q6_K, true> {
 
 // --- K-quants as integer levels (quant/k_unit_levels.h), for dp4a against Q8_K activations ------
 
+// A value of type V at p: through the read-only cache from global memory (kGlobal), or a plain
+// load (shared memory: gemv_stream.cu's stages).
+template <bool kGlobal, class V>
+__device__ __forceinline__ V load_as(const uint8_t* p) {
+  if constexpr (kGlobal) return __ldg(reinterpret_cast<const V*>(p));
+  else return *reinterpret_cast<const V*>(p);
+}
+
+template <bool kGlobal = true>
 __device__ __forceinline__ void load_words16(const uint8_t* p, uint32_t (&w)[8]) {  // 16-byte aligned
-  const uint4 a = __ldg(reinterpret_cast<const uint4*>(p)), b = __ldg(reinterpret_cast<const uint4*>(p) + 1);
+  const uint4 a = load_as<kGlobal, uint4>(p), b = load_as<kGlobal, uint4>(p + 16);
   w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
+}
+
+// Unit j of the Q4_K (kFive false, 144 bytes) or Q5_K (176) block at b (16-byte aligned): the
+// quants and fifth bits are 16-byte loads, the scale field and d/dmin words.
+template <bool kFive, bool kGlobal>
+__device__ __forceinline__ void k45_levels_at(const uint8_t* b, int j, quant::KUnitLevels& l) {
+  const uint32_t dm = load_as<kGlobal, unsigned int>(b);
+  const uint32_t scales[3] = {load_as<kGlobal, unsigned int>(b + 4), load_as<kGlobal, unsigned int>(b + 8),
+                              load_as<kGlobal, unsigned int>(b + 12)};
+  uint32_t qs[8], qh[8] = {};
+  load_words16<kGlobal>(b + (kFive ? 48 : 16) + 32 * (j / 2), qs);
+  if (kFive) load_words16<kGlobal>(b + 16, qh);
+  quant::k45_unit<kFive>(qs, qh, scales, j, h2f(static_cast<uint16_t>(dm & 0xFFFF)), h2f(static_cast<uint16_t>(dm >> 16)), l);
 }
 
 template <DType T, bool kSplit>
 struct KLevels;
 
-// Q4_K (144-byte blocks) and Q5_K (176): multiples of 16 bytes, so the quants and fifth bits are
-// aligned 16-byte loads; the scale field and d/dmin are words.
 template <DType T>
   requires(T == DType::Q4_K || T == DType::Q5_K)
 struct KLevels<T, false> {
   static constexpr bool kFive = T == DType::Q5_K;
   static constexpr bool kMin = true;
+  static constexpr int kBlockBytes = kFive ? 176 : 144;
   __device__ static void load(const RowRef& w, int64_t row, int64_t u, quant::KUnitLevels& l) {
-    const uint8_t* b = w.data + row * w.row_bytes + (u / 8) * (kFive ? 176 : 144);
-    const int j = static_cast<int>(u % 8);
-    const uint32_t dm = __ldg(reinterpret_cast<const unsigned int*>(b));
-    const uint32_t scales[3] = {__ldg(reinterpret_cast<const unsigned int*>(b + 4)),
-                                __ldg(reinterpret_cast<const unsigned int*>(b + 8)),
-                                __ldg(reinterpret_cast<const unsigned int*>(b + 12))};
-    uint32_t qs[8], qh[8] = {};
-    load_words16(b + (kFive ? 48 : 16) + 32 * (j / 2), qs);
-    if (kFive) load_words16(b + 16, qh);
-    quant::k45_unit<kFive>(qs, qh, scales, j, h2f(static_cast<uint16_t>(dm & 0xFFFF)), h2f(static_cast<uint16_t>(dm >> 16)), l);
+    k45_levels_at<kFive, true>(w.data + row * w.row_bytes + (u / 8) * kBlockBytes, static_cast<int>(u % 8), l);
   }
 };
 

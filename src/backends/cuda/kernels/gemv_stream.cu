@@ -1,6 +1,6 @@
 // GEMV that streams each warp's rows through shared memory (decode and small batches), for the
 // weight formats whose 32-element unit is whole 16-byte words: Q4_0, Q4_1 and Q8_0 in the split
-// layout, F16 and BF16.
+// layout, F16 and BF16; and Q4_K/Q5_K, whose 256-element super-blocks are too (144 and 176 bytes).
 //
 // Why: gemv_kernel (matmul.cu) holds the weights it has asked for in registers, two units of a row
 // pair per thread, one batch of loads per block. On the H200 its bytes per second followed the
@@ -15,6 +15,8 @@
 // lane l's quants are at 16-byte word ((row * kQuant16 + k) * 32 + l): each lane writes and reads
 // its own words (no bank conflicts, no barrier needed for them); the chunk's scales are copied in
 // 16-byte pieces by the first lanes and read by every lane, hence the __syncwarp() after each wait.
+// Q4_K/Q5_K: a chunk is four super-blocks of each row, copied as they lie, and lane l decodes unit
+// l % 8 of block l / 8 (quant/k_unit_levels.h, dp4a against Q8_K).
 //
 // The sums: lane l adds units l, l + 32, ... of a row in order, then the warp's butterfly, as
 // gemv_kernel does for rows of up to 64 units; a row's result depends neither on the other rows of
@@ -33,30 +35,40 @@ constexpr int kStreamBlocksPerSm = 4;  // blocks per SM the grid is sized for (1
 
 constexpr bool is_16bit(DType t) { return t == DType::F16 || t == DType::BF16; }
 
-// A stage of one warp: a chunk's quants (kRowsPerWarp rows x kQuant16 words x 32 lanes x 16 bytes),
-// then each row's 32 scales.
+constexpr bool is_k45(DType t) { return t == DType::Q4_K || t == DType::Q5_K; }
+
+// 16-byte words of a unit's quants, and bytes of its scale (the split legacy formats, F16/BF16).
 template <DType T>
 constexpr int quant_words() {
   if constexpr (is_16bit(T)) return 4;  // 64 bytes of halves
+  else if constexpr (is_k45(T)) return 0;
   else return SplitUnit<T>::kQuant16;
 }
 template <DType T>
 constexpr int scale_bytes() {
-  if constexpr (is_16bit(T)) return 0;
+  if constexpr (is_16bit(T) || is_k45(T)) return 0;
   else return SplitUnit<T>::kScaleBytes;
 }
 
+// A stage of one warp holds one chunk of both rows. Split legacy formats and F16/BF16: each row's
+// quants as kQuant16 words x 32 lanes x 16 bytes (lane-private), then each row's 32 scales. Q4_K
+// and Q5_K (kBlocks): each row's four super-blocks as they lie in memory (144 or 176 bytes, whole
+// 16-byte words; a unit's words are shared by the lanes of its block, so read after the warp sync).
 template <DType T>
 struct Stage {
+  static constexpr bool kBlocks = is_k45(T);
+  static constexpr int kBlockBytes = T == DType::Q4_K ? 144 : T == DType::Q5_K ? 176 : 0;
   static constexpr int kQuant16 = quant_words<T>();
   static constexpr int kScaleBytes = scale_bytes<T>();
-  static constexpr int kQuantBytes = kRowsPerWarp * kQuant16 * 32 * 16;
-  static constexpr int kRowScaleBytes = 32 * kScaleBytes;  // 64 or 128: whole 16-byte pieces
+  static constexpr int kRowQuantBytes = kBlocks ? 4 * kBlockBytes : kQuant16 * 32 * 16;
+  static constexpr int kQuantBytes = kRowsPerWarp * kRowQuantBytes;
+  static constexpr int kRowScaleBytes = 32 * kScaleBytes;  // 0, 64 or 128: whole 16-byte pieces
   static constexpr int kBytes = kQuantBytes + kRowsPerWarp * kRowScaleBytes;
   // Stages in flight per warp: about 4-9 KB per warp, 74-128 KB per SM at 16 warps (Little's law
   // at ~4.8 TB/s and ~1 us under load asks ~36 KB per SM of 132).
   static constexpr int kStages = is_16bit(T) ? 2 : kQuant16 == 2 ? 3 : 4;
   static constexpr int kWarpBytes = kStages * kBytes;
+  static_assert(kRowQuantBytes % 16 == 0 && kBytes % 16 == 0);
 };
 
 template <DType T, int NT, bool kGlu>
@@ -87,13 +99,25 @@ __global__ void __launch_bounds__(kStreamWarps * 32, kStreamBlocksPerSm)
       bool live[kRowsPerWarp];
       locate_pair(args, 2 * pair, kGlu, rows, live);
       uint8_t* stage = ring + st * S::kBytes;
+      if constexpr (S::kBlocks) {
+        // Super-blocks 4j .. 4j + 3 of each row (fewer at the row's end), copied as they lie.
+        const int64_t blocks = n_units / 8;
+        const int pieces = static_cast<int>(min(int64_t{4}, blocks - 4 * j)) * (S::kBlockBytes / 16);
 #pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        const bool ok = live[r] && u < n_units;
-        const uint8_t* src = rows[r].w.data + rows[r].row * rows[r].w.row_bytes + (ok ? u : 0) * (S::kQuant16 * 16);
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+          if (!live[r]) continue;
+          const uint8_t* src = rows[r].w.data + rows[r].row * rows[r].w.row_bytes + 4 * j * S::kBlockBytes;
+          for (int i = lane; i < pieces; i += 32) cp_async16(stage + r * S::kRowQuantBytes + 16 * i, src + 16 * i, true);
+        }
+      } else {
 #pragma unroll
-        for (int k = 0; k < S::kQuant16; ++k)
-          cp_async16(stage + ((r * S::kQuant16 + k) * 32 + lane) * 16, src + 16 * k, ok);
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+          const bool ok = live[r] && u < n_units;
+          const uint8_t* src = rows[r].w.data + rows[r].row * rows[r].w.row_bytes + (ok ? u : 0) * (S::kQuant16 * 16);
+#pragma unroll
+          for (int k = 0; k < S::kQuant16; ++k)
+            cp_async16(stage + ((r * S::kQuant16 + k) * 32 + lane) * 16, src + 16 * k, ok);
+        }
       }
       if constexpr (S::kScaleBytes > 0) {
         constexpr int kPieces = S::kRowScaleBytes / 16;  // per row
@@ -124,7 +148,22 @@ __global__ void __launch_bounds__(kStreamWarps * 32, kStreamBlocksPerSm)
     const auto word = [&](int r, int k) {
       return *reinterpret_cast<const uint4*>(stage + ((r * S::kQuant16 + k) * 32 + lane) * 16);
     };
-    if constexpr (is_16bit(T)) {
+    if constexpr (S::kBlocks) {
+      quant::KUnitLevels kl[kRowsPerWarp];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r)  // a missing row reads its zeros or stale bytes, never written out
+        k45_levels_at<T == DType::Q5_K, false>(stage + r * S::kRowQuantBytes + (lane / 8) * S::kBlockBytes, lane % 8,
+                                               kl[r]);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        if (t < nt) {
+          ByteAct a;
+          load_act<256>(act, t0 + t, u, a);
+#pragma unroll
+          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += quant::k_unit_dot<true>(kl[r], a.q, a.d);
+        }
+      }
+    } else if constexpr (is_16bit(T)) {
       float wv[kRowsPerWarp][32];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) {
@@ -238,6 +277,8 @@ bool launch_gemv_stream(const GemvArgs& args, DType type, uint8_t layout, const 
     case DType::Q4_0: return split && launch_for<DType::Q4_0>(args, x, n_tok, glu, s);
     case DType::Q4_1: return split && launch_for<DType::Q4_1>(args, x, n_tok, glu, s);
     case DType::Q8_0: return split && launch_for<DType::Q8_0>(args, x, n_tok, glu, s);
+    case DType::Q4_K: return !split && launch_for<DType::Q4_K>(args, x, n_tok, glu, s);
+    case DType::Q5_K: return !split && launch_for<DType::Q5_K>(args, x, n_tok, glu, s);
     default: return false;
   }
 }
