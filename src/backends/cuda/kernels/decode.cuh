@@ -1,8 +1,9 @@
 // Device decoders of the weight formats: unit u (elements 32u .. 32u + 31) of a row into 32 floats,
 // with the reference decoders' arithmetic (src/quant/quant_legacy.cpp, quant_k.cpp), and for the
-// legacy formats into integer levels for 8-bit dot products. The file's layout is read with 2-byte
-// loads (GGUF blocks are only 2-byte aligned); the split layout of Q4_0/Q4_1/Q8_0 (launch.h) with
-// one aligned 16- or 32-byte load of quants per unit.
+// legacy formats and Q4_K/Q5_K/Q6_K into integer levels for 8-bit dot products. The file's layout
+// is read with 2-byte loads where its blocks are only 2-byte aligned (legacy, Q6_K) and 16-byte
+// loads where they are whole 16-byte words (Q4_K, Q5_K); the split layout of Q4_0/Q4_1/Q8_0/Q6_K
+// (launch.h) with aligned 16-byte loads of quants.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -26,7 +27,7 @@ __device__ __forceinline__ uint32_t ld32_2(const uint8_t* p) {  // 4 bytes at a 
 // Where a weight's rows are and how long they are, for the decoders.
 struct RowRef {
   const uint8_t* data;      // file layout: the rows; split layout: the quants
-  const uint8_t* scales;    // split layout: the scales (f16 d, or d and m pairs), unit after unit
+  const uint8_t* scales;    // split layout: the scales (f16 d, or d and m pairs), block after block
   int64_t n_units;          // 32-element units per row
   int64_t row_bytes;        // file layout: a row's bytes; split layout: a row's quants
   int64_t scale_row_bytes;  // split layout: a row's scales
