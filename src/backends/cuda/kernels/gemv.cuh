@@ -95,6 +95,22 @@ __device__ __forceinline__ void add_levels(float (&acc)[kRowsPerWarp][NT], const
   }
 }
 
+// Unit u of a row pair of K-quants, as levels with integer scales (quant/k_unit_levels.h), against
+// tokens t0 .. t0 + nt - 1 of a Q8_K activation. kMin: Q4_K/Q5_K (Q6_K has no mins).
+template <int NT, bool kMin>
+__device__ __forceinline__ void add_k_levels(float (&acc)[kRowsPerWarp][NT], const quant::KUnitLevels (&kl)[kRowsPerWarp],
+                                             const Activation& act, int t0, int nt, int64_t u) {
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    if (t < nt) {
+      ByteAct a;
+      load_act<256>(act, t0 + t, u, a);
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += quant::k_unit_dot<kMin>(kl[r], a.q, a.d);
+    }
+  }
+}
+
 // Unit u of a row pair, decoded to floats, against tokens t0 .. t0 + nt - 1 of an activation of
 // type A (F32/F16/BF16, or Q8_K for the K-quants).
 template <int NT, DType A>

@@ -154,15 +154,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32, kStreamBlocksPerSm)
       for (int r = 0; r < kRowsPerWarp; ++r)  // a missing row reads its zeros or stale bytes, never written out
         k45_levels_at<T == DType::Q5_K, false>(stage + r * S::kRowQuantBytes + (lane / 8) * S::kBlockBytes, lane % 8,
                                                kl[r]);
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        if (t < nt) {
-          ByteAct a;
-          load_act<256>(act, t0 + t, u, a);
-#pragma unroll
-          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += quant::k_unit_dot<true>(kl[r], a.q, a.d);
-        }
-      }
+      add_k_levels<NT, true>(acc, kl, act, t0, nt, u);
     } else if constexpr (is_16bit(T)) {
       float wv[kRowsPerWarp][32];
 #pragma unroll

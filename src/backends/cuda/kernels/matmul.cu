@@ -204,15 +204,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       quant::KUnitLevels kl[kRowsPerWarp];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) K::load(rows[r].w, rows[r].row, u, kl[r]);  // a missing row: row 0
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        if (t < nt) {
-          ByteAct a;
-          load_act<256>(act, t0 + t, u, a);
-#pragma unroll
-          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][t] += quant::k_unit_dot<K::kMin>(kl[r], a.q, a.d);
-        }
-      }
+      add_k_levels<NT, K::kMin>(acc, kl, act, t0, nt, u);
     }
   } else {
     for (int64_t u = u0; u < n_units; u += stride) {
