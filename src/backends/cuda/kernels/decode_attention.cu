@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(kTcThreads)
                      int max_splits, float* __restrict__ partial, float* __restrict__ out, Activation rounded) {
   release_dependents();
   wait_for_inputs();
-  extern __shared__ __align__(16) unsigned char tc_smem[];
+  TERN_DYNAMIC_SHARED(unsigned char, tc_smem);
   constexpr int SR = smem_row<D>(), kTcStages = tc_stages<D>();
   constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
   const SegmentBlock sb = segment_block<kTcHeads>(items, dims);

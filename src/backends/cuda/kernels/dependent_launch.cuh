@@ -21,6 +21,14 @@
 
 #include "backends/cuda/kernels/launch.h"
 
+#ifdef TERN_CUDA_EMULATE
+#include "backends/cuda/emulator/launch.h"
+// Dynamic shared memory: the block's buffer (emulator.h).
+#define TERN_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::tern::cuda::emu::dynamic_smem())
+#else
+#define TERN_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
 namespace tern::cuda {
 
 __device__ __forceinline__ void release_dependents() {
@@ -45,6 +53,19 @@ bool overlap_launches();
 // 16 x 8192 positions 0.290 -> 0.329 ms.)
 bool early_loads();
 
+#ifdef TERN_CUDA_EMULATE
+// The emulator runs every launch in stream order, to completion (emulator/launch.h).
+template <class... Params, class... Args>
+void launch_dependent(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                      Args&&... args) {
+  emu::launch(what, kernel, grid, block, smem, s, std::forward<Args>(args)...);
+}
+template <class... Params, class... Args>
+void launch_plain(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                  Args&&... args) {
+  emu::launch(what, kernel, grid, block, smem, s, std::forward<Args>(args)...);
+}
+#else
 // kernel<<<grid, block, smem, s>>>(args...), allowed to overlap the kernel before it.
 template <class... Params, class... Args>
 void launch_dependent(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
@@ -61,5 +82,13 @@ void launch_dependent(const char* what, void (*kernel)(Params...), dim3 grid, di
   cfg.numAttrs = overlap_launches() ? 1 : 0;
   check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), what);
 }
+// kernel<<<grid, block, smem, s>>>(args...), after the kernel before it (no early start).
+template <class... Params, class... Args>
+void launch_plain(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                  Args&&... args) {
+  kernel<<<grid, block, smem, s>>>(std::forward<Args>(args)...);
+  check_launch(what);
+}
+#endif
 
 }  // namespace tern::cuda

@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(kFlashThreads)
                          AttnDims dims) {
   release_dependents();
   wait_for_inputs();
-  extern __shared__ __align__(16) unsigned char flash_smem[];
+  TERN_DYNAMIC_SHARED(unsigned char, flash_smem);
   constexpr int SR = smem_row<D>();
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr int kTile = kv_tile_halves<D, kWgmma>();

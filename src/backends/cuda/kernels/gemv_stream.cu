@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32, kStreamBlocksPerSm)
   using S = Stage<T>;
   constexpr DType A = act_type(T);
   constexpr bool kAffine = T == DType::Q4_1;
-  extern __shared__ __align__(16) uint8_t stream_smem[];
+  TERN_DYNAMIC_SHARED(uint8_t, stream_smem);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   uint8_t* ring = stream_smem + warp * S::kWarpBytes;
   // This warp's row pairs: an even share of the launch's, in order.

@@ -89,7 +89,11 @@ __device__ __forceinline__ void prefetch_l2(const uint8_t* p, int64_t n, int ind
   const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{127};
   const uintptr_t end = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(n);
   for (uintptr_t a = first + static_cast<uintptr_t>(index) * 128; a < end; a += static_cast<uintptr_t>(count) * 128)
+#ifdef TERN_CUDA_EMULATE  // nothing to prefetch into on the host
+    (void)a;
+#else
     asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+#endif
 }
 
 __device__ __forceinline__ void prefetch_row(const RowRef& w, int64_t row, int index, int count) {
@@ -416,11 +420,10 @@ void gemv(const Weight* w, float* const* y, int n_weights, const Activation& x, 
   if (n_in % 32 != 0) {
     for (int i = 0; i < n_weights; ++i) {
       with_float_type(w[i].type, [&](auto t) {
-        gemv_elements_kernel<decltype(t)::value><<<blocks(w[i].n_out, kWarpsPerBlock), threads, 0, s>>>(
-            static_cast<const uint8_t*>(w[i].data), static_cast<int64_t>(row_bytes(w[i].type, n_in)), w[i].n_out, x,
-            static_cast<int>(n_tok), y[i]);
+        launch_plain("gemv (elements)", gemv_elements_kernel<decltype(t)::value>, dim3(blocks(w[i].n_out, kWarpsPerBlock)),
+                    threads, 0, s, static_cast<const uint8_t*>(w[i].data),
+                    static_cast<int64_t>(row_bytes(w[i].type, n_in)), w[i].n_out, x, static_cast<int>(n_tok), y[i]);
       });
-      check_launch("gemv (elements)");
     }
     return;
   }
@@ -462,36 +465,34 @@ void get_rows(const Weight& table, const int32_t* ids, int64_t n, float* out, cu
   if (n == 0) return;
   if (table.n_in % 32 != 0) {
     with_float_type(table.type, [&](auto t) {
-      get_rows_elements_kernel<decltype(t)::value><<<static_cast<unsigned>(n), 128, 0, s>>>(
-          static_cast<const uint8_t*>(table.data), static_cast<int64_t>(row_bytes(table.type, table.n_in)), ids, out,
-          table.n_in);
+      launch_plain("get_rows (elements)", get_rows_elements_kernel<decltype(t)::value>, dim3(static_cast<unsigned>(n)),
+                  dim3(128), 0, s, static_cast<const uint8_t*>(table.data),
+                  static_cast<int64_t>(row_bytes(table.type, table.n_in)), ids, out, table.n_in);
     });
-    check_launch("get_rows (elements)");
     return;
   }
   const RowRef r = row_ref(table);
   with_unit(table.type, table.layout, [&](auto unit) {
     const dim3 grid(static_cast<unsigned>(n), blocks(r.n_units, 64));
-    get_rows_kernel<decltype(unit)><<<grid, 64, 0, s>>>(r, ids, out, table.n_in);
+    launch_plain("get_rows", get_rows_kernel<decltype(unit)>, grid, dim3(64), 0, s, r, ids, out, table.n_in);
   });
-  check_launch("get_rows");
 }
 
 void dequant_f16(const Weight& w, void* out, cudaStream_t s) {
   auto* o = static_cast<__half*>(out);
   if (w.n_in % 32 != 0) {
     with_float_type(w.type, [&](auto t) {
-      dequant_f16_elements_kernel<decltype(t)::value><<<blocks(w.n_in * w.n_out, 256), 256, 0, s>>>(
-          static_cast<const uint8_t*>(w.data), static_cast<int64_t>(row_bytes(w.type, w.n_in)), w.n_in, w.n_out, o);
+      launch_plain("dequant_f16 (elements)", dequant_f16_elements_kernel<decltype(t)::value>,
+                  dim3(blocks(w.n_in * w.n_out, 256)), dim3(256), 0, s, static_cast<const uint8_t*>(w.data),
+                  static_cast<int64_t>(row_bytes(w.type, w.n_in)), w.n_in, w.n_out, o);
     });
-    check_launch("dequant_f16 (elements)");
     return;
   }
   const RowRef r = row_ref(w);
   with_unit(w.type, w.layout, [&](auto unit) {
-    dequant_f16_kernel<decltype(unit)><<<blocks(w.n_out * r.n_units, 128), 128, 0, s>>>(r, w.n_out, o);
+    launch_plain("dequant_f16", dequant_f16_kernel<decltype(unit)>, dim3(blocks(w.n_out * r.n_units, 128)), dim3(128), 0, s,
+                 r, w.n_out, o);
   });
-  check_launch("dequant_f16");
 }
 
 }  // namespace tern::cuda

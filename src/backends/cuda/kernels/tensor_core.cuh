@@ -9,6 +9,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#ifdef TERN_CUDA_EMULATE
+#include "backends/cuda/emulator/warp_matrix.h"
+#endif
+
 namespace tern::cuda {
 
 // Halves per shared-memory row of a tile of D-element rows: 16 bytes of padding keep ldmatrix's
@@ -18,6 +22,22 @@ constexpr int smem_row() {
   return D + 8;
 }
 
+#ifdef TERN_CUDA_EMULATE
+// The emulator's versions (emulator/emulator.h, emulator/warp_matrix.h): the same contracts.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  emu::async_copy(smem, gmem, 16, valid ? 16 : 0);
+}
+__device__ __forceinline__ void cp_async_commit() { emu::async_commit(); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  emu::async_wait(N);
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const __half* p) { emu::ldmatrix_x4(r, p, false); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const __half* p) { emu::ldmatrix_x4(r, p, true); }
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  emu::mma_16816(c, a, b0, b1);
+}
+#else
 // 16 bytes global -> shared without passing through registers; zeros when !valid (nothing read).
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(smem))),
@@ -56,6 +76,8 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+#endif
 
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   const __half2 h = __floats2half2_rn(lo, hi);

@@ -16,6 +16,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "backends/cuda/kernels/dependent_launch.cuh"
 #include "backends/cuda/kernels/launch.h"
 
 namespace tern::cuda {
@@ -66,7 +67,7 @@ constexpr int64_t kCachedKeys = 48 * 1024;
 __global__ void __launch_bounds__(kTopKThreads)
     top_k_kernel(const float* __restrict__ logits, int64_t n, int k, float* __restrict__ values,
                  int32_t* __restrict__ ids) {
-  extern __shared__ uint32_t cached[];  // [n] when n <= kCachedKeys
+  TERN_DYNAMIC_SHARED(uint32_t, cached);  // [n] when n <= kCachedKeys
   const float* row = logits + static_cast<int64_t>(blockIdx.x) * n;
   float* out_v = values + static_cast<int64_t>(blockIdx.x) * k;
   int32_t* out_i = ids + static_cast<int64_t>(blockIdx.x) * k;
@@ -211,8 +212,7 @@ void prepare_top_k() {
 void top_k(const float* logits, int64_t n, int64_t rows, int k, float* values, int32_t* ids, cudaStream_t s) {
   if (rows == 0) return;
   const size_t smem = k > 1 && n <= kCachedKeys ? static_cast<size_t>(n) * sizeof(uint32_t) : 0;
-  top_k_kernel<<<static_cast<unsigned>(rows), kTopKThreads, smem, s>>>(logits, n, k, values, ids);
-  check_launch("top k");
+  launch_plain("top k", top_k_kernel, dim3(static_cast<unsigned>(rows)), dim3(kTopKThreads), smem, s, logits, n, k, values, ids);
 }
 
 }  // namespace tern::cuda

@@ -53,14 +53,18 @@ __device__ __forceinline__ uint64_t desc_rows(const __half* tile, int r0) {
 // any other access to those registers and the wgmma, wgmma.wait_group before reading results).
 template <int N>
 __device__ __forceinline__ void wgmma_pin(float (&d)[N][4]) {
+#if defined(__CUDA_ARCH__)
 #pragma unroll
   for (int t = 0; t < N; ++t)
     asm volatile("" : "+f"(d[t][0]), "+f"(d[t][1]), "+f"(d[t][2]), "+f"(d[t][3])::"memory");
+#endif
 }
 template <int N>
 __device__ __forceinline__ void wgmma_pin(uint32_t (&a)[N][4]) {
+#if defined(__CUDA_ARCH__)
 #pragma unroll
   for (int t = 0; t < N; ++t) asm volatile("" : "+r"(a[t][0]), "+r"(a[t][1]), "+r"(a[t][2]), "+r"(a[t][3])::"memory");
+#endif
 }
 
 // Orders this thread's register writes (A fragments, accumulators) before the wgmma that reads them.

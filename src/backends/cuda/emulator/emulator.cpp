@@ -1,0 +1,278 @@
+// The emulator's executor (emulator.h): a block's threads as fibers with a hand-written context
+// switch (x86-64), a barrier per warp and one per block, and each thread's queue of asynchronous
+// copies.
+#include "backends/cuda/emulator/emulator.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "core/error.h"
+
+#if !defined(__x86_64__)
+#error "the CUDA emulator switches fibers with x86-64 code"
+#endif
+
+// Saves the callee-saved registers and the stack pointer into *save, then resumes the fiber whose
+// stack pointer is `to` (which was saved the same way, or laid out by start_stack below).
+extern "C" void tern_emu_switch(void** save, void* to);
+asm(R"(
+  .text
+  .globl tern_emu_switch
+  .type tern_emu_switch, @function
+tern_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size tern_emu_switch, .-tern_emu_switch
+)");
+
+namespace tern::cuda::emu {
+namespace {
+
+// Threads of a barrier's group still running, how many have arrived, and which round it is.
+struct Group {
+  int live = 0, arrived = 0;
+  uint64_t round = 0;
+};
+
+struct Copy {
+  void* dst;
+  const void* src;
+  unsigned bytes, valid;
+};
+
+struct Fiber {
+  void* sp = nullptr;
+  ThreadState st;
+  bool done = false;
+  Group* waiting = nullptr;  // the barrier this fiber waits at, in round wait_round
+  uint64_t wait_round = 0;
+  std::vector<Copy> open;                 // cp.async since the last commit
+  std::deque<std::vector<Copy>> groups;  // committed, oldest first
+};
+
+struct Warp {
+  Group group;
+  alignas(16) uint8_t slots[32][kSlotBytes];
+};
+
+constexpr size_t kStackBytes = 256 << 10;
+constexpr size_t kGuardBytes = 4096;
+
+// Stacks are mapped once per host thread and reused by every block after.
+struct StackPool {
+  std::vector<uint8_t*> stacks;
+  ~StackPool() {
+    for (uint8_t* s : stacks) munmap(s, kStackBytes + kGuardBytes);
+  }
+  uint8_t* top(size_t i) {
+    while (stacks.size() <= i) {
+      void* p = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+      if (p == MAP_FAILED) fail("cuda emulator: cannot map a fiber stack");
+      mprotect(p, kGuardBytes, PROT_NONE);  // an overflow faults instead of writing the next stack
+      stacks.push_back(static_cast<uint8_t*>(p));
+    }
+    return stacks[i] + kStackBytes + kGuardBytes;
+  }
+};
+
+struct BlockRun {
+  std::vector<Fiber> fibers;
+  std::vector<std::unique_ptr<Warp>> warps;
+  Group block;
+  uint8_t* smem = nullptr;
+  const std::function<void()>* body = nullptr;
+  void* scheduler_sp = nullptr;
+  Fiber* cur = nullptr;
+};
+
+thread_local BlockRun* g_run = nullptr;
+thread_local StackPool g_stacks;
+
+void yield() {
+  BlockRun& r = *g_run;
+  tern_emu_switch(&r.cur->sp, r.scheduler_sp);
+}
+
+void release(Group& g) {
+  g.arrived = 0;
+  ++g.round;
+}
+
+// The caller waits until every running thread of g has arrived; the last to arrive goes on at once.
+void arrive(Group& g) {
+  if (++g.arrived >= g.live) return release(g);
+  Fiber& f = *g_run->cur;
+  f.waiting = &g;
+  f.wait_round = g.round;
+  yield();
+}
+
+void leave(Group& g) {
+  --g.live;
+  if (g.arrived > 0 && g.arrived >= g.live) release(g);
+}
+
+void perform(const std::vector<Copy>& copies) {
+  for (const Copy& c : copies) {
+    if (c.valid) std::memcpy(c.dst, c.src, c.valid);
+    if (c.valid < c.bytes) std::memset(static_cast<uint8_t*>(c.dst) + c.valid, 0, c.bytes - c.valid);
+  }
+}
+
+extern "C" void tern_emu_fiber_entry() {
+  BlockRun& r = *g_run;
+  Fiber& f = *r.cur;
+  (*r.body)();
+  // Copies still queued land (the GPU would complete them too).
+  for (const auto& g : f.groups) perform(g);
+  perform(f.open);
+  f.groups.clear();
+  f.open.clear();
+  f.done = true;
+  leave(r.warps[f.st.warp]->group);
+  leave(r.block);
+  yield();
+  __builtin_unreachable();
+}
+
+// A new fiber's stack, laid out as tern_emu_switch leaves a suspended one: six saved registers,
+// then the return address (the entry), then a never-used return address for the entry itself, so
+// that the entry starts with the stack alignment of a called function.
+void* start_stack(uint8_t* top) {
+  auto t = reinterpret_cast<uintptr_t>(top) & ~uintptr_t{15};
+  auto** sp = reinterpret_cast<void**>(t);
+  *--sp = nullptr;
+  *--sp = reinterpret_cast<void*>(&tern_emu_fiber_entry);
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;
+  return sp;
+}
+
+void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
+  const unsigned n = block.x * block.y * block.z;
+  r.block = {.live = static_cast<int>(n)};
+  const unsigned n_warps = (n + 31) / 32;
+  for (unsigned w = 0; w < n_warps; ++w) r.warps[w]->group = {.live = static_cast<int>(std::min(32u, n - 32 * w))};
+  for (unsigned i = 0; i < n; ++i) {
+    Fiber& f = r.fibers[i];
+    f.sp = start_stack(g_stacks.top(i));
+    f.st = {.thread_idx = {i % block.x, (i / block.x) % block.y, i / (block.x * block.y)},
+            .block_idx = at,
+            .block_dim = block,
+            .grid_dim = grid,
+            .lane = i % 32,
+            .warp = i / 32};
+    f.done = false;
+    f.waiting = nullptr;
+  }
+  for (;;) {
+    bool running = false, progress = false;
+    for (unsigned i = 0; i < n; ++i) {
+      Fiber& f = r.fibers[i];
+      if (f.done) continue;
+      running = true;
+      if (f.waiting && f.waiting->round == f.wait_round) continue;
+      f.waiting = nullptr;
+      r.cur = &f;
+      tern_emu_switch(&r.scheduler_sp, f.sp);
+      progress = true;
+    }
+    if (!running) return;
+    if (!progress) {
+      unsigned at_block = 0, at_warp = 0;
+      for (unsigned i = 0; i < n; ++i)
+        if (!r.fibers[i].done) (r.fibers[i].waiting == &r.block ? at_block : at_warp) += 1;
+      fail("cuda emulator: block ({}, {}, {}) deadlocked: {} threads wait at __syncthreads and {} at a warp barrier "
+           "that the other threads of their group never reach",
+           at.x, at.y, at.z, at_block, at_warp);
+    }
+  }
+}
+
+}  // namespace
+
+void run_grid(Dim3 grid, Dim3 block, size_t smem, const std::function<void()>& body) {
+  TERN_CHECK(g_run == nullptr, "cuda emulator: a kernel launched from a kernel");
+  const unsigned n = block.x * block.y * block.z;
+  TERN_CHECK(n > 0 && n <= 1024, "cuda emulator: {} threads per block", n);
+  BlockRun r;
+  r.fibers.resize(n);
+  for (unsigned w = 0; w < (n + 31) / 32; ++w) r.warps.push_back(std::make_unique<Warp>());
+  std::unique_ptr<uint8_t[]> shared(new (std::align_val_t{128}) uint8_t[std::max<size_t>(smem, 16)]);
+  r.smem = shared.get();
+  r.body = &body;
+  g_run = &r;
+  struct Reset {
+    ~Reset() { g_run = nullptr; }
+  } reset;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        std::memset(r.smem, 0xA5, smem);
+        run_block(r, grid, block, {x, y, z});
+      }
+}
+
+const ThreadState& self() { return g_run->cur->st; }
+
+void* dynamic_smem() { return g_run->smem; }
+
+void sync_block() { arrive(g_run->block); }
+
+void sync_warp() { arrive(g_run->warps[g_run->cur->st.warp]->group); }
+
+void warp_exchange(const void* mine, size_t bytes, void* out, unsigned from) {
+  Warp& w = *g_run->warps[g_run->cur->st.warp];
+  std::memcpy(w.slots[g_run->cur->st.lane], mine, bytes);
+  arrive(w.group);
+  std::memcpy(out, w.slots[from % 32], bytes);
+  arrive(w.group);
+}
+
+const uint8_t* warp_gather(const void* mine, size_t bytes) {
+  Warp& w = *g_run->warps[g_run->cur->st.warp];
+  std::memcpy(w.slots[g_run->cur->st.lane], mine, bytes);
+  arrive(w.group);
+  return &w.slots[0][0];
+}
+
+void warp_release() { arrive(g_run->warps[g_run->cur->st.warp]->group); }
+
+void async_copy(void* dst, const void* src, unsigned bytes, unsigned valid_bytes) {
+  g_run->cur->open.push_back({dst, src, bytes, std::min(valid_bytes, bytes)});
+}
+
+void async_commit() {
+  Fiber& f = *g_run->cur;
+  f.groups.push_back(std::move(f.open));
+  f.open.clear();
+}
+
+void async_wait(int pending_allowed) {
+  Fiber& f = *g_run->cur;
+  while (f.groups.size() > static_cast<size_t>(std::max(pending_allowed, 0))) {
+    perform(f.groups.front());
+    f.groups.pop_front();
+  }
+}
+
+}  // namespace tern::cuda::emu

@@ -1,0 +1,52 @@
+// The CUDA emulator's executor: runs a kernel's grid on the host, so that the CUDA backend's kernels
+// are tested against the reference on machines without a GPU (CI, and every session the GPU is not
+// lent to). It checks what the kernels compute and how their threads cooperate, never their speed.
+//
+// Blocks run one after the other; a block's threads are fibers (each with its own stack) on the
+// calling thread, switched only where CUDA threads wait for one another: __syncthreads,
+// __syncwarp, the warp shuffles and votes, the warp-wide matrix instructions. So a kernel's data
+// races between those points cannot show, but a barrier that not every thread of its group reaches
+// deadlocks here as it would hang on the GPU, and is reported. Asynchronous copies (cp.async) land
+// when the copying thread waits for them, not when issued: a kernel that reads a stage before its
+// wait reads the stage's previous (or poisoned) bytes, as it might on the GPU.
+//
+// Device memory is host memory; dynamic shared memory is poisoned (0xA5) at each block's start.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace tern::cuda::emu {
+
+struct Dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+// body() once per thread of each block of `grid`, with `smem` bytes of dynamic shared memory.
+// Throws tern::Error when a block deadlocks (a barrier some of its threads never reach).
+void run_grid(Dim3 grid, Dim3 block, size_t smem, const std::function<void()>& body);
+
+// In a kernel (the running fiber):
+struct ThreadState {
+  Dim3 thread_idx, block_idx, block_dim, grid_dim;
+  unsigned lane = 0, warp = 0;
+};
+const ThreadState& self();
+void* dynamic_smem();
+void sync_block();
+void sync_warp();
+// Every lane of the warp puts `bytes` (at most kSlotBytes) from `mine`, then reads lane `from`'s
+// into `out`: the shuffles, votes and matrix-fragment exchanges are built on it.
+inline constexpr size_t kSlotBytes = 128;
+void warp_exchange(const void* mine, size_t bytes, void* out, unsigned from);
+// All 32 lanes' slots (32 x kSlotBytes) after every lane has put its own.
+const uint8_t* warp_gather(const void* mine, size_t bytes);
+void warp_release();  // after warp_gather: every lane is done reading the slots
+
+// cp.async: queued per thread, performed when the thread waits for its group.
+void async_copy(void* dst, const void* src, unsigned bytes, unsigned valid_bytes);
+void async_commit();
+void async_wait(int pending_allowed);
+
+}  // namespace tern::cuda::emu

@@ -1,0 +1,30 @@
+// A kernel launch on the emulator: the arguments converted to the kernel's parameter types once (as
+// the driver copies them), then the grid run in stream order: at once, or when the graph a capture
+// is recording is launched (runtime.cpp).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "backends/cuda/emulator/emulator.h"
+
+namespace tern::cuda::emu {
+
+// work() now, or recorded into the graph being captured on stream s.
+void submit(cudaStream_t s, std::function<void()> work);
+
+template <class... Params, class... Args>
+void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+            Args&&... args) {
+  (void)what;
+  auto params = std::make_shared<std::tuple<std::decay_t<Params>...>>(std::forward<Args>(args)...);
+  const Dim3 g{grid.x, grid.y, grid.z}, b{block.x, block.y, block.z};
+  submit(s, [=] { run_grid(g, b, smem, [&] { std::apply(kernel, *params); }); });
+}
+
+}  // namespace tern::cuda::emu
