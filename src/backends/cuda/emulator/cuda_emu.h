@@ -80,7 +80,6 @@ inline unsigned __ballot_sync(unsigned, int pred) {
     std::memcpy(&v, slots + l * ::tern::cuda::emu::kSlotBytes, sizeof v);
     bits |= static_cast<unsigned>(v) << l;
   }
-  ::tern::cuda::emu::warp_release();
   return bits;
 }
 template <class T>
@@ -92,7 +91,6 @@ unsigned __match_any_sync(unsigned, T value) {
     std::memcpy(&v, slots + l * ::tern::cuda::emu::kSlotBytes, sizeof v);
     if (v == value) bits |= 1u << l;
   }
-  ::tern::cuda::emu::warp_release();
   return bits;
 }
 

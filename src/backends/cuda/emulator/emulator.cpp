@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <vector>
 
@@ -67,17 +68,21 @@ struct Fiber {
   uint64_t wait_round = 0;
   std::vector<Copy> open;                 // cp.async since the last commit
   std::deque<std::vector<Copy>> groups;  // committed, oldest first
+  unsigned exchanges = 0;                 // warp exchanges so far (which bank of slots is next)
 };
 
+// Exchanges alternate between two banks of slots, so that one barrier per exchange suffices: a lane
+// writes a bank again two exchanges later, after the barrier of the exchange between, which every
+// lane reaches only once it has read this one.
 struct Warp {
   Group group;
-  alignas(16) uint8_t slots[32][kSlotBytes];
+  alignas(16) uint8_t slots[2][32][kSlotBytes];
 };
 
 constexpr size_t kStackBytes = 256 << 10;
 constexpr size_t kGuardBytes = 4096;
 
-// Stacks are mapped once per host thread and reused by every block after.
+// Stacks are mapped once and reused by every block after.
 struct StackPool {
   std::vector<uint8_t*> stacks;
   ~StackPool() {
@@ -105,12 +110,36 @@ struct BlockRun {
   Fiber* cur = nullptr;
 };
 
-thread_local BlockRun* g_run = nullptr;
-thread_local StackPool g_stacks;
+// One grid runs at a time in a process (run_grid holds g_grid_lock), so the running block is a
+// plain global: a thread_local costs a call per access in a dlopened module.
+std::mutex g_grid_lock;
+BlockRun* g_run = nullptr;
+StackPool g_stacks;
 
+// The next fiber after `from` (cyclically, `from` itself last) that can run, or null.
+Fiber* runnable_after(BlockRun& r, const Fiber* from) {
+  const size_t n = r.fibers.size(), at = from ? static_cast<size_t>(from - r.fibers.data()) : n - 1;
+  for (size_t k = 1; k <= n; ++k) {
+    Fiber& f = r.fibers[(at + k) % n];
+    if (!f.done && (!f.waiting || f.waiting->round != f.wait_round)) return &f;
+  }
+  return nullptr;
+}
+
+// Switches from the running fiber straight to the next one that can run (to the scheduler when
+// none can: the block is done, or deadlocked).
 void yield() {
   BlockRun& r = *g_run;
-  tern_emu_switch(&r.cur->sp, r.scheduler_sp);
+  Fiber* self = r.cur;
+  Fiber* next = runnable_after(r, self);
+  if (next == self) {
+    self->waiting = nullptr;
+    return;
+  }
+  if (!next) return tern_emu_switch(&self->sp, r.scheduler_sp);
+  next->waiting = nullptr;
+  r.cur = next;
+  tern_emu_switch(&self->sp, next->sp);
 }
 
 void release(Group& g) {
@@ -183,21 +212,20 @@ void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
             .warp = i / 32};
     f.done = false;
     f.waiting = nullptr;
+    f.exchanges = 0;
   }
+  // The fibers pass control among themselves (yield); it comes back here when none can run.
+  r.cur = nullptr;
   for (;;) {
-    bool running = false, progress = false;
-    for (unsigned i = 0; i < n; ++i) {
-      Fiber& f = r.fibers[i];
-      if (f.done) continue;
-      running = true;
-      if (f.waiting && f.waiting->round == f.wait_round) continue;
-      f.waiting = nullptr;
-      r.cur = &f;
-      tern_emu_switch(&r.scheduler_sp, f.sp);
-      progress = true;
+    Fiber* next = runnable_after(r, r.cur);
+    if (next) {
+      next->waiting = nullptr;
+      r.cur = next;
+      tern_emu_switch(&r.scheduler_sp, next->sp);
+      continue;
     }
-    if (!running) return;
-    if (!progress) {
+    if (std::all_of(r.fibers.begin(), r.fibers.begin() + n, [](const Fiber& f) { return f.done; })) return;
+    {
       unsigned at_block = 0, at_warp = 0;
       for (unsigned i = 0; i < n; ++i)
         if (!r.fibers[i].done) (r.fibers[i].waiting == &r.block ? at_block : at_warp) += 1;
@@ -211,6 +239,7 @@ void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
 }  // namespace
 
 void run_grid(Dim3 grid, Dim3 block, size_t smem, const std::function<void()>& body) {
+  const std::lock_guard lock(g_grid_lock);
   TERN_CHECK(g_run == nullptr, "cuda emulator: a kernel launched from a kernel");
   const unsigned n = block.x * block.y * block.z;
   TERN_CHECK(n > 0 && n <= 1024, "cuda emulator: {} threads per block", n);
@@ -240,22 +269,18 @@ void sync_block() { arrive(g_run->block); }
 
 void sync_warp() { arrive(g_run->warps[g_run->cur->st.warp]->group); }
 
-void warp_exchange(const void* mine, size_t bytes, void* out, unsigned from) {
-  Warp& w = *g_run->warps[g_run->cur->st.warp];
-  std::memcpy(w.slots[g_run->cur->st.lane], mine, bytes);
-  arrive(w.group);
-  std::memcpy(out, w.slots[from % 32], bytes);
-  arrive(w.group);
-}
-
 const uint8_t* warp_gather(const void* mine, size_t bytes) {
-  Warp& w = *g_run->warps[g_run->cur->st.warp];
-  std::memcpy(w.slots[g_run->cur->st.lane], mine, bytes);
+  Fiber& f = *g_run->cur;
+  Warp& w = *g_run->warps[f.st.warp];
+  auto& bank = w.slots[f.exchanges++ & 1];
+  std::memcpy(bank[f.st.lane], mine, bytes);
   arrive(w.group);
-  return &w.slots[0][0];
+  return &bank[0][0];
 }
 
-void warp_release() { arrive(g_run->warps[g_run->cur->st.warp]->group); }
+void warp_exchange(const void* mine, size_t bytes, void* out, unsigned from) {
+  std::memcpy(out, warp_gather(mine, bytes) + (from % 32) * kSlotBytes, bytes);
+}
 
 void async_copy(void* dst, const void* src, unsigned bytes, unsigned valid_bytes) {
   g_run->cur->open.push_back({dst, src, bytes, std::min(valid_bytes, bytes)});

@@ -40,9 +40,9 @@ void sync_warp();
 // into `out`: the shuffles, votes and matrix-fragment exchanges are built on it.
 inline constexpr size_t kSlotBytes = 128;
 void warp_exchange(const void* mine, size_t bytes, void* out, unsigned from);
-// All 32 lanes' slots (32 x kSlotBytes) after every lane has put its own.
+// All 32 lanes' slots (32 x kSlotBytes) after every lane has put its own; valid until the lane's
+// next exchange but one.
 const uint8_t* warp_gather(const void* mine, size_t bytes);
-void warp_release();  // after warp_gather: every lane is done reading the slots
 
 // cp.async: queued per thread, performed when the thread waits for its group.
 void async_copy(void* dst, const void* src, unsigned bytes, unsigned valid_bytes);

@@ -43,6 +43,14 @@ void submit(cudaStream_t s, std::function<void()> work) {
   else work();
 }
 
+bool kernels_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("TERN_CUDA_EMULATOR_KERNELS");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
 namespace {
 
 constexpr int kMultiprocessors = 3;
@@ -53,7 +61,8 @@ void* allocate(size_t bytes) {
   const size_t n = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
   void* p = std::aligned_alloc(256, n);
   // Fresh device memory holds garbage on the GPU: NaNs here, so that reading it before writing shows.
-  if (p && n <= kPoisonLimit) std::memset(p, 0xFF, n);
+  // Without kernels, zeros: the token ids the host reads back stay valid.
+  if (p && n <= kPoisonLimit) std::memset(p, kernels_enabled() ? 0xFF : 0, n);
   return p;
 }
 

@@ -41,7 +41,6 @@ inline void ldmatrix_x4(uint32_t (&r)[4], const void* row, bool trans) {
     }
     r[i] = static_cast<uint32_t>(lo) | static_cast<uint32_t>(hi) << 16;
   }
-  warp_release();
 }
 
 // c += a b for the warp's m16n8k16 tile: a (16 x 16, row-major fragments), b (16 x 8, column-major).
@@ -65,7 +64,6 @@ inline void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32
       B[2 * t + 8 + h][g] = half_of(f.b[1], h);
     }
   }
-  warp_release();
   const int l = static_cast<int>(self().lane), g = l / 4, t = l % 4;
   for (int e = 0; e < 4; ++e) {
     const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
