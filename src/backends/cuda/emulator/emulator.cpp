@@ -3,9 +3,12 @@
 // copies.
 #include "backends/cuda/emulator/emulator.h"
 
+#include <signal.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -236,11 +239,35 @@ void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
   }
 }
 
+// A kernel thread that touches memory no allocation owns (runtime.cpp puts an inaccessible page
+// right after each device allocation) faults; this names it before the process dies of it.
+void on_fault(int sig, siginfo_t* info, void*) {
+  if (g_run && g_run->cur) {
+    const ThreadState& t = g_run->cur->st;
+    char msg[256];
+    const int n = std::snprintf(msg, sizeof msg,
+                                "cuda emulator: thread (%u, %u, %u) of block (%u, %u, %u) touched %p, outside every "
+                                "device allocation (past the end of one?)\n",
+                                t.thread_idx.x, t.thread_idx.y, t.thread_idx.z, t.block_idx.x, t.block_idx.y,
+                                t.block_idx.z, info->si_addr);
+    if (n > 0) (void)!write(2, msg, static_cast<size_t>(std::min(n, static_cast<int>(sizeof msg) - 1)));
+  }
+  signal(sig, SIG_DFL);  // the access faults again and the process ends as it would have
+}
+
 }  // namespace
 
 void run_grid(Dim3 grid, Dim3 block, size_t smem, const std::function<void()>& body) {
   const std::lock_guard lock(g_grid_lock);
   TERN_CHECK(g_run == nullptr, "cuda emulator: a kernel launched from a kernel");
+  static const bool handler = [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, nullptr);
+    return true;
+  }();
+  (void)handler;
   const unsigned n = block.x * block.y * block.z;
   TERN_CHECK(n > 0 && n <= 1024, "cuda emulator: {} threads per block", n);
   BlockRun r;
