@@ -13,6 +13,7 @@
 #include "backends/cuda/emulator/launch.h"
 #include "backends/cuda/kernels/dependent_launch.cuh"
 #include "backends/cuda/kernels/tensor_core.cuh"
+#include "backends/cuda/kernels/wgmma.cuh"
 #include "core/error.h"
 
 namespace tern::cuda {
@@ -174,6 +175,56 @@ TEST(CudaEmulator, LdmatrixAndMmaAgreeWithTheMatrixProduct) {
       float want = 0;
       for (int k = 0; k < 16; ++k) want += af[m * 16 + k] * btf[n * 16 + k];
       EXPECT_EQ(c[m * 8 + n], want) << m << "," << n;
+    }
+}
+
+// One warpgroup: x (64 rows x 16, as A fragments from padded rows) times a 64 x 64 tile t laid out
+// in core matrices (wgmma.cuh), both ways the flash kernel uses it: s = x t^T (t K-major: S = Q K^T)
+// and o = x t[0:16, :] (t MN-major: O = P V).
+__global__ void wgmma_kernel(const __half* x, const __half* t, float* s_out, float* o_out) {
+  TERN_DYNAMIC_SHARED(__half, smem);
+  constexpr int SR = smem_row<16>(), D = 64;
+  __half* xs = smem;
+  __half* ts = smem + 64 * SR;  // 16-byte aligned: 64 * 24 halves
+  for (int i = threadIdx.x; i < 64 * 16; i += 128) xs[(i / 16) * SR + i % 16] = x[i];
+  for (int i = threadIdx.x; i < 64 * D / 8; i += 128) {
+    const int r = i / (D / 8), c = i % (D / 8);
+    for (int e = 0; e < 8; ++e) ts[core_tile_offset<D>(r, c) + e] = t[r * D + 8 * c + e];
+  }
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  uint32_t a[4];
+  load_a<SR>(a, xs + warp * 16 * SR, 0, lane);
+  float s[8][4], o[8][4];
+  wgmma_m64k16<0>(s, a, desc_rows_t<D>(ts, 0), false);
+  wgmma_m64k16<1>(o, a, desc_rows<D>(ts, 0), false);
+  for (int n = 0; n < 8; ++n)
+    for (int e = 0; e < 4; ++e) {
+      const int row = warp * 16 + g + 8 * (e / 2), col = 8 * n + 2 * tig + e % 2;
+      s_out[row * 64 + col] = s[n][e];
+      o_out[row * 64 + col] = o[n][e];
+    }
+}
+
+TEST(CudaEmulator, WgmmaReadsTheCoreMatrixLayoutOfWgmmaCuh) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(-4, 4);
+  std::vector<__half> x(64 * 16), t(64 * 64);
+  std::vector<float> xf(x.size()), tf(t.size());
+  for (size_t i = 0; i < x.size(); ++i) xf[i] = static_cast<float>(small(rng)), x[i] = __float2half_rn(xf[i]);
+  for (size_t i = 0; i < t.size(); ++i) tf[i] = static_cast<float>(small(rng)), t[i] = __float2half_rn(tf[i]);
+  std::vector<float> s(64 * 64), o(64 * 64);
+  run(wgmma_kernel, 1, 128, (64 * smem_row<16>() + 64 * 64) * sizeof(__half), x.data(), t.data(), s.data(),
+      o.data());
+  for (int m = 0; m < 64; ++m)
+    for (int n = 0; n < 64; ++n) {
+      float want_s = 0, want_o = 0;
+      for (int k = 0; k < 16; ++k) {
+        want_s += xf[m * 16 + k] * tf[n * 64 + k];  // x t^T: t's row n, dim k
+        want_o += xf[m * 16 + k] * tf[k * 64 + n];  // x t[0:16]: t's row k, dim n
+      }
+      EXPECT_EQ(s[m * 64 + n], want_s) << m << "," << n;
+      EXPECT_EQ(o[m * 64 + n], want_o) << m << "," << n;
     }
 }
 

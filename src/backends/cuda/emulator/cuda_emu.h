@@ -126,7 +126,11 @@ inline int __dp4a(int a, int b, int c) {  // four signed byte products added to 
 inline int __dp4a(unsigned a, unsigned b, unsigned c) {
   return __dp4a(static_cast<int>(a), static_cast<int>(b), static_cast<int>(c));
 }
-inline size_t __cvta_generic_to_shared(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+// A shared-memory address is the offset into the block's dynamic shared memory (what the wgmma
+// descriptors carry, and the emulated wgmma reads back).
+inline size_t __cvta_generic_to_shared(const void* p) {
+  return static_cast<size_t>(static_cast<const uint8_t*>(p) - static_cast<const uint8_t*>(::tern::cuda::emu::dynamic_smem()));
+}
 
 // The device's integer min and max (any two arithmetic types: their common type).
 template <class A, class B>

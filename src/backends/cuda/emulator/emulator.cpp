@@ -72,6 +72,7 @@ struct Fiber {
   std::vector<Copy> open;                 // cp.async since the last commit
   std::deque<std::vector<Copy>> groups;  // committed, oldest first
   unsigned exchanges = 0;                 // warp exchanges so far (which bank of slots is next)
+  unsigned group_exchanges = 0;           // warpgroup exchanges so far
 };
 
 // Exchanges alternate between two banks of slots, so that one barrier per exchange suffices: a lane
@@ -80,6 +81,10 @@ struct Fiber {
 struct Warp {
   Group group;
   alignas(16) uint8_t slots[2][32][kSlotBytes];
+};
+struct Warpgroup {
+  Group group;
+  alignas(16) uint8_t slots[2][128][kSlotBytes];
 };
 
 constexpr size_t kStackBytes = 256 << 10;
@@ -106,6 +111,7 @@ struct StackPool {
 struct BlockRun {
   std::vector<Fiber> fibers;
   std::vector<std::unique_ptr<Warp>> warps;
+  std::vector<std::unique_ptr<Warpgroup>> warpgroups;
   Group block;
   uint8_t* smem = nullptr;
   const std::function<void()>* body = nullptr;
@@ -182,6 +188,7 @@ extern "C" void tern_emu_fiber_entry() {
   f.open.clear();
   f.done = true;
   leave(r.warps[f.st.warp]->group);
+  leave(r.warpgroups[f.st.warp / 4]->group);
   leave(r.block);
   yield();
   __builtin_unreachable();
@@ -204,6 +211,8 @@ void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
   r.block = {.live = static_cast<int>(n)};
   const unsigned n_warps = (n + 31) / 32;
   for (unsigned w = 0; w < n_warps; ++w) r.warps[w]->group = {.live = static_cast<int>(std::min(32u, n - 32 * w))};
+  for (unsigned w = 0; w < (n + 127) / 128; ++w)
+    r.warpgroups[w]->group = {.live = static_cast<int>(std::min(128u, n - 128 * w))};
   for (unsigned i = 0; i < n; ++i) {
     Fiber& f = r.fibers[i];
     f.sp = start_stack(g_stacks.top(i));
@@ -216,6 +225,7 @@ void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
     f.done = false;
     f.waiting = nullptr;
     f.exchanges = 0;
+    f.group_exchanges = 0;
   }
   // The fibers pass control among themselves (yield); it comes back here when none can run.
   r.cur = nullptr;
@@ -272,7 +282,8 @@ void run_grid(Dim3 grid, Dim3 block, size_t smem, const std::function<void()>& b
   TERN_CHECK(n > 0 && n <= 1024, "cuda emulator: {} threads per block", n);
   BlockRun r;
   r.fibers.resize(n);
-  for (unsigned w = 0; w < (n + 31) / 32; ++w) r.warps.push_back(std::make_unique<Warp>());
+  for (unsigned w = 0; w < (n + 31) / 32; ++w) r.warps.push_back(std::unique_ptr<Warp>(new Warp));  // slots left unset
+  for (unsigned w = 0; w < (n + 127) / 128; ++w) r.warpgroups.push_back(std::unique_ptr<Warpgroup>(new Warpgroup));
   std::unique_ptr<uint8_t[]> shared(new (std::align_val_t{128}) uint8_t[std::max<size_t>(smem, 16)]);
   r.smem = shared.get();
   r.body = &body;
@@ -301,6 +312,16 @@ const uint8_t* warp_gather(const void* mine, size_t bytes) {
   Warp& w = *g_run->warps[f.st.warp];
   auto& bank = w.slots[f.exchanges++ & 1];
   std::memcpy(bank[f.st.lane], mine, bytes);
+  arrive(w.group);
+  return &bank[0][0];
+}
+
+const uint8_t* warpgroup_gather(const void* mine, size_t bytes) {
+  Fiber& f = *g_run->cur;
+  Warpgroup& w = *g_run->warpgroups[f.st.warp / 4];
+  auto& bank = w.slots[f.group_exchanges++ & 1];
+  const unsigned linear = f.st.warp * 32 + f.st.lane;
+  std::memcpy(bank[linear % 128], mine, bytes);
   arrive(w.group);
   return &bank[0][0];
 }

@@ -43,6 +43,8 @@ void warp_exchange(const void* mine, size_t bytes, void* out, unsigned from);
 // All 32 lanes' slots (32 x kSlotBytes) after every lane has put its own; valid until the lane's
 // next exchange but one.
 const uint8_t* warp_gather(const void* mine, size_t bytes);
+// The same over the 128 threads of this thread's warpgroup (4 consecutive warps: wgmma).
+const uint8_t* warpgroup_gather(const void* mine, size_t bytes);
 
 // cp.async: queued per thread, performed when the thread waits for its group.
 void async_copy(void* dst, const void* src, unsigned bytes, unsigned valid_bytes);

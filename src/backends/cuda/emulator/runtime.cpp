@@ -2,8 +2,9 @@
 // emulated module (libtern_cuda_emu.so links this instead of cudart and cuBLAS). Device memory is
 // host memory; work on a stream runs at once and in order, or is recorded while the stream captures
 // a graph and run each time the graph is launched, which is what the backend's launch queue relies
-// on. The emulated device reports compute capability 8.0 (no Hopper-only kernels, no programmatic
-// dependent launch) and 3 multiprocessors, so that grids sized by the SM count are small and uneven.
+// on. The emulated device reports compute capability 9.0 (the Hopper kernels: wgmma, whose layout
+// the emulator takes from wgmma.cuh; launches run in order, so programmatic dependent launch changes
+// nothing) and 3 multiprocessors, so that grids sized by the SM count are small and uneven.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -207,7 +208,7 @@ cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvali
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int) {
   switch (attr) {
     case cudaDevAttrMultiProcessorCount: *v = tern::cuda::emu::kMultiprocessors; return cudaSuccess;
-    case cudaDevAttrComputeCapabilityMajor: *v = 8; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *v = 9; return cudaSuccess;
     case cudaDevAttrComputeCapabilityMinor: *v = 0; return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = 227 << 10; return cudaSuccess;
     default: return cudaErrorInvalidValue;

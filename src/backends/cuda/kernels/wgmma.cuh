@@ -17,6 +17,10 @@
 
 #include <cstdint>
 
+#ifdef TERN_CUDA_EMULATE
+#include "backends/cuda/emulator/warp_matrix.h"
+#endif
+
 namespace tern::cuda {
 
 // Descriptor of a shared-memory operand without swizzling (start address, LBO and SBO in bytes,
@@ -93,6 +97,13 @@ __device__ __forceinline__ void fence_proxy_async() {
 #endif
 }
 
+#ifdef TERN_CUDA_EMULATE
+// The emulator's (emulator/warp_matrix.h): the layout below, as these descriptors describe it.
+template <int kTransB, int N>
+__device__ __forceinline__ void wgmma_m64k16(float (&d)[N][4], const uint32_t (&a)[4], uint64_t b, bool accumulate) {
+  emu::wgmma_m64k16(d, a, b, accumulate, kTransB != 0);
+}
+#else
 // d (+)= a b: 64 x N += (64 x 16) (16 x N), N = 64 or 128 (d's extent). accumulate = false writes
 // a b alone. kTransB = 0: B K-major (B[k][n] with k contiguous: K's rows, n the key and k the dim);
 // 1: MN-major (n contiguous: V's rows, k the key and n the dim).
@@ -153,5 +164,7 @@ __device__ __forceinline__ void wgmma_m64k16(float (&d)[16][4], const uint32_t (
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(static_cast<int>(accumulate)), "n"(kTransB));
 #endif
 }
+
+#endif  // TERN_CUDA_EMULATE
 
 }  // namespace tern::cuda
