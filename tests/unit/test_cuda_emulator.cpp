@@ -21,7 +21,7 @@ namespace {
 
 template <class... Params, class... Args>
 void run(void (*kernel)(Params...), unsigned blocks, unsigned threads, size_t smem, Args&&... args) {
-  emu::launch("test", kernel, dim3(blocks), dim3(threads), smem, nullptr, std::forward<Args>(args)...);
+  emu::launch("test", false, kernel, dim3(blocks), dim3(threads), smem, nullptr, std::forward<Args>(args)...);
 }
 
 // Per warp: the butterfly sum of the lane ids, an inclusive scan, the ballot of odd lanes and the
@@ -226,6 +226,37 @@ TEST(CudaEmulator, WgmmaReadsTheCoreMatrixLayoutOfWgmmaCuh) {
       EXPECT_EQ(s[m * 64 + n], want_s) << m << "," << n;
       EXPECT_EQ(o[m * 64 + n], want_o) << m << "," << n;
     }
+}
+
+// Programmatic dependent launch: before wait_for_inputs() a kernel may touch only memory no kernel
+// writes. The emulator hides kernel-written memory from a dependent launch's checked blocks until
+// they wait (emulator/memory.h).
+__global__ void write_kernel(float* y) { y[threadIdx.x] = 1.0f + threadIdx.x; }
+
+template <bool kEarly>
+__global__ void dependent_read_kernel(const float* y, const float* w, float* out) {
+  const float weight = w[threadIdx.x];  // memory no kernel writes: allowed before the wait
+  float early = 0.0f;
+  if constexpr (kEarly) early = y[threadIdx.x];  // the previous kernel's output, too soon
+  wait_for_inputs();
+  out[threadIdx.x] = y[threadIdx.x] * weight + early;
+}
+
+TEST(CudaEmulator, ProgrammaticDependentLaunchHidesKernelOutputsUntilTheWait) {
+  float *y = nullptr, *w = nullptr, *out = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&y), 32 * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&w), 32 * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&out), 32 * sizeof(float)), cudaSuccess);
+  const std::vector<float> ones(32, 2.0f);
+  ASSERT_EQ(cudaMemcpy(w, ones.data(), 32 * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  run(write_kernel, 1, 32, 0, y);
+  emu::launch("after the wait", true, dependent_read_kernel<false>, dim3(1), dim3(32), 0, nullptr, y, w, out);
+  std::vector<float> got(32);
+  ASSERT_EQ(cudaMemcpy(got.data(), out, 32 * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(got[i], 2.0f * (1.0f + i)) << i;
+  EXPECT_DEATH(emu::launch("too soon", true, dependent_read_kernel<true>, dim3(1), dim3(32), 0, nullptr, y, w, out),
+               "touched memory that kernels write, before its wait_for_inputs");
+  cudaFree(y), cudaFree(w), cudaFree(out);
 }
 
 }  // namespace

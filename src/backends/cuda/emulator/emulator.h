@@ -25,7 +25,11 @@ struct Dim3 {
 
 // body() once per thread of each block of `grid`, with `smem` bytes of dynamic shared memory.
 // Throws tern::Error when a block deadlocks (a barrier some of its threads never reach).
-void run_grid(Dim3 grid, Dim3 block, size_t smem, const std::function<void()>& body);
+// dependent: launched to overlap the kernel before it (programmatic dependent launch); the first
+// two blocks and the last run their code before wait_for_inputs() with the memory kernels write
+// out of reach (memory.h).
+void run_grid(Dim3 grid, Dim3 block, size_t smem, bool dependent, const std::function<void()>& body);
+bool in_kernel();
 
 // In a kernel (the running fiber):
 struct ThreadState {
@@ -46,7 +50,12 @@ const uint8_t* warp_gather(const void* mine, size_t bytes);
 // The same over the 128 threads of this thread's warpgroup (4 consecutive warps: wgmma).
 const uint8_t* warpgroup_gather(const void* mine, size_t bytes);
 
-// cp.async: queued per thread, performed when the thread waits for its group.
+// griddepcontrol.wait: in a checked block, returns once every thread of the block has got as far as
+// it can without it (each is at its wait, at a barrier, or done).
+void wait_for_inputs();
+
+// cp.async: queued per thread, performed when the thread waits for its group (the source is
+// touched at once, so that a copy asked for before the wait is checked as a load would be).
 void async_copy(void* dst, const void* src, unsigned bytes, unsigned valid_bytes);
 void async_commit();
 void async_wait(int pending_allowed);

@@ -21,14 +21,15 @@ void submit(cudaStream_t s, std::function<void()> work);
 // left of a program's time is its host side: the engine, the backend, the launch queue.
 bool kernels_enabled();
 
+// dependent: launched to overlap the kernel before it (launch_dependent).
 template <class... Params, class... Args>
-void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-            Args&&... args) {
+void launch(const char* what, bool dependent, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+            cudaStream_t s, Args&&... args) {
   (void)what;
   auto params = std::make_shared<std::tuple<std::decay_t<Params>...>>(std::forward<Args>(args)...);
   const Dim3 g{grid.x, grid.y, grid.z}, b{block.x, block.y, block.z};
   if (!kernels_enabled()) return;
-  submit(s, [=] { run_grid(g, b, smem, [&] { std::apply(kernel, *params); }); });
+  submit(s, [=] { run_grid(g, b, smem, dependent, [&] { std::apply(kernel, *params); }); });
 }
 
 }  // namespace tern::cuda::emu

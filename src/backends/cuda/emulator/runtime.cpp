@@ -10,19 +10,16 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
-#include <sys/mman.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <mutex>
 #include <new>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "backends/cuda/emulator/launch.h"
+#include "backends/cuda/emulator/memory.h"
 
 struct CUstream_st {
   bool capturing = false;
@@ -60,46 +57,6 @@ namespace {
 
 constexpr int kMultiprocessors = 3;
 constexpr size_t kMemory = size_t{4} << 30;  // what cudaMemGetInfo reports: 4 GiB, half free
-constexpr size_t kPoisonLimit = size_t{64} << 20;
-constexpr size_t kPage = 4096;
-
-// Each allocation ends at most 15 bytes before an inaccessible page (16-byte aligned, as every
-// load and cp.async of the kernels needs), so that a kernel reading or writing past the end of a
-// buffer faults here instead of reading the next one, as compute-sanitizer would report it.
-struct Mapping {
-  void* base;
-  size_t span;
-};
-std::mutex g_alloc_lock;
-std::unordered_map<void*, Mapping> g_mappings;
-
-void* allocate(size_t bytes) {
-  const size_t n = (std::max<size_t>(bytes, 1) + 15) / 16 * 16;
-  const size_t span = (n + kPage - 1) / kPage * kPage + kPage;
-  void* base = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) return nullptr;
-  mprotect(static_cast<uint8_t*>(base) + span - kPage, kPage, PROT_NONE);
-  void* p = static_cast<uint8_t*>(base) + (span - kPage - n);
-  // Fresh device memory holds garbage on the GPU: NaNs here, so that reading it before writing shows.
-  // Without kernels, zeros: the token ids the host reads back stay valid.
-  if (n <= kPoisonLimit) std::memset(p, kernels_enabled() ? 0xFF : 0, n);
-  const std::lock_guard lock(g_alloc_lock);
-  g_mappings[p] = {base, span};
-  return p;
-}
-
-void release(void* p) {
-  if (!p) return;
-  Mapping m;
-  {
-    const std::lock_guard lock(g_alloc_lock);
-    const auto it = g_mappings.find(p);
-    if (it == g_mappings.end()) return;
-    m = it->second;
-    g_mappings.erase(it);
-  }
-  munmap(m.base, m.span);
-}
 
 }  // namespace
 }  // namespace tern::cuda::emu
@@ -107,33 +64,34 @@ void release(void* p) {
 using tern::cuda::emu::submit;
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
-  *p = tern::cuda::emu::allocate(bytes);
+  *p = tern::cuda::emu::device_alloc(bytes, false);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaMalloc(p, bytes); }
-cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) { return cudaMalloc(p, bytes); }
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) {
+  *p = tern::cuda::emu::device_alloc(bytes, true);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
 cudaError_t cudaFree(void* p) {
-  tern::cuda::emu::release(p);
+  tern::cuda::emu::device_free(p);
   return cudaSuccess;
 }
 cudaError_t cudaFreeHost(void* p) { return cudaFree(p); }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
-  if (n) std::memmove(dst, src, n);
+  tern::cuda::emu::host_copy(dst, src, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind, cudaStream_t s) {
-  submit(s, [=] {
-    if (n) std::memmove(dst, src, n);
-  });
+  submit(s, [=] { tern::cuda::emu::host_copy(dst, src, n); });
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int v, size_t n) {
-  std::memset(p, v, n);
+  tern::cuda::emu::host_fill(p, v, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t s) {
-  submit(s, [=] { std::memset(p, v, n); });
+  submit(s, [=] { tern::cuda::emu::host_fill(p, v, n); });
   return cudaSuccess;
 }
 

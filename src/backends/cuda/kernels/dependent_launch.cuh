@@ -38,7 +38,9 @@ __device__ __forceinline__ void release_dependents() {
 }
 
 __device__ __forceinline__ void wait_for_inputs() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(TERN_CUDA_EMULATE)
+  emu::wait_for_inputs();  // where the emulator checks what came before it (emulator/memory.h)
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
@@ -58,12 +60,12 @@ bool early_loads();
 template <class... Params, class... Args>
 void launch_dependent(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                       Args&&... args) {
-  emu::launch(what, kernel, grid, block, smem, s, std::forward<Args>(args)...);
+  emu::launch(what, true, kernel, grid, block, smem, s, std::forward<Args>(args)...);
 }
 template <class... Params, class... Args>
 void launch_plain(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                   Args&&... args) {
-  emu::launch(what, kernel, grid, block, smem, s, std::forward<Args>(args)...);
+  emu::launch(what, false, kernel, grid, block, smem, s, std::forward<Args>(args)...);
 }
 #else
 // kernel<<<grid, block, smem, s>>>(args...), allowed to overlap the kernel before it.
