@@ -130,7 +130,9 @@ def test_cli_same_greedy_tokens_and_reports_acceptance(default_model, spec):
     assert s["method"] == spec and s["draft_tokens"] >= s["accepted_tokens"] >= 0
     if spec == "ngram":  # the answer copies the prompt; early layers of a model not trained to exit early rarely agree
         assert s["accepted_tokens"] > 0
-    assert s["verify_passes"] > 0 and s["token_cost"] > 0
+    # token_cost is measured (timed passes at load): under a loaded host a 7-token pass can time no
+    # slower than a 1-token one and the cost comes out 0, so only its presence and sign are checked.
+    assert s["verify_passes"] > 0 and s["token_cost"] >= 0
 
 
 def test_cli_names_a_bad_spec(default_model):
