@@ -237,6 +237,7 @@ nlohmann::json flash_bench(cudaStream_t s, int S, int D) {
   ok(cudaMemcpy(dseq, &seq, sizeof seq, cudaMemcpyHostToDevice), "upload");
   std::vector<cuda::FlashTile> tiles;
   for (int t = 0; t < S; t += cuda::kFlashTileTokens) tiles.push_back({t, std::min(cuda::kFlashTileTokens, S - t), 0, t});
+  while (tiles.size() % static_cast<size_t>(cuda::flash_tiles_per_block()) != 0) tiles.push_back({0, 0, 0, 0});
   auto* dtiles = static_cast<cuda::FlashTile*>(dev_alloc(tiles.size() * sizeof(cuda::FlashTile)));
   ok(cudaMemcpy(dtiles, tiles.data(), tiles.size() * sizeof(cuda::FlashTile), cudaMemcpyHostToDevice), "upload");
   const double ms = time_graph(s, [&] {
@@ -387,7 +388,8 @@ int main(int argc, char** argv) {
       j["gemv_shapes"].push_back(gemv_shape(s, t, "output 2048 -> 32000", {{2048, 32000}}, copy));
     }
     if (!gemv_only) {
-      std::printf("flash    kernels: %s\n", cuda::flash_wgmma() ? "wgmma (sm_90a)" : "mma.sync");
+      std::printf("flash    kernels: %s, %d tile%s of 64 queries per block\n", cuda::flash_wgmma() ? "wgmma (sm_90a)" : "mma.sync",
+                  cuda::flash_tiles_per_block(), cuda::flash_tiles_per_block() > 1 ? "s" : "");
       j["flash_kernels"] = cuda::flash_wgmma() ? "wgmma" : "mma.sync";
       for (int D : {64, 128}) j["wgmma_probe"].push_back(bench::wgmma_probe(D));
       for (int D : {64, 128})

@@ -696,6 +696,8 @@ void CudaBackend::attention(const AttentionArgs& a) {
         for (int64_t s = t; s < e; s += cuda::kFlashTileTokens)
           tiles_.push_back({static_cast<int32_t>(s), static_cast<int32_t>(std::min<int64_t>(cuda::kFlashTileTokens, e - s)),
                             seq_of[t], pos_of[s]});
+        while (tiles_.size() % static_cast<size_t>(cuda::flash_tiles_per_block()) != 0)
+          tiles_.push_back({0, 0, seq_of[t], 0});  // an empty tile: a block takes only this sequence's
       } else {
         for (int64_t s = t; s < e; ++s) {
           items_.push_back({static_cast<int32_t>(s), seq_of[s], pos_of[s] + 1, 0});

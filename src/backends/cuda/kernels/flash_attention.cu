@@ -26,8 +26,8 @@
 namespace tern::cuda {
 namespace {
 
-constexpr int kFlashWarps = 4;
-constexpr int kFlashThreads = kFlashWarps * 32;
+constexpr int kFlashWarps = 4;  // per tile of 64 query rows: one warpgroup
+constexpr int kGroupThreads = kFlashWarps * 32;
 constexpr int kTileKeys = 64;
 static_assert(kFlashTileTokens == 16 * kFlashWarps, "a warp's 16 query rows");
 
@@ -36,9 +36,10 @@ template <int D, bool kWgmma>
 constexpr int kv_tile_halves() {
   return kTileKeys * (kWgmma ? D : smem_row<D>());
 }
-template <int D, bool kWgmma>
-constexpr size_t flash_smem_bytes() {  // Q (padded rows), and K and V twice (double-buffered)
-  return (static_cast<size_t>(kFlashTileTokens) * smem_row<D>() + 4 * kv_tile_halves<D, kWgmma>()) * sizeof(__half);
+template <int D, bool kWgmma, int kGroups>
+constexpr size_t flash_smem_bytes() {  // each group's Q (padded rows), and K and V twice (double-buffered)
+  return (static_cast<size_t>(kGroups) * kFlashTileTokens * smem_row<D>() + 4 * kv_tile_halves<D, kWgmma>()) *
+         sizeof(__half);
 }
 
 // Where 16-byte piece c (elements 8c .. 8c + 7) of key r of a K or V tile lies in shared memory
@@ -56,28 +57,41 @@ __device__ __forceinline__ void kv_piece(int i, int& r, int& c) {
   else r = i / (D / 8), c = i % (D / 8);
 }
 
-template <int D, bool kWgmma>
-__global__ void __launch_bounds__(kFlashThreads)
+// kGroups tiles per block (consecutive tiles of one sequence, the plan's, flash_tiles_per_block()):
+// each group of 4 warps takes one, and the groups share every K and V tile they load, so that a
+// tile of keys moved into shared memory serves 64 kGroups query rows. A group whose queries are all
+// before a key tile (the first of a pair, at the diagonal) or whose tile is empty still loads and
+// waits with the others, and skips the arithmetic.
+template <int D, bool kWgmma, int kGroups>
+__global__ void __launch_bounds__(kGroups * kGroupThreads)
     flash_prefill_kernel(const float* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
                          float* __restrict__ out, const KvSeq* __restrict__ seqs, const FlashTile* __restrict__ tiles,
                          AttnDims dims) {
+  constexpr int kFlashThreads = kGroups * kGroupThreads;
   release_dependents();
   wait_for_inputs();
   TERN_DYNAMIC_SHARED(unsigned char, flash_smem);
   constexpr int SR = smem_row<D>();
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr int kTile = kv_tile_halves<D, kWgmma>();
-  __half* qs = reinterpret_cast<__half*>(flash_smem);
-  __half* kbuf = qs + kFlashTileTokens * SR;  // two K tiles, then two V tiles
+  const int group = threadIdx.x / kGroupThreads;
+  __half* qs = reinterpret_cast<__half*>(flash_smem) + group * kFlashTileTokens * SR;
+  __half* kbuf = reinterpret_cast<__half*>(flash_smem) + kGroups * kFlashTileTokens * SR;  // two K tiles, two V
   __half* vbuf = kbuf + 2 * kTile;
 
-  const FlashTile tile = tiles[gridDim.x - 1 - blockIdx.x];  // the longest contexts first
+  const int block_at = kGroups * (gridDim.x - 1 - blockIdx.x);  // the longest contexts first
+  const FlashTile tile = tiles[block_at + group];
   const int h = blockIdx.y, kvh = h / (dims.n_head / dims.n_kv_head);
-  const KvSeq seq = seqs[tile.seq];
+  const KvSeq seq = seqs[tiles[block_at].seq];
   const int64_t kv_row = static_cast<int64_t>(dims.n_kv_head) * D;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
-  const int last_pos = tile.pos0 + tile.n - 1;
-  const int n_key_tiles = last_pos / kTileKeys + 1;
+  const int warp = (threadIdx.x / 32) % kFlashWarps, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int last_pos = tile.pos0 + tile.n - 1;  // this group's (-1 for an empty tile)
+  int block_last = last_pos;  // the block's: the keys every group may need
+#pragma unroll
+  for (int i = 0; i < kGroups; ++i)
+    if (tiles[block_at + i].n > 0) block_last = max(block_last, tiles[block_at + i].pos0 + tiles[block_at + i].n - 1);
+  const int n_key_tiles = block_last / kTileKeys + 1;
+  const int my_key_tiles = tile.n > 0 ? last_pos / kTileKeys + 1 : 0;
 
   // K and V tile j into buffer b through the block table, asynchronously; keys past the tile's last
   // position are zero.
@@ -86,7 +100,7 @@ __global__ void __launch_bounds__(kFlashThreads)
       int r, c;
       kv_piece<D, kWgmma>(i, r, c);
       const int p = j * kTileKeys + r;
-      const bool valid = p <= last_pos;
+      const bool valid = p <= block_last;
       const int64_t off = valid ? slot_of(seq, dims.block_size, p) * kv_row + static_cast<int64_t>(kvh) * D + c * 8 : 0;
       const int at = b * kTile + kv_smem_offset<D, kWgmma>(r, c);
       cp_async16(kbuf + at, k + off, valid);
@@ -97,7 +111,7 @@ __global__ void __launch_bounds__(kFlashThreads)
   load_kv(0, 0);
 
   // Q tile, rounded to f16 (rows past the tile's tokens are zero and never written back).
-  for (int i = threadIdx.x; i < kFlashTileTokens * D / 4; i += kFlashThreads) {
+  for (int i = threadIdx.x % kGroupThreads; i < kFlashTileTokens * D / 4; i += kGroupThreads) {
     const int r = i / (D / 4), c = (i % (D / 4)) * 4;
     float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (r < tile.n) x = *reinterpret_cast<const float4*>(q + (static_cast<int64_t>(tile.t0 + r) * dims.n_head + h) * D + c);
@@ -133,6 +147,10 @@ __global__ void __launch_bounds__(kFlashThreads)
     const __half* ks = kbuf + (j & 1) * kTile;
     const __half* vs = vbuf + (j & 1) * kTile;
     const int key0 = j * kTileKeys;
+    if (j >= my_key_tiles) {  // every key of this tile is after this group's queries
+      __syncthreads();
+      continue;
+    }
 
     // S = Q K^T: 16 rows x 64 keys per warp, eight n-tiles of 8 keys.
     float s[kTileKeys / 8][4];
@@ -216,20 +234,27 @@ __global__ void __launch_bounds__(kFlashThreads)
   }
 }
 
-template <int D, bool kWgmma>
+template <int D, bool kWgmma, int kGroups>
 void allow_flash_smem() {  // the >48 KB shared memory opt-in
-  check(cudaFuncSetAttribute(flash_prefill_kernel<D, kWgmma>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(flash_smem_bytes<D, kWgmma>())),
+  check(cudaFuncSetAttribute(flash_prefill_kernel<D, kWgmma, kGroups>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(flash_smem_bytes<D, kWgmma, kGroups>())),
         "flash attention: shared memory opt-in");
 }
 
-template <int D, bool kWgmma>
+template <int D, bool kWgmma, int kGroups>
 void launch_flash(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs, const FlashTile* tiles,
                   int n_tiles, const AttnDims& dims, cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(dims.n_head));
-  launch_dependent(kWgmma ? "flash attention (wgmma)" : "flash attention", flash_prefill_kernel<D, kWgmma>, grid,
-                   kFlashThreads, flash_smem_bytes<D, kWgmma>(), s, q, static_cast<const __half*>(k),
-                   static_cast<const __half*>(v), out, seqs, tiles, dims);
+  const dim3 grid(static_cast<unsigned>(n_tiles / kGroups), static_cast<unsigned>(dims.n_head));
+  launch_dependent(kWgmma ? "flash attention (wgmma)" : "flash attention", flash_prefill_kernel<D, kWgmma, kGroups>,
+                   grid, kGroups * kGroupThreads, flash_smem_bytes<D, kWgmma, kGroups>(), s, q,
+                   static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims);
+}
+
+template <int D, int kGroups>
+void launch_flash_for(bool wgmma, const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
+                      const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s) {
+  (wgmma ? launch_flash<D, true, kGroups> : launch_flash<D, false, kGroups>)(q, k, v, out, seqs, tiles, n_tiles, dims,
+                                                                              s);
 }
 
 }  // namespace
@@ -246,12 +271,22 @@ bool flash_wgmma() {
   return on;
 }
 
+int flash_tiles_per_block() {
+  static const int n = env_switch("TERN_CUDA_FLASH_PAIRS", true) ? 2 : 1;
+  return n;
+}
+
 void prepare_flash_attention() {
   flash_wgmma();  // the device query, here rather than during a graph capture
-  allow_flash_smem<64, false>();
-  allow_flash_smem<128, false>();
-  allow_flash_smem<64, true>();
-  allow_flash_smem<128, true>();
+  flash_tiles_per_block();
+  allow_flash_smem<64, false, 1>();
+  allow_flash_smem<128, false, 1>();
+  allow_flash_smem<64, true, 1>();
+  allow_flash_smem<128, true, 1>();
+  allow_flash_smem<64, false, 2>();
+  allow_flash_smem<128, false, 2>();
+  allow_flash_smem<64, true, 2>();
+  allow_flash_smem<128, true, 2>();
 }
 
 bool flash_supports(int d) { return d == 64 || d == 128; }
@@ -259,9 +294,17 @@ bool flash_supports(int d) { return d == 64 || d == 128; }
 void flash_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                      const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s) {
   if (n_tiles == 0) return;
+  const int per_block = flash_tiles_per_block();
+  if (n_tiles % per_block != 0)
+    check(cudaErrorInvalidValue, "flash attention: the tiles do not come in whole blocks (flash_tiles_per_block)");
   const bool wg = flash_wgmma();
-  if (dims.d == 64) (wg ? launch_flash<64, true> : launch_flash<64, false>)(q, k, v, out, seqs, tiles, n_tiles, dims, s);
-  else (wg ? launch_flash<128, true> : launch_flash<128, false>)(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  if (dims.d == 64) {
+    if (per_block == 2) launch_flash_for<64, 2>(wg, q, k, v, out, seqs, tiles, n_tiles, dims, s);
+    else launch_flash_for<64, 1>(wg, q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  } else {
+    if (per_block == 2) launch_flash_for<128, 2>(wg, q, k, v, out, seqs, tiles, n_tiles, dims, s);
+    else launch_flash_for<128, 1>(wg, q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  }
 }
 
 }  // namespace tern::cuda

@@ -143,6 +143,10 @@ bool decode_supports(int d);
 
 void flash_attention(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                      const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s);
+// Tiles one block of flash_attention takes, side by side in `tiles`: consecutive tiles of one
+// sequence sharing each K and V tile they load (2; TERN_CUDA_FLASH_PAIRS=0: 1). A plan pads each
+// sequence's run of tiles with empty ones (n = 0) to a multiple of it.
+int flash_tiles_per_block();
 // Whether flash_attention runs its wgmma kernels: a Hopper GPU (compute capability 9.0) and
 // TERN_CUDA_WGMMA not 0; otherwise the mma.sync kernels (decided once per process).
 bool flash_wgmma();
