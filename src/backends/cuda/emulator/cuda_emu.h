@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "backends/cuda/emulator/emulator.h"
+#include "core/error.h"
 
 // A static shared variable is one per program, which is one per block while blocks run one at a
 // time. (Dynamic shared memory: TERN_DYNAMIC_SHARED in kernels/dependent_launch.cuh.)
@@ -39,11 +40,21 @@ inline uint3 as_uint3(const Dim3& d) { return {d.x, d.y, d.z}; }
 #define blockDim (::tern::cuda::emu::as_uint3(::tern::cuda::emu::self().block_dim))
 #define gridDim (::tern::cuda::emu::as_uint3(::tern::cuda::emu::self().grid_dim))
 
+// Warp operations over every lane only (all the kernels use): a partial mask is refused rather
+// than emulated wrongly.
+inline void full_mask_only(unsigned mask) {
+  if (mask != 0xffffffffu) ::tern::fail("cuda emulator: a warp operation with the partial mask {:#x}", mask);
+}
+
 inline void __syncthreads() { ::tern::cuda::emu::sync_block(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { ::tern::cuda::emu::sync_warp(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  full_mask_only(mask);
+  ::tern::cuda::emu::sync_warp();
+}
 
 template <class T>
-T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) {
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  full_mask_only(mask);
   static_assert(sizeof(T) <= ::tern::cuda::emu::kSlotBytes && std::is_trivially_copyable_v<T>);
   const unsigned lane = ::tern::cuda::emu::self().lane;
   const unsigned w = static_cast<unsigned>(width);
@@ -54,7 +65,8 @@ T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) {
   return r;
 }
 template <class T>
-T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
+T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  full_mask_only(mask);
   const unsigned lane = ::tern::cuda::emu::self().lane;
   const unsigned w = static_cast<unsigned>(width);
   const unsigned from = lane % w >= delta ? lane - delta : lane;
@@ -63,15 +75,16 @@ T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
   return r;
 }
 template <class T>
-T __shfl_sync(unsigned, T v, int src, int width = 32) {
+T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  full_mask_only(mask);
   const unsigned lane = ::tern::cuda::emu::self().lane;
   const unsigned w = static_cast<unsigned>(width);
   T r;
   ::tern::cuda::emu::warp_exchange(&v, sizeof v, &r, lane / w * w + static_cast<unsigned>(src) % w);
   return r;
 }
-// Lanes outside the mask take no part, as on the device; every kernel here passes the full mask.
-inline unsigned __ballot_sync(unsigned, int pred) {
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+  full_mask_only(mask);
   const int mine = pred != 0;
   const uint8_t* slots = ::tern::cuda::emu::warp_gather(&mine, sizeof mine);
   unsigned bits = 0;
@@ -83,7 +96,8 @@ inline unsigned __ballot_sync(unsigned, int pred) {
   return bits;
 }
 template <class T>
-unsigned __match_any_sync(unsigned, T value) {
+unsigned __match_any_sync(unsigned mask, T value) {
+  full_mask_only(mask);
   const uint8_t* slots = ::tern::cuda::emu::warp_gather(&value, sizeof value);
   unsigned bits = 0;
   for (unsigned l = 0; l < 32; ++l) {
