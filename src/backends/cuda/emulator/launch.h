@@ -21,6 +21,9 @@ void submit(cudaStream_t s, std::function<void()> work);
 // left of a program's time is its host side: the engine, the backend, the launch queue.
 bool kernels_enabled();
 
+// How many launches of each dependent kernel have their code before wait_for_inputs() checked.
+inline constexpr int kCheckedLaunches = 64;
+
 // dependent: launched to overlap the kernel before it (launch_dependent).
 template <class... Params, class... Args>
 void launch(const char* what, bool dependent, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
@@ -29,7 +32,11 @@ void launch(const char* what, bool dependent, void (*kernel)(Params...), dim3 gr
   auto params = std::make_shared<std::tuple<std::decay_t<Params>...>>(std::forward<Args>(args)...);
   const Dim3 g{grid.x, grid.y, grid.z}, b{block.x, block.y, block.z};
   if (!kernels_enabled()) return;
-  submit(s, [=] { run_grid(g, b, smem, dependent, [&] { std::apply(kernel, *params); }); });
+  // The code before the wait is the same at every launch of a kernel: its first launches are
+  // checked (run_grid's `dependent`), the later ones spared the page-protection changes.
+  static int checked_launches = 0;  // per kernel instantiation; launches are serialised (run_grid)
+  const bool check = dependent && checked_launches < kCheckedLaunches && ++checked_launches;
+  submit(s, [=] { run_grid(g, b, smem, check, [&] { std::apply(kernel, *params); }); });
 }
 
 }  // namespace tern::cuda::emu
