@@ -171,7 +171,7 @@ __device__ __forceinline__ void write_pair(const GemvArgs& a, const RowOf (&rows
 
 // gemv_stream_kernel for this launch if it takes it (weights of a split-layout legacy type,
 // F16/BF16 or Q4_K/Q5_K, 8-bit or 16-bit activations, rows whose scales come in whole 16-byte
-// pieces, and TERN_CUDA_STREAM not 0); false otherwise, and nothing launched. (gemv_stream.cu)
+// pieces, and TERN_CUDA_STREAM=1); false otherwise, and nothing launched. (gemv_stream.cu)
 bool launch_gemv_stream(const GemvArgs& args, DType type, uint8_t layout, const Activation& x, int64_t n_tok,
                         bool glu, cudaStream_t s);
 
