@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 
 #include <cfloat>
+#include <cstdlib>
 
 #include "backends/cuda/kernels/dependent_launch.cuh"
 #include "backends/cuda/kernels/launch.h"
@@ -66,7 +67,7 @@ template <int D, bool kWgmma, int kGroups>
 __global__ void __launch_bounds__(kGroups * kGroupThreads)
     flash_prefill_kernel(const float* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
                          float* __restrict__ out, const KvSeq* __restrict__ seqs, const FlashTile* __restrict__ tiles,
-                         AttnDims dims) {
+                         AttnDims dims, int probe) {
   constexpr int kFlashThreads = kGroups * kGroupThreads;
   release_dependents();
   wait_for_inputs();
@@ -136,7 +137,7 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
 
   for (int j = 0; j < n_key_tiles; ++j) {
     // The next tile's loads overlap this tile's arithmetic.
-    if (j + 1 < n_key_tiles) {
+    if (j + 1 < n_key_tiles && probe != 2) {
       load_kv(j + 1, (j + 1) & 1);
       cp_async_wait<1>();
     } else {
@@ -187,9 +188,11 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
         s[t][e] = below_diagonal || key <= qpos[e >> 1] ? s[t][e] * scale : -INFINITY;
       }
     }
-    float alpha[2];
-    online_softmax(s, m, l, alpha);
-    scale_rows(o, alpha);
+    if (probe != 1) {
+      float alpha[2];
+      online_softmax(s, m, l, alpha);
+      scale_rows(o, alpha);
+    }
 
     // O += P V: P from the score registers as A fragments.
     if constexpr (kWgmma) {
@@ -234,6 +237,16 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
   }
 }
 
+// TERN_CUDA_FLASH_PROBE, a measurement switch that makes the results wrong: 1 leaves the online
+// softmax out, 2 loads only the first K/V tile; timing the kernel so says what bounds it.
+int flash_probe() {
+  static const int p = [] {
+    const char* v = std::getenv("TERN_CUDA_FLASH_PROBE");
+    return v ? std::atoi(v) : 0;
+  }();
+  return p;
+}
+
 template <int D, bool kWgmma, int kGroups>
 void allow_flash_smem() {  // the >48 KB shared memory opt-in
   check(cudaFuncSetAttribute(flash_prefill_kernel<D, kWgmma, kGroups>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -247,7 +260,7 @@ void launch_flash(const float* q, const void* k, const void* v, float* out, cons
   const dim3 grid(static_cast<unsigned>(n_tiles / kGroups), static_cast<unsigned>(dims.n_head));
   launch_dependent(kWgmma ? "flash attention (wgmma)" : "flash attention", flash_prefill_kernel<D, kWgmma, kGroups>,
                    grid, kGroups * kGroupThreads, flash_smem_bytes<D, kWgmma, kGroups>(), s, q,
-                   static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims);
+                   static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims, flash_probe());
 }
 
 template <int D, int kGroups>
