@@ -52,36 +52,26 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
   ::tern::cuda::emu::sync_warp();
 }
 
+// Every lane's v, and lane `from`'s back (the shuffles below differ only in `from`).
 template <class T>
-T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+T shuffle_from(unsigned mask, T v, unsigned from) {
   full_mask_only(mask);
   static_assert(sizeof(T) <= ::tern::cuda::emu::kSlotBytes && std::is_trivially_copyable_v<T>);
-  const unsigned lane = ::tern::cuda::emu::self().lane;
-  const unsigned w = static_cast<unsigned>(width);
-  unsigned from = lane ^ static_cast<unsigned>(lane_mask);
-  if (from / w != lane / w) from = lane;  // outside the lane's segment: its own value
   T r;
   ::tern::cuda::emu::warp_exchange(&v, sizeof v, &r, from);
   return r;
+}
+// Lanes whose source lies outside their width-lane segment keep their own value, as on the device.
+template <class T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  const unsigned lane = ::tern::cuda::emu::self().lane, w = static_cast<unsigned>(width);
+  const unsigned from = lane ^ static_cast<unsigned>(lane_mask);
+  return shuffle_from(mask, v, from / w == lane / w ? from : lane);
 }
 template <class T>
 T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-  full_mask_only(mask);
-  const unsigned lane = ::tern::cuda::emu::self().lane;
-  const unsigned w = static_cast<unsigned>(width);
-  const unsigned from = lane % w >= delta ? lane - delta : lane;
-  T r;
-  ::tern::cuda::emu::warp_exchange(&v, sizeof v, &r, from);
-  return r;
-}
-template <class T>
-T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-  full_mask_only(mask);
-  const unsigned lane = ::tern::cuda::emu::self().lane;
-  const unsigned w = static_cast<unsigned>(width);
-  T r;
-  ::tern::cuda::emu::warp_exchange(&v, sizeof v, &r, lane / w * w + static_cast<unsigned>(src) % w);
-  return r;
+  const unsigned lane = ::tern::cuda::emu::self().lane, w = static_cast<unsigned>(width);
+  return shuffle_from(mask, v, lane % w >= delta ? lane - delta : lane);
 }
 inline unsigned __ballot_sync(unsigned mask, int pred) {
   full_mask_only(mask);

@@ -140,12 +140,8 @@ Fiber* runnable_after(BlockRun& r, const Fiber* from) {
 // none can: the block is done, or deadlocked).
 void yield() {
   BlockRun& r = *g_run;
-  Fiber* self = r.cur;
+  Fiber* self = r.cur;  // waiting (or done): never the next to run
   Fiber* next = runnable_after(r, self);
-  if (next == self) {
-    self->waiting = nullptr;
-    return;
-  }
   if (!next) return tern_emu_switch(&self->sp, r.scheduler_sp);
   next->waiting = nullptr;
   r.cur = next;

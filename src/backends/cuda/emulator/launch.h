@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <tuple>
@@ -34,8 +35,8 @@ void launch(const char* what, bool dependent, void (*kernel)(Params...), dim3 gr
   if (!kernels_enabled()) return;
   // The code before the wait is the same at every launch of a kernel: its first launches are
   // checked (run_grid's `dependent`), the later ones spared the page-protection changes.
-  static int checked_launches = 0;  // per kernel instantiation; launches are serialised (run_grid)
-  const bool check = dependent && checked_launches < kCheckedLaunches && ++checked_launches;
+  static std::atomic<int> checked_launches{0};  // per kernel instantiation (host threads may launch)
+  const bool check = dependent && checked_launches.fetch_add(1, std::memory_order_relaxed) < kCheckedLaunches;
   submit(s, [=] { run_grid(g, b, smem, check, [&] { std::apply(kernel, *params); }); });
 }
 

@@ -11,15 +11,14 @@
 #include <cuda_runtime_api.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <new>
-#include <string>
 #include <vector>
 
 #include "backends/cuda/emulator/launch.h"
 #include "backends/cuda/emulator/memory.h"
+#include "backends/cuda/kernels/launch.h"
 
 struct CUstream_st {
   bool capturing = false;
@@ -46,10 +45,7 @@ void submit(cudaStream_t s, std::function<void()> work) {
 }
 
 bool kernels_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("TERN_CUDA_EMULATOR_KERNELS");
-    return !(v && std::string(v) == "0");
-  }();
+  static const bool on = env_switch("TERN_CUDA_EMULATOR_KERNELS", true);
   return on;
 }
 
