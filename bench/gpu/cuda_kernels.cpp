@@ -9,7 +9,8 @@
 //             head size 128: K and V bytes read / time (and latency cases at batch 1)
 //   top_k     the best k logits of 1 or 64 rows (greedy and top-k sampling)
 // Prints a table and writes one JSON object to --json FILE (--gemv-only: the GEMVs alone;
-// --attention-only: the other kernels alone). A benchmark, not a test.
+// --attention-only: the other kernels alone; --flash-only: the prefill attention alone). A
+// benchmark, not a test.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -361,10 +362,12 @@ int main(int argc, char** argv) {
   std::string json_path;
   bool gemv_only = false;       // --gemv-only: skip the attention kernels
   bool attention_only = false;  // --attention-only: skip the GEMVs
+  bool flash_only = false;      // --flash-only: the prefill attention kernel alone
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--gemv-only")) gemv_only = true;
     if (!std::strcmp(argv[i], "--attention-only")) attention_only = true;
+    if (!std::strcmp(argv[i], "--flash-only")) flash_only = attention_only = true;
   }
   try {
     cudaDeviceProp prop{};
@@ -394,6 +397,8 @@ int main(int argc, char** argv) {
       for (int D : {64, 128}) j["wgmma_probe"].push_back(bench::wgmma_probe(D));
       for (int D : {64, 128})
         for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
+    }
+    if (!gemv_only && !flash_only) {
       j["decode_attention"] = decode_bench(s, copy, 16, 8192, 32, 8, 128);
       // Batch 1 at a context whose cache (134 MB) does not fit in L2 between replays.
       j["decode_attention_one"] = decode_bench(s, copy, 1, 32768, 32, 8, 128);

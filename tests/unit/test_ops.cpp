@@ -887,6 +887,27 @@ TEST(Ops, AttentionHeadSizes) {
   }
 }
 
+// A chunk of prefill far into a sequence (positions 300..760: twelve key tiles of 64, the CUDA
+// kernel's ring of K/V tiles wrapping more than once, the query tiles not aligned to the key
+// tiles), next to a short prefill of another sequence, whose tiles end early.
+TEST(Ops, LongPrefillChunkOverManyKeyTiles) {
+  for (const int64_t d : {64, 128}) {
+    const int64_t n_head = 4, n_kv = 2, block = 16, n_blocks = 56;
+    const RandomCache cache(DType::F16, d, n_kv, block * n_blocks, 71);
+    const TwoSequenceTables tables(48, 8, 11);
+    const KvSeq* seqs = tables.seqs;
+    std::vector<int32_t> tok_seq, tok_pos;
+    for (int32_t p = 300; p <= 760; ++p) tok_seq.push_back(0), tok_pos.push_back(p);
+    for (int32_t p = 0; p < 70; ++p) tok_seq.push_back(1), tok_pos.push_back(p);
+    const int64_t T = static_cast<int64_t>(tok_seq.size());
+    auto q = random_floats(d * n_head * T, 73, 2.0f);
+    const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
+                          .v = cache.v, .seqs = seqs, .token_seq = tok_seq.data(), .token_pos = tok_pos.data(),
+                          .block_size = block, .scale = 1.0f / std::sqrt(static_cast<float>(d))};
+    expect_attention_matches_reference(a, 1e-11);
+  }
+}
+
 // Batch invariance of attention: a token's output has the same bits whether it runs in a prefill
 // tile with its neighbours, alone (decode, its long context split into work items), or cut into
 // other chunks next to another sequence's tokens.

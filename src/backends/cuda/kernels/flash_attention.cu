@@ -13,6 +13,11 @@
 // - wgmma (Hopper, sm_90a): the 4 warps are one warpgroup computing the 64-row tile together, K
 //   and V read by the tensor cores from shared memory, Q and P from registers (the accumulators of
 //   S are P's A fragments, as with mma.sync). K and V tiles lie in 8 x 8 core matrices (wgmma.cuh).
+//
+// K and V tiles arrive through a ring of shared-memory buffers, several tiles requested ahead
+// (cp.async), one block barrier per tile. The wgmma kernels also overlap within a warpgroup
+// (FlashAttention-3, Shah et al. 2024): the scores of tile j and the product P V of tile j - 1 are
+// issued together, and tile j's softmax runs on the CUDA cores while the second product runs.
 #include <cuda_fp16.h>
 
 #include <cfloat>
@@ -32,15 +37,34 @@ constexpr int kGroupThreads = kFlashWarps * 32;
 constexpr int kTileKeys = 64;
 static_assert(kFlashTileTokens == 16 * kFlashWarps, "a warp's 16 query rows");
 
+// K/V tiles in flight: a ring of `stages` buffers of a K and a V tile each; tile j + stages - 1 is
+// requested while tile j is computed on. The H200 measured (bench/gpu/NOTES.md, 2026-11-28) the
+// double buffer (stages = 2) bounding the kernel: with one tile in flight, each tile's compute
+// (~0.6 us for two groups at D 128) hides less than its load's latency from L2 under load.
+constexpr int kMaxFlashStages = 5;
+constexpr int kDefaultFlashStages = 5;
+
 // Halves of one K or V tile in shared memory: padded rows for ldmatrix, or core matrices.
 template <int D, bool kWgmma>
 constexpr int kv_tile_halves() {
   return kTileKeys * (kWgmma ? D : smem_row<D>());
 }
 template <int D, bool kWgmma, int kGroups>
-constexpr size_t flash_smem_bytes() {  // each group's Q (padded rows), and K and V twice (double-buffered)
-  return (static_cast<size_t>(kGroups) * kFlashTileTokens * smem_row<D>() + 4 * kv_tile_halves<D, kWgmma>()) *
+constexpr size_t flash_smem_bytes(int stages) {  // each group's Q (padded rows), and the ring of K and V tiles
+  return (static_cast<size_t>(kGroups) * kFlashTileTokens * smem_row<D>() +
+          2 * static_cast<size_t>(stages) * kv_tile_halves<D, kWgmma>()) *
          sizeof(__half);
+}
+
+// cp_async_wait<n> for a count known at run time (0 <= n <= kMaxFlashStages - 2).
+__device__ __forceinline__ void cp_async_wait_upto(int n) {
+  static_assert(kMaxFlashStages - 2 == 3, "one case per count");
+  switch (n) {
+    case 0: cp_async_wait<0>(); break;
+    case 1: cp_async_wait<1>(); break;
+    case 2: cp_async_wait<2>(); break;
+    default: cp_async_wait<3>(); break;
+  }
 }
 
 // Where 16-byte piece c (elements 8c .. 8c + 7) of key r of a K or V tile lies in shared memory
@@ -58,16 +82,24 @@ __device__ __forceinline__ void kv_piece(int i, int& r, int& c) {
   else r = i / (D / 8), c = i % (D / 8);
 }
 
+// Blocks an SM holds at once, asked of the register allocator: at D 64 two (of 256 threads: at
+// most 128 registers each; unbounded, ptxas gives the overlapped wgmma schedule 141 and mma.sync
+// 155, against 117 and 128 of the double-buffered kernel before the ring); at D 128 one.
+template <int D>
+constexpr int kFlashBlocksPerSm = D == 64 ? 2 : 1;
+
 // kGroups tiles per block (consecutive tiles of one sequence, the plan's, flash_tiles_per_block()):
 // each group of 4 warps takes one, and the groups share every K and V tile they load, so that a
 // tile of keys moved into shared memory serves 64 kGroups query rows. A group whose queries are all
 // before a key tile (the first of a pair, at the diagonal) or whose tile is empty still loads and
-// waits with the others, and skips the arithmetic.
-template <int D, bool kWgmma, int kGroups>
-__global__ void __launch_bounds__(kGroups * kGroupThreads)
+// waits with the others, and skips the arithmetic. kOverlap (wgmma only, stages >= 3): the
+// schedule that overlaps a tile's softmax with the previous tile's P V product.
+template <int D, bool kWgmma, int kGroups, bool kOverlap>
+__global__ void __launch_bounds__(kGroups * kGroupThreads, kFlashBlocksPerSm<D>)
     flash_prefill_kernel(const float* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
                          float* __restrict__ out, const KvSeq* __restrict__ seqs, const FlashTile* __restrict__ tiles,
-                         AttnDims dims, int probe) {
+                         AttnDims dims, int stages, int probe) {
+  static_assert(kWgmma || !kOverlap, "mma.sync products are synchronous");
   constexpr int kFlashThreads = kGroups * kGroupThreads;
   release_dependents();
   wait_for_inputs();
@@ -77,8 +109,8 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
   constexpr int kTile = kv_tile_halves<D, kWgmma>();
   const int group = threadIdx.x / kGroupThreads;
   __half* qs = reinterpret_cast<__half*>(flash_smem) + group * kFlashTileTokens * SR;
-  __half* kbuf = reinterpret_cast<__half*>(flash_smem) + kGroups * kFlashTileTokens * SR;  // two K tiles, two V
-  __half* vbuf = kbuf + 2 * kTile;
+  __half* kbuf = reinterpret_cast<__half*>(flash_smem) + kGroups * kFlashTileTokens * SR;  // `stages` K tiles
+  __half* vbuf = kbuf + stages * kTile;                                                      // and V tiles
 
   const int block_at = kGroups * (gridDim.x - 1 - blockIdx.x);  // the longest contexts first
   const FlashTile tile = tiles[block_at + group];
@@ -109,7 +141,16 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
     }
     cp_async_commit();
   };
-  load_kv(0, 0);
+  // Tiles requested ahead of the one computed on: the ring less the buffers in use. The plain
+  // schedule reads tile j's K and V in iteration j (one buffer in use); the overlapped one reads
+  // tile j's V in iteration j + 1 (two).
+  const int ahead = kOverlap ? stages - 2 : stages - 1;
+  // Tiles 0 .. ahead - 1 into buffers 0 .. ahead - 1; one commit group per tile, empty past the
+  // last, so that every thread counts the same groups.
+  for (int t = 0; t < ahead; ++t) {
+    if (t < n_key_tiles && (t == 0 || probe != 2)) load_kv(t, t);
+    else cp_async_commit();
+  }
 
   // Q tile, rounded to f16 (rows past the tile's tokens are zero and never written back).
   for (int i = threadIdx.x % kGroupThreads; i < kFlashTileTokens * D / 4; i += kGroupThreads) {
@@ -135,50 +176,11 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
 #pragma unroll
   for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
-  for (int j = 0; j < n_key_tiles; ++j) {
-    // The next tile's loads overlap this tile's arithmetic.
-    if (j + 1 < n_key_tiles && probe != 2) {
-      load_kv(j + 1, (j + 1) & 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    if constexpr (kWgmma) fence_proxy_async();  // the copies, visible to the tensor cores' reads
-    __syncthreads();
-    const __half* ks = kbuf + (j & 1) * kTile;
-    const __half* vs = vbuf + (j & 1) * kTile;
+  // Scores of key tile j (16 rows x 64 keys per warp, eight n-tiles of 8 keys): causal mask (not
+  // needed while every key precedes the tile's first query), scale, and the online softmax, which
+  // leaves P in s and the outputs' factor in alpha.
+  const auto softmax_tile = [&](float (&s)[kTileKeys / 8][4], int j, float (&alpha)[2]) {
     const int key0 = j * kTileKeys;
-    if (j >= my_key_tiles) {  // every key of this tile is after this group's queries
-      __syncthreads();
-      continue;
-    }
-
-    // S = Q K^T: 16 rows x 64 keys per warp, eight n-tiles of 8 keys.
-    float s[kTileKeys / 8][4];
-    if constexpr (kWgmma) {  // the first product writes s (no zeroing between the fence and it)
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) wgmma_m64k16<0>(s, qa[kk], desc_rows_t<D>(ks, kk * 16), kk > 0);
-      wgmma_commit();
-      wgmma_wait<0>();
-      wgmma_pin(s);
-    } else {
-#pragma unroll
-      for (int t = 0; t < kTileKeys / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-#pragma unroll
-        for (int np = 0; np < kTileKeys / 16; ++np) {
-          uint32_t b[4];
-          load_bt<SR>(b, ks + np * 16 * SR, kk * 16, lane);
-          mma_16816(s[2 * np], qa[kk], b[0], b[1]);
-          mma_16816(s[2 * np + 1], qa[kk], b[2], b[3]);
-        }
-      }
-    }
-
-    // Causal mask (not needed while every key precedes the tile's first query), scale, online
-    // softmax.
     const bool below_diagonal = key0 + kTileKeys - 1 <= tile.pos0;
 #pragma unroll
     for (int t = 0; t < kTileKeys / 8; ++t) {
@@ -188,40 +190,137 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
         s[t][e] = below_diagonal || key <= qpos[e >> 1] ? s[t][e] * scale : -INFINITY;
       }
     }
-    if (probe != 1) {
-      float alpha[2];
-      online_softmax(s, m, l, alpha);
-      scale_rows(o, alpha);
-    }
+    alpha[0] = alpha[1] = 1.0f;
+    if (probe != 1) online_softmax(s, m, l, alpha);
+  };
+  // The wgmma products, issued and committed as one group each (the caller waits): S = Q K^T (the
+  // first product writes s: no zeroing between the fence and it), and O += P V with P as A fragments.
+  const auto issue_scores = [&](float (&s)[kTileKeys / 8][4], const __half* ks) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) wgmma_m64k16<0>(s, qa[kk], desc_rows_t<D>(ks, kk * 16), kk > 0);
+    wgmma_commit();
+  };
+  const auto issue_pv = [&](const uint32_t (&pa)[kTileKeys / 16][4], const __half* vs) {
+#pragma unroll
+    for (int kk = 0; kk < kTileKeys / 16; ++kk) wgmma_m64k16<1>(o, pa[kk], desc_rows<D>(vs, kk * 16), true);
+    wgmma_commit();
+  };
+  const auto p_fragments = [&](uint32_t (&pa)[kTileKeys / 16][4], const float (&s)[kTileKeys / 8][4]) {
+#pragma unroll
+    for (int kk = 0; kk < kTileKeys / 16; ++kk) p_fragment(pa[kk], s[2 * kk], s[2 * kk + 1]);
+  };
 
-    // O += P V: P from the score registers as A fragments.
-    if constexpr (kWgmma) {
-      uint32_t pa[kTileKeys / 16][4];
+  // One barrier per tile: after it, tile j is in shared memory (every thread's copies) and every
+  // thread is done with the buffer that then receives tile j + ahead.
+  int buf = 0, next_buf = ahead;  // j % stages, (j + ahead) % stages
+  const auto next_tile = [&](int j) {
+    cp_async_wait_upto(ahead - 1);  // groups committed: tiles 0 .. j + ahead - 1
+    if constexpr (kWgmma) fence_proxy_async();  // the copies, visible to the tensor cores' reads
+    __syncthreads();
+    if (j + ahead < n_key_tiles && probe != 2) load_kv(j + ahead, next_buf);
+    else cp_async_commit();
+    const int b = buf;
+    buf = buf + 1 == stages ? 0 : buf + 1;
+    next_buf = next_buf + 1 == stages ? 0 : next_buf + 1;
+    return b;
+  };
+
+  if constexpr (kOverlap) {
+    // FlashAttention-3's overlap within a warpgroup: the product O += P V of tile j - 1 runs on the
+    // tensor cores while the CUDA cores take the softmax of tile j, whose scores were issued just
+    // before it. After the softmax, and the product's end, the outputs take tile j's factor.
+    // P of the previous tile, and its V. Before the first tile, P = 0 against the first tile's V
+    // (finite: loaded or zero-filled), so that every iteration issues the same products: a wgmma
+    // in flight across a branch makes ptxas serialize them all (its warning C7520).
+    uint32_t pa[kTileKeys / 16][4];
 #pragma unroll
-      for (int kk = 0; kk < kTileKeys / 16; ++kk) p_fragment(pa[kk], s[2 * kk], s[2 * kk + 1]);
+    for (int kk = 0; kk < kTileKeys / 16; ++kk) pa[kk][0] = pa[kk][1] = pa[kk][2] = pa[kk][3] = 0u;
+    const __half* prev_vs = vbuf;
+    const auto last_pv = [&] {  // the group's last tile's P V
       wgmma_pin(pa);
-      wgmma_pin(o);  // the rescaling above stays before the fence
+      wgmma_pin(o);
       wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kTileKeys / 16; ++kk) wgmma_m64k16<1>(o, pa[kk], desc_rows<D>(vs, kk * 16), true);
-      wgmma_commit();
+      issue_pv(pa, prev_vs);
       wgmma_wait<0>();
       wgmma_pin(o);
-    } else {  // V through transposing loads
+    };
+    for (int j = 0; j < n_key_tiles; ++j) {
+      const int b = next_tile(j);
+      if (j >= my_key_tiles) {  // every key from here on is after this group's queries
+        if (j == my_key_tiles && j > 0) last_pv();  // before the last tile's buffer is reused
+        continue;
+      }
+      float s[kTileKeys / 8][4];
+      wgmma_pin(pa);
+      wgmma_pin(o);
+      wgmma_fence();
+      issue_scores(s, kbuf + b * kTile);
+      issue_pv(pa, prev_vs);
+      wgmma_wait<1>();  // the scores (committed first)
+      wgmma_pin(s);
+      float alpha[2];
+      softmax_tile(s, j, alpha);
+      wgmma_wait<0>();
+      wgmma_pin(o);
+      wgmma_pin(pa);
+      scale_rows(o, alpha);
+      p_fragments(pa, s);
+      prev_vs = vbuf + b * kTile;
+    }
+    if (my_key_tiles == n_key_tiles && my_key_tiles > 0) last_pv();
+  } else {
+    for (int j = 0; j < n_key_tiles; ++j) {
+      const int b = next_tile(j);
+      if (j >= my_key_tiles) continue;  // every key of this tile is after this group's queries
+      const __half* ks = kbuf + b * kTile;
+      const __half* vs = vbuf + b * kTile;
+      float s[kTileKeys / 8][4];
+      if constexpr (kWgmma) {
+        wgmma_fence();
+        issue_scores(s, ks);
+        wgmma_wait<0>();
+        wgmma_pin(s);
+      } else {
 #pragma unroll
-      for (int kk = 0; kk < kTileKeys / 16; ++kk) {
-        uint32_t pa[4];
-        p_fragment(pa, s[2 * kk], s[2 * kk + 1]);
+        for (int t = 0; t < kTileKeys / 8; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
 #pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-          uint32_t b[4];
-          load_b<SR>(b, vs + kk * 16 * SR, dp * 16, lane);
-          mma_16816(o[2 * dp], pa, b[0], b[1]);
-          mma_16816(o[2 * dp + 1], pa, b[2], b[3]);
+        for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+          for (int np = 0; np < kTileKeys / 16; ++np) {
+            uint32_t bf[4];
+            load_bt<SR>(bf, ks + np * 16 * SR, kk * 16, lane);
+            mma_16816(s[2 * np], qa[kk], bf[0], bf[1]);
+            mma_16816(s[2 * np + 1], qa[kk], bf[2], bf[3]);
+          }
+        }
+      }
+      float alpha[2];
+      softmax_tile(s, j, alpha);
+      scale_rows(o, alpha);
+      if constexpr (kWgmma) {
+        uint32_t pa[kTileKeys / 16][4];
+        p_fragments(pa, s);
+        wgmma_pin(pa);
+        wgmma_pin(o);  // the rescaling above stays before the fence
+        wgmma_fence();
+        issue_pv(pa, vs);
+        wgmma_wait<0>();
+        wgmma_pin(o);
+      } else {  // V through transposing loads
+#pragma unroll
+        for (int kk = 0; kk < kTileKeys / 16; ++kk) {
+          uint32_t pa[4];
+          p_fragment(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+          for (int dp = 0; dp < D / 16; ++dp) {
+            uint32_t bf[4];
+            load_b<SR>(bf, vs + kk * 16 * SR, dp * 16, lane);
+            mma_16816(o[2 * dp], pa, bf[0], bf[1]);
+            mma_16816(o[2 * dp + 1], pa, bf[2], bf[3]);
+          }
         }
       }
     }
-    __syncthreads();  // before the next iteration's prefetch overwrites this buffer
   }
 
   sum_row_quads(l);
@@ -239,6 +338,8 @@ __global__ void __launch_bounds__(kGroups * kGroupThreads)
 
 // TERN_CUDA_FLASH_PROBE, a measurement switch that makes the results wrong: 1 leaves the online
 // softmax out, 2 loads only the first K/V tile; timing the kernel so says what bounds it.
+// TERN_CUDA_FLASH_STAGES (2 .. kMaxFlashStages, default kDefaultFlashStages) sets the ring's
+// depth, lowered where the device's shared memory per block does not hold it.
 int flash_probe() {
   static const int p = [] {
     const char* v = std::getenv("TERN_CUDA_FLASH_PROBE");
@@ -247,27 +348,68 @@ int flash_probe() {
   return p;
 }
 
-template <int D, bool kWgmma, int kGroups>
-void allow_flash_smem() {  // the >48 KB shared memory opt-in
-  check(cudaFuncSetAttribute(flash_prefill_kernel<D, kWgmma, kGroups>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(flash_smem_bytes<D, kWgmma, kGroups>())),
-        "flash attention: shared memory opt-in");
+int flash_requested_stages() {
+  static const int n = [] {
+    const char* v = std::getenv("TERN_CUDA_FLASH_STAGES");
+    const int asked = v ? std::atoi(v) : kDefaultFlashStages;
+    return asked < 2 ? 2 : asked > kMaxFlashStages ? kMaxFlashStages : asked;
+  }();
+  return n;
 }
 
+// The ring's depth for one instantiation: the requested one, or the deepest below it whose shared
+// memory the device gives a block (Hopper 227 KB: every depth; Ampere's 99-163 KB: fewer at D 128).
 template <int D, bool kWgmma, int kGroups>
+int flash_stages() {
+  static const int n = [] {
+    int dev = 0, optin = 0;
+    check(cudaGetDevice(&dev), "flash attention: device");
+    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "flash attention: device");
+    int st = flash_requested_stages();
+    while (st > 2 && flash_smem_bytes<D, kWgmma, kGroups>(st) > static_cast<size_t>(optin)) --st;
+    return st;
+  }();
+  return n;
+}
+
+template <int D, bool kWgmma, int kGroups, bool kOverlap>
+void allow_flash_smem() {  // the >48 KB shared memory opt-in
+  check(cudaFuncSetAttribute(flash_prefill_kernel<D, kWgmma, kGroups, kOverlap>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(flash_smem_bytes<D, kWgmma, kGroups>(flash_stages<D, kWgmma, kGroups>()))),
+        "flash attention: shared memory opt-in");
+}
+template <int D, int kGroups>
+void allow_flash_smem_for() {
+  allow_flash_smem<D, false, kGroups, false>();
+  allow_flash_smem<D, true, kGroups, false>();
+  allow_flash_smem<D, true, kGroups, true>();
+}
+
+// TERN_CUDA_FLASH_OVERLAP=0: the wgmma kernels' plain schedule (each product waited for at once).
+bool flash_overlap() {
+  static const bool on = env_switch("TERN_CUDA_FLASH_OVERLAP", true);
+  return on;
+}
+
+template <int D, bool kWgmma, int kGroups, bool kOverlap>
 void launch_flash(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs, const FlashTile* tiles,
                   int n_tiles, const AttnDims& dims, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(n_tiles / kGroups), static_cast<unsigned>(dims.n_head));
-  launch_dependent(kWgmma ? "flash attention (wgmma)" : "flash attention", flash_prefill_kernel<D, kWgmma, kGroups>,
-                   grid, kGroups * kGroupThreads, flash_smem_bytes<D, kWgmma, kGroups>(), s, q,
-                   static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims, flash_probe());
+  const int stages = flash_stages<D, kWgmma, kGroups>();
+  const char* what = !kWgmma ? "flash attention" : kOverlap ? "flash attention (wgmma, overlapped)" : "flash attention (wgmma)";
+  launch_dependent(what, flash_prefill_kernel<D, kWgmma, kGroups, kOverlap>, grid, kGroups * kGroupThreads,
+                   flash_smem_bytes<D, kWgmma, kGroups>(stages), s, q, static_cast<const __half*>(k),
+                   static_cast<const __half*>(v), out, seqs, tiles, dims, stages, flash_probe());
 }
 
 template <int D, int kGroups>
 void launch_flash_for(bool wgmma, const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                       const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s) {
-  (wgmma ? launch_flash<D, true, kGroups> : launch_flash<D, false, kGroups>)(q, k, v, out, seqs, tiles, n_tiles, dims,
-                                                                              s);
+  if (!wgmma) launch_flash<D, false, kGroups, false>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  else if (flash_overlap() && flash_stages<D, true, kGroups>() >= 3)
+    launch_flash<D, true, kGroups, true>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  else launch_flash<D, true, kGroups, false>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
 }
 
 }  // namespace
@@ -292,14 +434,11 @@ int flash_tiles_per_block() {
 void prepare_flash_attention() {
   flash_wgmma();  // the device query, here rather than during a graph capture
   flash_tiles_per_block();
-  allow_flash_smem<64, false, 1>();
-  allow_flash_smem<128, false, 1>();
-  allow_flash_smem<64, true, 1>();
-  allow_flash_smem<128, true, 1>();
-  allow_flash_smem<64, false, 2>();
-  allow_flash_smem<128, false, 2>();
-  allow_flash_smem<64, true, 2>();
-  allow_flash_smem<128, true, 2>();
+  flash_overlap();
+  allow_flash_smem_for<64, 1>();
+  allow_flash_smem_for<128, 1>();
+  allow_flash_smem_for<64, 2>();
+  allow_flash_smem_for<128, 2>();
 }
 
 bool flash_supports(int d) { return d == 64 || d == 128; }
