@@ -34,7 +34,6 @@ namespace {
 
 constexpr int kFlashWarps = 4;  // per tile of 64 query rows: one warpgroup
 constexpr int kGroupThreads = kFlashWarps * 32;
-constexpr int kTileKeys = 64;
 static_assert(kFlashTileTokens == 16 * kFlashWarps, "a warp's 16 query rows");
 
 // K/V tiles in flight: a ring of `stages` buffers of a K and a V tile each; tile j + stages - 1 is
@@ -44,17 +43,25 @@ static_assert(kFlashTileTokens == 16 * kFlashWarps, "a warp's 16 query rows");
 constexpr int kMaxFlashStages = 5;
 constexpr int kDefaultFlashStages = 5;
 
-// Halves of one K or V tile in shared memory: padded rows for ldmatrix, or core matrices.
-template <int D, bool kWgmma>
-constexpr int kv_tile_halves() {
-  return kTileKeys * (kWgmma ? D : smem_row<D>());
-}
-template <int D, bool kWgmma, int kGroups>
-constexpr size_t flash_smem_bytes(int stages) {  // each group's Q (padded rows), and the ring of K and V tiles
-  return (static_cast<size_t>(kGroups) * kFlashTileTokens * smem_row<D>() +
-          2 * static_cast<size_t>(stages) * kv_tile_halves<D, kWgmma>()) *
-         sizeof(__half);
-}
+// One instantiation of the kernel: head size, the products (wgmma or mma.sync), query tiles per
+// block, the schedule (kOverlap: wgmma only, stages >= 3, a tile's softmax under the previous
+// tile's P V product) and keys per K/V tile (64; 128 at D 128 with wgmma: half the iterations,
+// barriers and softmax reductions per key, m64n128 products for the scores).
+template <int kD, bool kTc, int kG, bool kOv, int kK>
+struct FlashCfg {
+  static constexpr int D = kD, kGroups = kG, kKeys = kK;
+  static constexpr bool kWgmma = kTc, kOverlap = kOv;
+  static_assert(kTc || !kOv, "mma.sync products are synchronous");
+  static_assert(kK == 64 || (kK == 128 && kTc), "128-key tiles take the wgmma products");
+  static constexpr int kThreads = kG * kGroupThreads;
+  // Halves of one K or V tile in shared memory: padded rows for ldmatrix, or core matrices.
+  static constexpr int kTileHalves = kK * (kTc ? kD : smem_row<kD>());
+  // Each group's Q (padded rows), and the ring of K and V tiles.
+  static constexpr size_t smem_bytes(int stages) {
+    return (static_cast<size_t>(kG) * kFlashTileTokens * smem_row<kD>() + 2 * static_cast<size_t>(stages) * kTileHalves) *
+           sizeof(__half);
+  }
+};
 
 // cp_async_wait<n> for a count known at run time (0 <= n <= kMaxFlashStages - 2).
 __device__ __forceinline__ void cp_async_wait_upto(int n) {
@@ -92,21 +99,20 @@ constexpr int kFlashBlocksPerSm = D == 64 ? 2 : 1;
 // each group of 4 warps takes one, and the groups share every K and V tile they load, so that a
 // tile of keys moved into shared memory serves 64 kGroups query rows. A group whose queries are all
 // before a key tile (the first of a pair, at the diagonal) or whose tile is empty still loads and
-// waits with the others, and skips the arithmetic. kOverlap (wgmma only, stages >= 3): the
-// schedule that overlaps a tile's softmax with the previous tile's P V product.
-template <int D, bool kWgmma, int kGroups, bool kOverlap>
-__global__ void __launch_bounds__(kGroups * kGroupThreads, kFlashBlocksPerSm<D>)
+// waits with the others, and skips the arithmetic.
+template <class F>
+__global__ void __launch_bounds__(F::kThreads, kFlashBlocksPerSm<F::D>)
     flash_prefill_kernel(const float* __restrict__ q, const __half* __restrict__ k, const __half* __restrict__ v,
                          float* __restrict__ out, const KvSeq* __restrict__ seqs, const FlashTile* __restrict__ tiles,
                          AttnDims dims, int stages, int probe) {
-  static_assert(kWgmma || !kOverlap, "mma.sync products are synchronous");
-  constexpr int kFlashThreads = kGroups * kGroupThreads;
+  constexpr int D = F::D, kGroups = F::kGroups, kTileKeys = F::kKeys, kFlashThreads = F::kThreads;
+  constexpr bool kWgmma = F::kWgmma, kOverlap = F::kOverlap;
   release_dependents();
   wait_for_inputs();
   TERN_DYNAMIC_SHARED(unsigned char, flash_smem);
   constexpr int SR = smem_row<D>();
   constexpr float kLog2e = 1.4426950408889634f;
-  constexpr int kTile = kv_tile_halves<D, kWgmma>();
+  constexpr int kTile = F::kTileHalves;
   const int group = threadIdx.x / kGroupThreads;
   __half* qs = reinterpret_cast<__half*>(flash_smem) + group * kFlashTileTokens * SR;
   __half* kbuf = reinterpret_cast<__half*>(flash_smem) + kGroups * kFlashTileTokens * SR;  // `stages` K tiles
@@ -358,32 +364,26 @@ int flash_requested_stages() {
 }
 
 // The ring's depth for one instantiation: the requested one, or the deepest below it whose shared
-// memory the device gives a block (Hopper 227 KB: every depth; Ampere's 99-163 KB: fewer at D 128).
-template <int D, bool kWgmma, int kGroups>
+// memory the device gives a block (Hopper's 227 KB: 5 at 64 keys, 3 at D 128 with 128 keys;
+// Ampere's 99-163 KB: fewer at D 128).
+template <class F>
 int flash_stages() {
   static const int n = [] {
     int dev = 0, optin = 0;
     check(cudaGetDevice(&dev), "flash attention: device");
     check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "flash attention: device");
     int st = flash_requested_stages();
-    while (st > 2 && flash_smem_bytes<D, kWgmma, kGroups>(st) > static_cast<size_t>(optin)) --st;
+    while (st > 2 && F::smem_bytes(st) > static_cast<size_t>(optin)) --st;
     return st;
   }();
   return n;
 }
 
-template <int D, bool kWgmma, int kGroups, bool kOverlap>
+template <class F>
 void allow_flash_smem() {  // the >48 KB shared memory opt-in
-  check(cudaFuncSetAttribute(flash_prefill_kernel<D, kWgmma, kGroups, kOverlap>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(flash_smem_bytes<D, kWgmma, kGroups>(flash_stages<D, kWgmma, kGroups>()))),
+  check(cudaFuncSetAttribute(flash_prefill_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(F::smem_bytes(flash_stages<F>()))),
         "flash attention: shared memory opt-in");
-}
-template <int D, int kGroups>
-void allow_flash_smem_for() {
-  allow_flash_smem<D, false, kGroups, false>();
-  allow_flash_smem<D, true, kGroups, false>();
-  allow_flash_smem<D, true, kGroups, true>();
 }
 
 // TERN_CUDA_FLASH_OVERLAP=0: the wgmma kernels' plain schedule (each product waited for at once).
@@ -391,25 +391,56 @@ bool flash_overlap() {
   static const bool on = env_switch("TERN_CUDA_FLASH_OVERLAP", true);
   return on;
 }
+// TERN_CUDA_FLASH_KEYS=128: K/V tiles of 128 keys where instantiated (D 128, wgmma, two query
+// tiles per block); 64 otherwise.
+int flash_keys() {
+  static const int n = [] {
+    const char* v = std::getenv("TERN_CUDA_FLASH_KEYS");
+    return v && std::atoi(v) == 128 ? 128 : 64;
+  }();
+  return n;
+}
 
-template <int D, bool kWgmma, int kGroups, bool kOverlap>
+template <class F>
 void launch_flash(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs, const FlashTile* tiles,
                   int n_tiles, const AttnDims& dims, cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(n_tiles / kGroups), static_cast<unsigned>(dims.n_head));
-  const int stages = flash_stages<D, kWgmma, kGroups>();
-  const char* what = !kWgmma ? "flash attention" : kOverlap ? "flash attention (wgmma, overlapped)" : "flash attention (wgmma)";
-  launch_dependent(what, flash_prefill_kernel<D, kWgmma, kGroups, kOverlap>, grid, kGroups * kGroupThreads,
-                   flash_smem_bytes<D, kWgmma, kGroups>(stages), s, q, static_cast<const __half*>(k),
-                   static_cast<const __half*>(v), out, seqs, tiles, dims, stages, flash_probe());
+  const dim3 grid(static_cast<unsigned>(n_tiles / F::kGroups), static_cast<unsigned>(dims.n_head));
+  const int stages = flash_stages<F>();
+  const char* what = !F::kWgmma ? "flash attention" : F::kOverlap ? "flash attention (wgmma, overlapped)" : "flash attention (wgmma)";
+  launch_dependent(what, flash_prefill_kernel<F>, grid, F::kThreads, F::smem_bytes(stages), s, q,
+                   static_cast<const __half*>(k), static_cast<const __half*>(v), out, seqs, tiles, dims, stages,
+                   flash_probe());
+}
+
+// The wgmma kernels of one key-tile size: overlapped where the ring holds it.
+template <int D, int kGroups, int kKeys>
+void launch_flash_wgmma(const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
+                        const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s) {
+  using Overlapped = FlashCfg<D, true, kGroups, true, kKeys>;
+  if (flash_overlap() && flash_stages<Overlapped>() >= 3)
+    launch_flash<Overlapped>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  else launch_flash<FlashCfg<D, true, kGroups, false, kKeys>>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
 }
 
 template <int D, int kGroups>
 void launch_flash_for(bool wgmma, const float* q, const void* k, const void* v, float* out, const KvSeq* seqs,
                       const FlashTile* tiles, int n_tiles, const AttnDims& dims, cudaStream_t s) {
-  if (!wgmma) launch_flash<D, false, kGroups, false>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
-  else if (flash_overlap() && flash_stages<D, true, kGroups>() >= 3)
-    launch_flash<D, true, kGroups, true>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
-  else launch_flash<D, true, kGroups, false>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  if (!wgmma) return launch_flash<FlashCfg<D, false, kGroups, false, 64>>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  if constexpr (D == 128 && kGroups == 2) {
+    if (flash_keys() == 128) return launch_flash_wgmma<D, kGroups, 128>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+  }
+  launch_flash_wgmma<D, kGroups, 64>(q, k, v, out, seqs, tiles, n_tiles, dims, s);
+}
+
+template <int D, int kGroups>
+void allow_flash_smem_for() {
+  allow_flash_smem<FlashCfg<D, false, kGroups, false, 64>>();
+  allow_flash_smem<FlashCfg<D, true, kGroups, false, 64>>();
+  allow_flash_smem<FlashCfg<D, true, kGroups, true, 64>>();
+  if constexpr (D == 128 && kGroups == 2) {
+    allow_flash_smem<FlashCfg<D, true, kGroups, false, 128>>();
+    allow_flash_smem<FlashCfg<D, true, kGroups, true, 128>>();
+  }
 }
 
 }  // namespace
@@ -435,6 +466,7 @@ void prepare_flash_attention() {
   flash_wgmma();  // the device query, here rather than during a graph capture
   flash_tiles_per_block();
   flash_overlap();
+  flash_keys();
   allow_flash_smem_for<64, 1>();
   allow_flash_smem_for<128, 1>();
   allow_flash_smem_for<64, 2>();
