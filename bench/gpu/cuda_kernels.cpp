@@ -9,8 +9,8 @@
 //             head size 128: K and V bytes read / time (and latency cases at batch 1)
 //   top_k     the best k logits of 1 or 64 rows (greedy and top-k sampling)
 // Prints a table and writes one JSON object to --json FILE (--gemv-only: the GEMVs alone;
-// --attention-only: the other kernels alone; --flash-only: the prefill attention alone). A
-// benchmark, not a test.
+// --attention-only: the other kernels alone; --flash-only: the prefill attention alone, and
+// --flash S D one shape of it). A benchmark, not a test.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -363,11 +363,16 @@ int main(int argc, char** argv) {
   bool gemv_only = false;       // --gemv-only: skip the attention kernels
   bool attention_only = false;  // --attention-only: skip the GEMVs
   bool flash_only = false;      // --flash-only: the prefill attention kernel alone
+  int flash_s = 0, flash_d = 0;  // --flash S D: one shape of it
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--gemv-only")) gemv_only = true;
     if (!std::strcmp(argv[i], "--attention-only")) attention_only = true;
     if (!std::strcmp(argv[i], "--flash-only")) flash_only = attention_only = true;
+    if (!std::strcmp(argv[i], "--flash") && i + 2 < argc) {
+      flash_only = attention_only = true;
+      flash_s = std::atoi(argv[i + 1]), flash_d = std::atoi(argv[i + 2]);
+    }
   }
   try {
     cudaDeviceProp prop{};
@@ -394,9 +399,11 @@ int main(int argc, char** argv) {
       std::printf("flash    kernels: %s, %d tile%s of 64 queries per block\n", cuda::flash_wgmma() ? "wgmma (sm_90a)" : "mma.sync",
                   cuda::flash_tiles_per_block(), cuda::flash_tiles_per_block() > 1 ? "s" : "");
       j["flash_kernels"] = cuda::flash_wgmma() ? "wgmma" : "mma.sync";
-      for (int D : {64, 128}) j["wgmma_probe"].push_back(bench::wgmma_probe(D));
+      if (flash_s == 0)
+        for (int D : {64, 128}) j["wgmma_probe"].push_back(bench::wgmma_probe(D));
       for (int D : {64, 128})
-        for (int S : {1024, 2048, 4096, 8192}) j["flash"].push_back(flash_bench(s, S, D));
+        for (int S : {1024, 2048, 4096, 8192})
+          if (flash_s == 0 || (S == flash_s && D == flash_d)) j["flash"].push_back(flash_bench(s, S, D));
     }
     if (!gemv_only && !flash_only) {
       j["decode_attention"] = decode_bench(s, copy, 16, 8192, 32, 8, 128);
