@@ -10,7 +10,8 @@
 //   top_k     the best k logits of 1 or 64 rows (greedy and top-k sampling)
 // Prints a table and writes one JSON object to --json FILE (--gemv-only: the GEMVs alone;
 // --attention-only: the other kernels alone; --flash-only: the prefill attention alone, and
-// --flash S D one shape of it). A benchmark, not a test.
+// --flash S D one shape of it; --types q4_0,bf16: the GEMVs of those weight types;
+// --shapes-only: the GEMV shapes without the sweeps). A benchmark, not a test.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -364,11 +365,27 @@ int main(int argc, char** argv) {
   bool attention_only = false;  // --attention-only: skip the GEMVs
   bool flash_only = false;      // --flash-only: the prefill attention kernel alone
   int flash_s = 0, flash_d = 0;  // --flash S D: one shape of it
+  std::vector<DType> types;      // --types q4_0,bf16: the GEMVs of these weight types only
+  bool shapes_only = false;      // --shapes-only: the GEMV shapes without the sweeps
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--gemv-only")) gemv_only = true;
     if (!std::strcmp(argv[i], "--attention-only")) attention_only = true;
     if (!std::strcmp(argv[i], "--flash-only")) flash_only = attention_only = true;
+    if (!std::strcmp(argv[i], "--shapes-only")) shapes_only = gemv_only = true;
+    if (!std::strcmp(argv[i], "--types") && i + 1 < argc) {
+      std::string list = argv[i + 1];
+      for (size_t at = 0; at <= list.size();) {
+        const size_t end = std::min(list.find(',', at), list.size());
+        const auto t = dtype_from_name(list.substr(at, end - at));
+        if (!t) {
+          std::fprintf(stderr, "cuda_kernels: --types: unknown type '%s'\n", list.substr(at, end - at).c_str());
+          return 2;
+        }
+        types.push_back(*t);
+        at = end + 1;
+      }
+    }
     if (!std::strcmp(argv[i], "--flash") && i + 2 < argc) {
       flash_only = attention_only = true;
       flash_s = std::atoi(argv[i + 1]), flash_d = std::atoi(argv[i + 2]);
@@ -384,12 +401,15 @@ int main(int argc, char** argv) {
     const double copy = copy_gbs(s);
     std::printf("copy     device-to-device %.1f GB/s (read + written)\n", copy);
     nlohmann::json j = {{"device", prop.name}, {"copy_gbs", copy}};
+    const auto wanted = [&](DType t) { return types.empty() || std::find(types.begin(), types.end(), t) != types.end(); };
     for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q4_K, DType::Q6_K}) {
-      if (attention_only) break;
+      if (attention_only || shapes_only) break;
+      if (!wanted(t)) continue;
       j["gemv"].push_back(gemv_sweep(s, t, copy));
     }
     for (DType t : {DType::BF16, DType::Q8_0, DType::Q4_0}) {
       if (attention_only) break;
+      if (!wanted(t)) continue;
       j["gemv_shapes"].push_back(gemv_shape(s, t, "qkv 2048 -> 2560", {{2048, 2048}, {2048, 256}, {2048, 256}}, copy));
       j["gemv_shapes"].push_back(gemv_shape(s, t, "gate+up 2048 -> 11264", {{2048, 5632}, {2048, 5632}}, copy));
       j["gemv_shapes"].push_back(gemv_shape(s, t, "down 5632 -> 2048", {{5632, 2048}}, copy));
