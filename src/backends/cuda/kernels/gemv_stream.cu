@@ -11,10 +11,16 @@
 // the bytes in flight no longer depend on the registers, and a grid of a few blocks per SM keeps
 // streaming across rows instead of ending a block after one batch of loads.
 //
-// A chunk is 32 consecutive units of a row pair (lane l: unit 32 j + l of both rows). In a stage,
-// lane l's quants are at 16-byte word ((row * kQuant16 + k) * 32 + l): each lane writes and reads
-// its own words (no bank conflicts, no barrier needed for them); the chunk's scales are copied in
-// 16-byte pieces by the first lanes and read by every lane, hence the __syncwarp() after each wait.
+// A chunk is 32 consecutive units of a row pair (lane l multiplies unit 32 j + l of both rows). The
+// copies are coalesced: lane l copies 16-byte words l, l + 32, ... of a row's chunk, so that a warp's
+// copy instruction reads 512 contiguous bytes. (Each lane copying its own unit's words instead, as
+// at first, has a warp instruction read 16 bytes of every 32 or 64 at units of 2 or 4 words, half or
+// a quarter of each sector it asks L2 for; the H200 measured that kernel at ~1.4 TB/s on bf16
+// whatever the matrix; TERN_CUDA_STREAM_COALESCED=0 keeps it for comparison.) In the stage, word k
+// of unit u lies at kQuant16 u + (k ^ swizzle(u)), so that the eight lanes of a 16-byte shared-memory
+// phase reading word k of their units hit eight different bank groups. The chunk's scales are
+// copied in 16-byte pieces by the first lanes; every lane reads words other lanes copied, hence the
+// __syncwarp() after each wait.
 // Q4_K/Q5_K: a chunk is four super-blocks of each row, copied as they lie, and lane l decodes unit
 // l % 8 of block l / 8 (quant/k_unit_levels.h, dp4a against Q8_K).
 //
@@ -71,9 +77,18 @@ struct Stage {
   static_assert(kRowQuantBytes % 16 == 0 && kBytes % 16 == 0);
 };
 
+// Where word k of unit u of a row's chunk lies among the row's kQ * 32 stage words: units of one
+// word as they come; of 2 or 4 words with the word index xor-ed by bits of u, so that the units of
+// eight consecutive lanes spread over the eight 16-byte bank groups.
+template <int kQ>
+__device__ __forceinline__ int stage_word(int u, int k) {
+  if constexpr (kQ < 2) return kQ * u + k;  // (0: the K-quants' stages, laid out otherwise)
+  else return kQ * u + (k ^ ((u / (8 / kQ)) % kQ));
+}
+
 template <DType T, int NT, bool kGlu>
 __global__ void __launch_bounds__(kStreamWarps * 32, kStreamBlocksPerSm)
-    gemv_stream_kernel(GemvArgs args, Activation act, int n_tok, int64_t n_pairs) {
+    gemv_stream_kernel(GemvArgs args, Activation act, int n_tok, int64_t n_pairs, bool coalesced) {
   using S = Stage<T>;
   constexpr DType A = act_type(T);
   constexpr bool kAffine = T == DType::Q4_1;
@@ -108,6 +123,18 @@ __global__ void __launch_bounds__(kStreamWarps * 32, kStreamBlocksPerSm)
           if (!live[r]) continue;
           const uint8_t* src = rows[r].w.data + rows[r].row * rows[r].w.row_bytes + 4 * j * S::kBlockBytes;
           for (int i = lane; i < pieces; i += 32) cp_async16(stage + r * S::kRowQuantBytes + 16 * i, src + 16 * i, true);
+        }
+      } else if (coalesced) {
+        constexpr int kQ = S::kQuant16;
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+          const uint8_t* chunk = rows[r].w.data + rows[r].row * rows[r].w.row_bytes + 32 * j * (kQ * 16);
+#pragma unroll
+          for (int k = 0; k < kQ; ++k) {
+            const int g = lane + 32 * k, cu = g / kQ;  // word g of the chunk: word g % kQ of unit cu
+            const bool ok = live[r] && 32 * j + cu < n_units;
+            cp_async16(stage + (r * kQ * 32 + stage_word<kQ>(cu, g % kQ)) * 16, chunk + (ok ? 16 * g : 0), ok);
+          }
         }
       } else {
 #pragma unroll
@@ -146,7 +173,8 @@ __global__ void __launch_bounds__(kStreamWarps * 32, kStreamBlocksPerSm)
     if (u >= n_units) return;
     const uint8_t* stage = ring + st * S::kBytes;
     const auto word = [&](int r, int k) {
-      return *reinterpret_cast<const uint4*>(stage + ((r * S::kQuant16 + k) * 32 + lane) * 16);
+      const int at = coalesced ? r * S::kQuant16 * 32 + stage_word<S::kQuant16>(lane, k) : (r * S::kQuant16 + k) * 32 + lane;
+      return *reinterpret_cast<const uint4*>(stage + at * 16);
     };
     if constexpr (S::kBlocks) {
       quant::KUnitLevels kl[kRowsPerWarp];
@@ -228,6 +256,10 @@ bool stream_enabled() {
   static const bool on = env_switch("TERN_CUDA_STREAM", false);
   return on;
 }
+bool stream_coalesced() {
+  static const bool on = env_switch("TERN_CUDA_STREAM_COALESCED", true);
+  return on;
+}
 
 template <DType T>
 bool launch_for(const GemvArgs& args, const Activation& x, int64_t n_tok, bool glu, cudaStream_t s) {
@@ -248,12 +280,12 @@ bool launch_for(const GemvArgs& args, const Activation& x, int64_t n_tok, bool g
     if constexpr (is_16bit(T)) {
       if (glu) {
         launch_dependent("gemv stream (swiglu)", gemv_stream_kernel<T, NT, true>, g, threads, smem, s, args, x,
-                         static_cast<int>(n_tok), n_pairs);
+                         static_cast<int>(n_tok), n_pairs, stream_coalesced());
         return;
       }
     }
     launch_dependent("gemv stream", gemv_stream_kernel<T, NT, false>, g, threads, smem, s, args, x,
-                     static_cast<int>(n_tok), n_pairs);
+                     static_cast<int>(n_tok), n_pairs, stream_coalesced());
   };
   if (n_tok == 1) go(std::integral_constant<int, 1>{});
   else if (n_tok == 2) go(std::integral_constant<int, 2>{});
