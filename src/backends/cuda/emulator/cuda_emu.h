@@ -98,12 +98,18 @@ unsigned __match_any_sync(unsigned mask, T value) {
   return bits;
 }
 
-// Fibers switch only at the barriers above, so a read-modify-write is atomic here.
+// Fibers switch only at the barriers above, so a read-modify-write is atomic here; integers go
+// through the compiler's atomics all the same, so that ThreadSanitizer (the TERN_TSAN build) sees
+// them as atomic rather than as a race between a block's threads.
 template <class T>
 T atomicAdd(T* p, T v) {
-  const T old = *p;
-  *p = old + v;
-  return old;
+  if constexpr (std::is_integral_v<T>) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+  } else {
+    const T old = *p;
+    *p = old + v;
+    return old;
+  }
 }
 
 inline int __popc(unsigned v) { return std::popcount(v); }

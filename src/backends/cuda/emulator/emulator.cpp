@@ -16,6 +16,21 @@
 #include "backends/cuda/emulator/memory.h"
 #include "core/error.h"
 
+// Under ThreadSanitizer (the TERN_TSAN build), each fiber is a TSan fiber, and the points where CUDA
+// threads synchronise are happens-before edges: a barrier's arrivals before its departures, a
+// block's threads after the scheduler's set-up and before the next block. Between them the fibers
+// switch without synchronising, so that two threads of a block touching the same bytes (shared
+// memory above all) with no barrier between them are reported as a data race, as compute-sanitizer's
+// racecheck would on a GPU. A switch order the emulator happens to use cannot hide it.
+// The emulator's own bookkeeping (fiber states, barrier counts, the scheduler's flags) is shared by
+// the fibers with no such edges, and is left out of TSan's view: the entry points the kernels call
+// run Unchecked (emulator.h), and a fiber is unchecked from its block's end until its next block's
+// code starts. The kernels' code, and the copies cp.async performs (perform), are what TSan checks.
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define TERN_EMU_TSAN 1
+#endif
+
 #if !defined(__x86_64__)
 #error "the CUDA emulator switches fibers with x86-64 code"
 #endif
@@ -50,10 +65,29 @@ namespace tern::cuda::emu {
 namespace {
 
 // Threads of a barrier's group still running, how many have arrived, and which round it is.
+// sync[round % 2]: the round's synchronisation object under TSan (two, so that a thread already on
+// to the next round, released there, gives nothing to one still leaving this round).
 struct Group {
   int live = 0, arrived = 0;
   uint64_t round = 0;
+  char sync[2] = {};
 };
+
+// The happens-before edges (TSan only): release at a synchronisation point, acquire after it.
+inline void hb_release(const void* token) {
+#ifdef TERN_EMU_TSAN
+  __tsan_release(const_cast<void*>(token));
+#else
+  (void)token;
+#endif
+}
+inline void hb_acquire(const void* token) {
+#ifdef TERN_EMU_TSAN
+  __tsan_acquire(const_cast<void*>(token));
+#else
+  (void)token;
+#endif
+}
 
 struct Copy {
   void* dst;
@@ -63,6 +97,7 @@ struct Copy {
 
 struct Fiber {
   void* sp = nullptr;
+  void* tsan = nullptr;  // its TSan fiber (TSan builds)
   ThreadState st;
   bool done = false;
   Group* waiting = nullptr;  // the barrier this fiber waits at, in round wait_round
@@ -117,6 +152,9 @@ struct BlockRun {
   uint8_t* smem = nullptr;
   const std::function<void()>* body = nullptr;
   void* scheduler_sp = nullptr;
+  void* scheduler_tsan = nullptr;  // the scheduler's TSan context (TSan builds)
+  char block_start = 0;            // the scheduler's set-up, before a block's threads (TSan)
+  char block_done = 0;             // every thread of a block, before the next block (TSan)
   Fiber* cur = nullptr;
 };
 
@@ -136,16 +174,49 @@ Fiber* runnable_after(BlockRun& r, const Fiber* from) {
   return nullptr;
 }
 
+// Tells TSan which context runs next, right before the switch (without an edge of its own: those
+// are the barriers', the block start's and the block end's).
+inline void tsan_switch(void* to) {
+#ifdef TERN_EMU_TSAN
+  __tsan_switch_to_fiber(to, __tsan_switch_to_fiber_no_sync);
+#else
+  (void)to;
+#endif
+}
+
 // Switches from the running fiber straight to the next one that can run (to the scheduler when
 // none can: the block is done, or deadlocked).
 void yield() {
   BlockRun& r = *g_run;
   Fiber* self = r.cur;  // waiting (or done): never the next to run
   Fiber* next = runnable_after(r, self);
-  if (!next) return tern_emu_switch(&self->sp, r.scheduler_sp);
+  if (!next) {
+    tsan_switch(r.scheduler_tsan);
+    return tern_emu_switch(&self->sp, r.scheduler_sp);
+  }
   next->waiting = nullptr;
   r.cur = next;
+  tsan_switch(next->tsan);
   tern_emu_switch(&self->sp, next->sp);
+}
+
+// yield() for the last time, from a finished fiber running unchecked since its block's end: the
+// check is back on (TSan requires it of a fiber it will destroy) only after the last access.
+[[noreturn]] void finish() {
+  BlockRun& r = *g_run;
+  Fiber* self = r.cur;
+  Fiber* next = runnable_after(r, self);
+  void* to_tsan = next ? next->tsan : r.scheduler_tsan;
+  void* to_sp = next ? next->sp : r.scheduler_sp;
+  if (next) {
+    next->waiting = nullptr;
+    r.cur = next;
+  }
+  void** save = &self->sp;
+  unchecked_end();
+  tsan_switch(to_tsan);
+  tern_emu_switch(save, to_sp);
+  __builtin_unreachable();
 }
 
 void release(Group& g) {
@@ -155,11 +226,17 @@ void release(Group& g) {
 
 // The caller waits until every running thread of g has arrived; the last to arrive goes on at once.
 void arrive(Group& g) {
-  if (++g.arrived >= g.live) return release(g);
+  const char* token = &g.sync[g.round & 1];
+  hb_release(token);
+  if (++g.arrived >= g.live) {
+    hb_acquire(token);
+    return release(g);
+  }
   Fiber& f = *g_run->cur;
   f.waiting = &g;
   f.wait_round = g.round;
   yield();
+  hb_acquire(token);
 }
 
 void leave(Group& g) {
@@ -177,18 +254,20 @@ void perform(const std::vector<Copy>& copies) {
 extern "C" void tern_emu_fiber_entry() {
   BlockRun& r = *g_run;
   Fiber& f = *r.cur;
+  hb_acquire(&r.block_start);
   (*r.body)();
   // Copies still queued land (the GPU would complete them too).
   for (const auto& g : f.groups) perform(g);
   perform(f.open);
   f.groups.clear();
   f.open.clear();
+  hb_release(&r.block_done);
+  unchecked_begin();  // what follows is bookkeeping, after the edge to the scheduler: unseen
   f.done = true;
   leave(r.warps[f.st.warp]->group);
   leave(r.warpgroups[f.st.warp / 4]->group);
   leave(r.block);
-  yield();
-  __builtin_unreachable();
+  finish();
 }
 
 // A new fiber's stack, laid out as tern_emu_switch leaves a suspended one: six saved registers,
@@ -234,16 +313,21 @@ void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
     }
   } show{r};
   // The fibers pass control among themselves (yield); it comes back here when none can run.
+  hb_release(&r.block_start);
   r.cur = nullptr;
   for (;;) {
     Fiber* next = runnable_after(r, r.cur);
     if (next) {
       next->waiting = nullptr;
       r.cur = next;
+      tsan_switch(next->tsan);
       tern_emu_switch(&r.scheduler_sp, next->sp);
       continue;
     }
-    if (std::all_of(r.fibers.begin(), r.fibers.begin() + n, [](const Fiber& f) { return f.done; })) return;
+    if (std::all_of(r.fibers.begin(), r.fibers.begin() + n, [](const Fiber& f) { return f.done; })) {
+      hb_acquire(&r.block_done);
+      return;
+    }
     if (!r.inputs_ready) {  // every thread has got as far as it can before the wait: the inputs are ready
       r.inputs_ready = true;
       release(r.dependency);
@@ -264,12 +348,23 @@ void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
 }  // namespace
 
 void run_grid(Dim3 grid, Dim3 block, size_t smem, bool dependent, const std::function<void()>& body) {
+  const Unchecked unchecked;  // the scheduler's side of the bookkeeping
   const std::lock_guard lock(g_grid_lock);
   TERN_CHECK(g_run == nullptr, "cuda emulator: a kernel launched from a kernel");
   const unsigned n = block.x * block.y * block.z;
   TERN_CHECK(n > 0 && n <= 1024, "cuda emulator: {} threads per block", n);
   BlockRun r;
   r.fibers.resize(n);
+#ifdef TERN_EMU_TSAN
+  r.scheduler_tsan = __tsan_get_current_fiber();
+  for (Fiber& f : r.fibers) f.tsan = __tsan_create_fiber(0);
+  struct Fibers {
+    BlockRun& r;
+    ~Fibers() {
+      for (Fiber& f : r.fibers) __tsan_destroy_fiber(f.tsan);
+    }
+  } tsan_fibers{r};
+#endif
   for (unsigned w = 0; w < (n + 31) / 32; ++w) r.warps.push_back(std::unique_ptr<Warp>(new Warp));  // slots left unset
   for (unsigned w = 0; w < (n + 127) / 128; ++w) r.warpgroups.push_back(std::unique_ptr<Warpgroup>(new Warpgroup));
   std::unique_ptr<uint8_t[]> shared(new (std::align_val_t{128}) uint8_t[std::max<size_t>(smem, 16)]);
@@ -290,11 +385,18 @@ void run_grid(Dim3 grid, Dim3 block, size_t smem, bool dependent, const std::fun
       }
 }
 
-const ThreadState& self() { return g_run->cur->st; }
+const ThreadState& self() {
+  const Unchecked unchecked;
+  return g_run->cur->st;
+}
 
-bool in_kernel() { return g_run && g_run->cur; }
+bool in_kernel() {
+  const Unchecked unchecked;
+  return g_run && g_run->cur;
+}
 
 void wait_for_inputs() {
+  const Unchecked unchecked;
   BlockRun& r = *g_run;
   if (r.inputs_ready) return;
   Fiber& f = *r.cur;
@@ -303,13 +405,23 @@ void wait_for_inputs() {
   yield();
 }
 
-void* dynamic_smem() { return g_run->smem; }
+void* dynamic_smem() {
+  const Unchecked unchecked;
+  return g_run->smem;
+}
 
-void sync_block() { arrive(g_run->block); }
+void sync_block() {
+  const Unchecked unchecked;
+  arrive(g_run->block);
+}
 
-void sync_warp() { arrive(g_run->warps[g_run->cur->st.warp]->group); }
+void sync_warp() {
+  const Unchecked unchecked;
+  arrive(g_run->warps[g_run->cur->st.warp]->group);
+}
 
 const uint8_t* warp_gather(const void* mine, size_t bytes) {
+  const Unchecked unchecked;
   Fiber& f = *g_run->cur;
   Warp& w = *g_run->warps[f.st.warp];
   auto& bank = w.slots[f.exchanges++ & 1];
@@ -319,6 +431,7 @@ const uint8_t* warp_gather(const void* mine, size_t bytes) {
 }
 
 const uint8_t* warpgroup_gather(const void* mine, size_t bytes) {
+  const Unchecked unchecked;
   Fiber& f = *g_run->cur;
   Warpgroup& w = *g_run->warpgroups[f.st.warp / 4];
   auto& bank = w.slots[f.group_exchanges++ & 1];
@@ -333,6 +446,7 @@ void warp_exchange(const void* mine, size_t bytes, void* out, unsigned from) {
 }
 
 void async_copy(void* dst, const void* src, unsigned bytes, unsigned valid_bytes) {
+  const Unchecked unchecked;
   if (valid_bytes > 0) {  // touched now: a copy asked for before the wait is checked as a load
     const auto* p = static_cast<const volatile uint8_t*>(src);
     (void)p[0];
@@ -342,17 +456,22 @@ void async_copy(void* dst, const void* src, unsigned bytes, unsigned valid_bytes
 }
 
 void async_commit() {
+  const Unchecked unchecked;
   Fiber& f = *g_run->cur;
   f.groups.push_back(std::move(f.open));
   f.open.clear();
 }
 
 void async_wait(int pending_allowed) {
+  unchecked_begin();
   Fiber& f = *g_run->cur;
   while (f.groups.size() > static_cast<size_t>(std::max(pending_allowed, 0))) {
+    unchecked_end();  // the copies are the kernel's writes to shared memory
     perform(f.groups.front());
+    unchecked_begin();
     f.groups.pop_front();
   }
+  unchecked_end();
 }
 
 }  // namespace tern::cuda::emu

@@ -17,7 +17,38 @@
 #include <cstdint>
 #include <functional>
 
+// ThreadSanitizer (the TERN_TSAN build) checks the kernels' threads against each other, not the
+// emulator's own bookkeeping, which the fibers share with no happens-before edges of their own (see
+// emulator.cpp): an Unchecked object hides what its thread does until it is destroyed.
+#if defined(__SANITIZE_THREAD__)
+extern "C" {
+void AnnotateIgnoreReadsBegin(const char* file, int line);
+void AnnotateIgnoreReadsEnd(const char* file, int line);
+void AnnotateIgnoreWritesBegin(const char* file, int line);
+void AnnotateIgnoreWritesEnd(const char* file, int line);
+}
+#endif
+
 namespace tern::cuda::emu {
+
+inline void unchecked_begin() {
+#if defined(__SANITIZE_THREAD__)
+  AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+  AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+#endif
+}
+inline void unchecked_end() {
+#if defined(__SANITIZE_THREAD__)
+  AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+  AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+#endif
+}
+struct Unchecked {
+  Unchecked() { unchecked_begin(); }
+  ~Unchecked() { unchecked_end(); }
+  Unchecked(const Unchecked&) = delete;
+  Unchecked& operator=(const Unchecked&) = delete;
+};
 
 struct Dim3 {
   unsigned x = 1, y = 1, z = 1;

@@ -68,6 +68,7 @@ void say(const char* what, const void* addr) {
 }
 
 void on_fault(int sig, siginfo_t* info, void*) {
+  const Unchecked unchecked;  // the emulator's bookkeeping (emulator.h)
   Allocation* a = containing(info->si_addr);
   if (a && !a->kernel_written && !g_hidden) {
     // The first write by device work: tracked, then allowed (the access is retried).
