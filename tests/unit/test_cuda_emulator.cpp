@@ -1,11 +1,13 @@
 // The CUDA emulator's own semantics (src/backends/cuda/emulator), with kernels written here in CUDA
 // style and compiled as the backend's are (-include cuda_emu.h): warp shuffles and votes, block
 // barriers with static shared memory, cp.async landing at the wait, the warp-wide ldmatrix and
-// mma.m16n8k16 against a scalar matrix product, and a barrier some threads never reach reported as
-// a deadlock. Built only where the emulator is (tests/CMakeLists.txt).
+// mma.m16n8k16 against a scalar matrix product, a barrier some threads never reach reported as a
+// deadlock, and (ThreadSanitizer build) a race between a block's threads reported. Built only where
+// the emulator is (tests/CMakeLists.txt).
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -257,6 +259,31 @@ TEST(CudaEmulator, ProgrammaticDependentLaunchHidesKernelOutputsUntilTheWait) {
   EXPECT_DEATH(emu::launch("too soon", true, dependent_read_kernel<true>, dim3(1), dim3(32), 0, nullptr, y, w, out),
                "touched memory that kernels write, before its wait_for_inputs");
   cudaFree(y), cudaFree(w), cudaFree(out);
+}
+
+// Under ThreadSanitizer (the -DTERN_TSAN=ON build) a block's threads are checked against each
+// other: shared memory one thread writes and another reads is clean with a barrier between, and a
+// reported race without one (TSan then halts the process: a death test). Skipped elsewhere.
+template <bool kBarrier>
+__global__ void neighbour_kernel(int* out) {
+  __shared__ int v[64];
+  v[threadIdx.x] = static_cast<int>(threadIdx.x);
+  if constexpr (kBarrier) __syncthreads();
+  out[blockIdx.x * 64 + threadIdx.x] = v[(threadIdx.x + 1) % 64];
+}
+
+TEST(CudaEmulator, ARaceBetweenABlocksThreadsIsReportedUnderThreadSanitizer) {
+#if !defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "needs the ThreadSanitizer build (-DTERN_TSAN=ON)";
+#else
+  std::vector<int> out(128);
+  run(neighbour_kernel<true>, 2, 64, 0, out.data());  // a report here would fail the run at its exit
+  for (int i = 0; i < 128; ++i) EXPECT_EQ(out[i], (i % 64 + 1) % 64) << i;
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the child starts afresh and reads TSAN_OPTIONS
+  setenv("TSAN_OPTIONS", "halt_on_error=1", 1);
+  EXPECT_DEATH(run(neighbour_kernel<false>, 1, 64, 0, out.data()), "ThreadSanitizer: data race");
+  unsetenv("TSAN_OPTIONS");
+#endif
 }
 
 }  // namespace

@@ -188,6 +188,7 @@ inline void tsan_switch(void* to) {
 // none can: the block is done, or deadlocked).
 void yield() {
   BlockRun& r = *g_run;
+  hb_release(&r.block_done);  // what this thread did so far precedes the scheduler's next look (a deadlock's report)
   Fiber* self = r.cur;  // waiting (or done): never the next to run
   Fiber* next = runnable_after(r, self);
   if (!next) {
@@ -335,6 +336,7 @@ void run_block(BlockRun& r, Dim3 grid, Dim3 block, Dim3 at) {
       continue;
     }
     {
+      hb_acquire(&r.block_done);  // the block's threads, suspended for good, before its cleanup
       unsigned at_block = 0, at_warp = 0;
       for (unsigned i = 0; i < n; ++i)
         if (!r.fibers[i].done) (r.fibers[i].waiting == &r.block ? at_block : at_warp) += 1;
@@ -357,11 +359,12 @@ void run_grid(Dim3 grid, Dim3 block, size_t smem, bool dependent, const std::fun
   r.fibers.resize(n);
 #ifdef TERN_EMU_TSAN
   r.scheduler_tsan = __tsan_get_current_fiber();
-  for (Fiber& f : r.fibers) f.tsan = __tsan_create_fiber(0);
-  struct Fibers {
+  for (Fiber& f : r.fibers) f.tsan = __tsan_create_fiber(0), f.done = true;  // (run_block clears done)
+  struct Fibers {  // a deadlocked block's fibers stay suspended, unchecked: TSan would die of those
     BlockRun& r;
     ~Fibers() {
-      for (Fiber& f : r.fibers) __tsan_destroy_fiber(f.tsan);
+      for (Fiber& f : r.fibers)
+        if (f.done) __tsan_destroy_fiber(f.tsan);
     }
   } tsan_fibers{r};
 #endif
