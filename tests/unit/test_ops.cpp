@@ -5,9 +5,11 @@
 #include <cstring>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <random>
+#include <string_view>
 #include <vector>
 
 #include "backends/cpu/cpu_backend.h"
@@ -77,10 +79,16 @@ struct BackendUnderTest {
 // Every ISA variant this CPU runs, with one thread and with more threads than rows in some cases;
 // and where a GPU is present, the CUDA backend with its default paths and with every token through
 // the tensor-core paths (cuBLAS GEMMs, FlashAttention tiles).
+// TERN_TEST_CUDA_ONLY=1 leaves the CPU backends out (the CUDA emulator under ThreadSanitizer, where
+// they would take most of the time).
 std::vector<BackendUnderTest> backends_under_test() {
   std::vector<BackendUnderTest> v;
+  static const bool cuda_only = [] {
+    const char* e = std::getenv("TERN_TEST_CUDA_ONLY");
+    return e && std::string_view(e) == "1";
+  }();
   for (cpu::Isa isa : cpu::kAllIsas) {
-    if (!cpu::isa_supported(isa)) continue;
+    if (!cpu::isa_supported(isa) || cuda_only) continue;
     v.push_back({make_cpu_backend({.n_threads = 1, .isa = isa})});
     v.push_back({make_cpu_backend({.n_threads = 3, .isa = isa})});
   }
