@@ -738,6 +738,13 @@ struct RandomCache {
     ref::kv_store(TensorView::contiguous(kf.data(), DType::F32, {d, n_kv, slots}), k, all.data());
     ref::kv_store(TensorView::contiguous(vf.data(), DType::F32, {d, n_kv, slots}), v, all.data());
   }
+  // Attention of the tokens (tok_seq, tok_pos; q [d, n_head, T]) over this cache (no output yet).
+  AttentionArgs args(std::vector<float>& q, int64_t n_head, const KvSeq* seqs, const std::vector<int32_t>& tok_seq,
+                     const std::vector<int32_t>& tok_pos, int64_t block, float scale) const {
+    const int64_t d = k.ne[0], T = static_cast<int64_t>(tok_seq.size());
+    return {.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = k, .v = v, .seqs = seqs,
+            .token_seq = tok_seq.data(), .token_pos = tok_pos.data(), .block_size = block, .scale = scale};
+  }
 };
 
 // Runs `a` on the reference and on every backend under test (guarded outputs); returns the
@@ -821,9 +828,7 @@ TEST(Ops, FlashAttentionTilesAndSplitContexts) {
     tok_seq.push_back(0), tok_pos.push_back(700);
     const int64_t T = static_cast<int64_t>(tok_seq.size());
     auto q = random_floats(d * n_head * T, 33, 2.0f);  // peaked softmaxes as well as flat ones
-    const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
-                          .v = cache.v, .seqs = seqs, .token_seq = tok_seq.data(), .token_pos = tok_pos.data(),
-                          .block_size = block, .scale = 0.125f};
+    const AttentionArgs a = cache.args(q, n_head, seqs, tok_seq, tok_pos, block, 0.125f);
     expect_attention_matches_reference(a, 1e-11);  // peaked softmaxes: f32 exp vs double
   }
 }
@@ -841,9 +846,7 @@ TEST(Ops, QuantizedKvCaches) {
     tok_seq.push_back(0), tok_pos.push_back(470);
     const int64_t T = static_cast<int64_t>(tok_seq.size());
     auto q = random_floats(d * n_head * T, 63, 2.0f);
-    const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
-                          .v = cache.v, .seqs = seqs, .token_seq = tok_seq.data(), .token_pos = tok_pos.data(),
-                          .block_size = block, .scale = 0.125f};
+    const AttentionArgs a = cache.args(q, n_head, seqs, tok_seq, tok_pos, block, 0.125f);
     const int64_t n = a.q.nelements();
     Guarded e(static_cast<size_t>(n));
     AttentionArgs ar = a;
@@ -888,9 +891,7 @@ TEST(Ops, AttentionHeadSizes) {
     tok_seq.push_back(0), tok_pos.push_back(300);  // a lone token whose context spans two segments
     const int64_t T = static_cast<int64_t>(tok_seq.size());
     auto q = random_floats(d * n_head * T, 53);
-    const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
-                          .v = cache.v, .seqs = seqs, .token_seq = tok_seq.data(), .token_pos = tok_pos.data(),
-                          .block_size = block, .scale = 1.0f / std::sqrt(static_cast<float>(d))};
+    const AttentionArgs a = cache.args(q, n_head, seqs, tok_seq, tok_pos, block, 1.0f / std::sqrt(static_cast<float>(d)));
     expect_attention_matches_reference(a, 1e-11);
   }
 }
@@ -909,9 +910,7 @@ TEST(Ops, LongPrefillChunkOverManyKeyTiles) {
     for (int32_t p = 0; p < 70; ++p) tok_seq.push_back(1), tok_pos.push_back(p);
     const int64_t T = static_cast<int64_t>(tok_seq.size());
     auto q = random_floats(d * n_head * T, 73, 2.0f);
-    const AttentionArgs a{.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = cache.k,
-                          .v = cache.v, .seqs = seqs, .token_seq = tok_seq.data(), .token_pos = tok_pos.data(),
-                          .block_size = block, .scale = 1.0f / std::sqrt(static_cast<float>(d))};
+    const AttentionArgs a = cache.args(q, n_head, seqs, tok_seq, tok_pos, block, 1.0f / std::sqrt(static_cast<float>(d)));
     expect_attention_matches_reference(a, 1e-11);
   }
 }
