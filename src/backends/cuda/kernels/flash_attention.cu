@@ -20,8 +20,8 @@
 // issued together, and tile j's softmax runs on the CUDA cores while the second product runs.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cfloat>
-#include <cstdlib>
 
 #include "backends/cuda/kernels/dependent_launch.cuh"
 #include "backends/cuda/kernels/launch.h"
@@ -347,19 +347,12 @@ __global__ void __launch_bounds__(F::kThreads, kFlashBlocksPerSm<F::D>)
 // TERN_CUDA_FLASH_STAGES (2 .. kMaxFlashStages, default kDefaultFlashStages) sets the ring's
 // depth, lowered where the device's shared memory per block does not hold it.
 int flash_probe() {
-  static const int p = [] {
-    const char* v = std::getenv("TERN_CUDA_FLASH_PROBE");
-    return v ? std::atoi(v) : 0;
-  }();
+  static const int p = env_int("TERN_CUDA_FLASH_PROBE", 0);
   return p;
 }
 
 int flash_requested_stages() {
-  static const int n = [] {
-    const char* v = std::getenv("TERN_CUDA_FLASH_STAGES");
-    const int asked = v ? std::atoi(v) : kDefaultFlashStages;
-    return asked < 2 ? 2 : asked > kMaxFlashStages ? kMaxFlashStages : asked;
-  }();
+  static const int n = std::clamp(env_int("TERN_CUDA_FLASH_STAGES", kDefaultFlashStages), 2, kMaxFlashStages);
   return n;
 }
 
@@ -394,10 +387,7 @@ bool flash_overlap() {
 // TERN_CUDA_FLASH_KEYS=128: K/V tiles of 128 keys where instantiated (D 128, wgmma, two query
 // tiles per block); 64 otherwise.
 int flash_keys() {
-  static const int n = [] {
-    const char* v = std::getenv("TERN_CUDA_FLASH_KEYS");
-    return v && std::atoi(v) == 128 ? 128 : 64;
-  }();
+  static const int n = env_int("TERN_CUDA_FLASH_KEYS", 64) == 128 ? 128 : 64;
   return n;
 }
 

@@ -20,6 +20,9 @@ void check_launch(const char* kernel);
 // The backend's on/off environment switches (TERN_CUDA_GRAPHS, _FUSE, _OVERLAP, _PRELOAD, _STREAM,
 // _TC_DECODE, _TIMING, _WGMMA): "0" is off, "1" is on, anything else (or unset) leaves `fallback`.
 bool env_switch(const char* name, bool fallback);
+// The integer settings (TERN_CUDA_FLASH_STAGES, _FLASH_KEYS, _FLASH_PROBE): the variable's value
+// when it is a whole number, `fallback` otherwise (or unset).
+int env_int(const char* name, int fallback);
 
 // --- element-wise (elementwise.cu) -------------------------------------------------------------
 struct Activation;
