@@ -743,7 +743,8 @@ struct RandomCache {
                      const std::vector<int32_t>& tok_pos, int64_t block, float scale) const {
     const int64_t d = k.ne[0], T = static_cast<int64_t>(tok_seq.size());
     return {.q = TensorView::contiguous(q.data(), DType::F32, {d, n_head, T}), .k = k, .v = v, .seqs = seqs,
-            .token_seq = tok_seq.data(), .token_pos = tok_pos.data(), .block_size = block, .scale = scale};
+            .token_seq = tok_seq.data(), .token_pos = tok_pos.data(), .block_size = static_cast<int32_t>(block),
+            .scale = scale};
   }
 };
 
