@@ -73,21 +73,18 @@ struct Group {
   char sync[2] = {};
 };
 
-// The happens-before edges (TSan only): release at a synchronisation point, acquire after it.
-inline void hb_release(const void* token) {
+// What TSan is told (nothing in other builds): the happens-before edges, released at a
+// synchronisation point and acquired after it, and which fiber runs next, right before each
+// switch (a switch is no edge of its own: those are the barriers', the block start's and end's).
 #ifdef TERN_EMU_TSAN
-  __tsan_release(const_cast<void*>(token));
+inline void hb_release(const void* token) { __tsan_release(const_cast<void*>(token)); }
+inline void hb_acquire(const void* token) { __tsan_acquire(const_cast<void*>(token)); }
+inline void tsan_switch(void* to) { __tsan_switch_to_fiber(to, __tsan_switch_to_fiber_no_sync); }
 #else
-  (void)token;
+inline void hb_release(const void*) {}
+inline void hb_acquire(const void*) {}
+inline void tsan_switch(void*) {}
 #endif
-}
-inline void hb_acquire(const void* token) {
-#ifdef TERN_EMU_TSAN
-  __tsan_acquire(const_cast<void*>(token));
-#else
-  (void)token;
-#endif
-}
 
 struct Copy {
   void* dst;
@@ -174,37 +171,14 @@ Fiber* runnable_after(BlockRun& r, const Fiber* from) {
   return nullptr;
 }
 
-// Tells TSan which context runs next, right before the switch (without an edge of its own: those
-// are the barriers', the block start's and the block end's).
-inline void tsan_switch(void* to) {
-#ifdef TERN_EMU_TSAN
-  __tsan_switch_to_fiber(to, __tsan_switch_to_fiber_no_sync);
-#else
-  (void)to;
-#endif
-}
-
-// Switches from the running fiber straight to the next one that can run (to the scheduler when
-// none can: the block is done, or deadlocked).
-void yield() {
+// Switches from the running fiber (waiting, or done: never the next to run) straight to the next
+// one that can run, or to the scheduler when none can (the block is done, or deadlocked). What the
+// fiber did so far precedes the scheduler's next look at the block (its end, or a deadlock's
+// report). `finished`: the fiber's last switch, made unchecked since its block's end (the check is
+// back on, as TSan requires of a fiber it will destroy, only after the last access).
+void switch_away(bool finished) {
   BlockRun& r = *g_run;
-  hb_release(&r.block_done);  // what this thread did so far precedes the scheduler's next look (a deadlock's report)
-  Fiber* self = r.cur;  // waiting (or done): never the next to run
-  Fiber* next = runnable_after(r, self);
-  if (!next) {
-    tsan_switch(r.scheduler_tsan);
-    return tern_emu_switch(&self->sp, r.scheduler_sp);
-  }
-  next->waiting = nullptr;
-  r.cur = next;
-  tsan_switch(next->tsan);
-  tern_emu_switch(&self->sp, next->sp);
-}
-
-// yield() for the last time, from a finished fiber running unchecked since its block's end: the
-// check is back on (TSan requires it of a fiber it will destroy) only after the last access.
-[[noreturn]] void finish() {
-  BlockRun& r = *g_run;
+  hb_release(&r.block_done);
   Fiber* self = r.cur;
   Fiber* next = runnable_after(r, self);
   void* to_tsan = next ? next->tsan : r.scheduler_tsan;
@@ -214,11 +188,11 @@ void yield() {
     r.cur = next;
   }
   void** save = &self->sp;
-  unchecked_end();
+  if (finished) unchecked_end();
   tsan_switch(to_tsan);
   tern_emu_switch(save, to_sp);
-  __builtin_unreachable();
 }
+void yield() { switch_away(false); }
 
 void release(Group& g) {
   g.arrived = 0;
@@ -262,13 +236,13 @@ extern "C" void tern_emu_fiber_entry() {
   perform(f.open);
   f.groups.clear();
   f.open.clear();
-  hb_release(&r.block_done);
-  unchecked_begin();  // what follows is bookkeeping, after the edge to the scheduler: unseen
+  unchecked_begin();  // the bookkeeping below, and the last switch's: unseen
   f.done = true;
   leave(r.warps[f.st.warp]->group);
   leave(r.warpgroups[f.st.warp / 4]->group);
   leave(r.block);
-  finish();
+  switch_away(true);
+  __builtin_unreachable();
 }
 
 // A new fiber's stack, laid out as tern_emu_switch leaves a suspended one: six saved registers,
@@ -465,16 +439,13 @@ void async_commit() {
   f.open.clear();
 }
 
+// Checked: the copies are the kernel's writes to shared memory, and the queue is this fiber's own.
 void async_wait(int pending_allowed) {
-  unchecked_begin();
   Fiber& f = *g_run->cur;
   while (f.groups.size() > static_cast<size_t>(std::max(pending_allowed, 0))) {
-    unchecked_end();  // the copies are the kernel's writes to shared memory
     perform(f.groups.front());
-    unchecked_begin();
     f.groups.pop_front();
   }
-  unchecked_end();
 }
 
 }  // namespace tern::cuda::emu
